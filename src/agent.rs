@@ -1,0 +1,237 @@
+//! The agent's loop: sample once a second, close windows on period boundaries, hand them
+//! to the delivery task; on shutdown publish the partial window within the flush timeout.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::aggregate::Aggregator;
+use crate::config::{Config, Output};
+use crate::delivery::{self, Report};
+use crate::publish::{self, CloudWatch, DryRun, Encoding, Publisher};
+use crate::sample::{HostSource, Sample, Source};
+use crate::shutdown::Signals;
+
+/// Time between samples.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// On shutdown, a last sample is taken only if the previous one is at least this old;
+/// a CPU delta over a few milliseconds is mostly rounding of 10 ms ticks.
+const MIN_FINAL_SAMPLE_GAP: Duration = Duration::from_millis(500);
+/// Windows waiting for delivery. Delivery is normally idle; this only fills when
+/// CloudWatch is unreachable for about this many periods.
+const QUEUE_CAPACITY: usize = 1024;
+/// While sampling keeps failing, the error is logged again at most this often.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why the agent could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Connect(#[from] publish::cloudwatch::ConnectError),
+    #[error("cannot listen for signals: {0}")]
+    Signals(#[from] std::io::Error),
+}
+
+/// What the loop needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub period_secs: u64,
+    pub flush_timeout: Duration,
+    pub encoding: Encoding,
+}
+
+impl From<&Config> for Settings {
+    fn from(config: &Config) -> Self {
+        Settings {
+            period_secs: config.period_secs,
+            flush_timeout: config.flush_timeout,
+            encoding: Encoding {
+                namespace: config.namespace.clone(),
+                service: config.service.clone(),
+                aggregation: config.aggregation,
+            },
+        }
+    }
+}
+
+/// Runs the agent as configured until SIGTERM or SIGINT, then flushes.
+pub async fn main(config: Config) -> Result<Report, StartError> {
+    let mut signals = Signals::install()?;
+    let shutdown = async move {
+        let name = signals.recv().await;
+        log::info!("{name} received: publishing the partial window and exiting");
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
+    let settings = Settings::from(&config);
+    let source = HostSource::new(&config.root);
+    log::info!(
+        "sampling the host every {SAMPLE_INTERVAL:?}; publishing to {} with ServiceName={} \
+         every {} s as {:?}",
+        config.namespace,
+        config.service,
+        config.period_secs,
+        config.aggregation
+    );
+    let report = match config.output {
+        Output::DryRun => run(&settings, source, DryRun, shutdown, SystemTime::now).await,
+        Output::CloudWatch {
+            region,
+            endpoint_url,
+        } => {
+            let publisher = tokio::select! {
+                publisher = CloudWatch::connect(region, endpoint_url) => publisher?,
+                () = &mut shutdown => return Ok(Report::default()),
+            };
+            run(&settings, source, publisher, shutdown, SystemTime::now).await
+        }
+    };
+    Ok(report)
+}
+
+/// Samples `source` every second, publishing each closed window through `publisher`,
+/// until `shutdown` completes; then publishes the partial window, waits for delivery
+/// for at most the flush timeout, and reports what became of the datums. `clock` gives
+/// the wall-clock time that decides each sample's window.
+pub async fn run<S, P, F, C>(
+    settings: &Settings,
+    mut source: S,
+    publisher: P,
+    shutdown: F,
+    clock: C,
+) -> Report
+where
+    S: Source,
+    P: Publisher + Send + 'static,
+    F: Future<Output = ()>,
+    C: Fn() -> SystemTime,
+{
+    let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
+    let (deadline_tx, deadline) = watch::channel(None);
+    let delivery = tokio::spawn(delivery::deliver(publisher, queue, deadline));
+    let mut pipeline = Pipeline {
+        aggregator: Aggregator::new(settings.period_secs),
+        encoding: &settings.encoding,
+        requests,
+        dropped: 0,
+        errors: ErrorLog::default(),
+    };
+
+    let mut ticker = tokio::time::interval(SAMPLE_INTERVAL);
+    // After a stall (a suspended VM), resume on the original grid, without a burst.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut last_sample = None;
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            _ = ticker.tick() => {
+                let sample = source.sample().await;
+                last_sample = Some(Instant::now());
+                pipeline.add(unix_secs(clock()), sample);
+            }
+        }
+    }
+    if last_sample.is_some_and(|at| at.elapsed() >= MIN_FINAL_SAMPLE_GAP) {
+        let sample = source.sample().await;
+        pipeline.add(unix_secs(clock()), sample);
+    }
+    pipeline.finish();
+    let dropped = pipeline.dropped;
+    drop(pipeline);
+    // The receiver lives until delivery returns, so this send cannot fail.
+    let _ = deadline_tx.send(Some(Instant::now() + settings.flush_timeout));
+    let mut report = match delivery.await {
+        Ok(report) => report,
+        Err(e) => {
+            log::error!("delivery task failed: {e}");
+            Report::default()
+        }
+    };
+    report.skipped += dropped;
+    report
+}
+
+/// Aggregation and the hand-off to delivery, for one run.
+struct Pipeline<'a> {
+    aggregator: Aggregator,
+    encoding: &'a Encoding,
+    requests: mpsc::Sender<publish::PutRequest>,
+    /// Datums dropped because delivery fell `QUEUE_CAPACITY` windows behind.
+    dropped: u64,
+    errors: ErrorLog,
+}
+
+impl Pipeline<'_> {
+    fn add(&mut self, unix_secs: u64, sample: Sample) {
+        log::debug!("sample at {unix_secs}: cpu {:?} memory {:?}", sample.cpu, sample.memory);
+        self.errors.record(&sample);
+        if let Some(window) = self.aggregator.add(unix_secs, &sample) {
+            self.send(publish::encode(&window, self.encoding));
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(window) = self.aggregator.finish() {
+            self.send(publish::encode(&window, self.encoding));
+        }
+    }
+
+    fn send(&mut self, request: Option<publish::PutRequest>) {
+        let Some(request) = request else { return };
+        if let Err(e) = self.requests.try_send(request) {
+            let request = match e {
+                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
+            };
+            let n = request.metric_data.len() as u64;
+            self.dropped += n;
+            log::warn!(
+                "delivery is {QUEUE_CAPACITY} windows behind: dropped {n} datums ({} so far)",
+                self.dropped
+            );
+        }
+    }
+}
+
+/// Logs sampling errors without flooding: the first at once, then at most once per
+/// `ERROR_LOG_INTERVAL` with a count, and a note when sampling recovers.
+#[derive(Debug, Default)]
+struct ErrorLog {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    fn record(&mut self, sample: &Sample) {
+        if sample.errors.is_empty() {
+            if self.last_logged.take().is_some() {
+                log::info!("sampling recovered");
+                self.suppressed = 0;
+            }
+            return;
+        }
+        let due = self
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= ERROR_LOG_INTERVAL);
+        if !due {
+            self.suppressed += 1;
+            return;
+        }
+        let again = match self.suppressed {
+            0 => String::new(),
+            n => format!(" ({n} more failed samples since the last report)"),
+        };
+        for e in &sample.errors {
+            log::warn!("{e}{again}");
+        }
+        self.last_logged = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
+
+fn unix_secs(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,81 @@
+//! The command line as the user typed it: flags and environment variables, no checks
+//! beyond what clap does, no I/O. [`crate::config::Config`] turns this into what runs.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Samples CPU and memory utilization once a second and publishes them to Amazon
+/// CloudWatch each period.
+#[derive(Debug, Parser)]
+#[command(name = "cloudwatch_metrics_agent", version, about, max_term_width = 100)]
+pub struct Opts {
+    /// CloudWatch namespace to publish under (required; not starting with "AWS/")
+    #[arg(long, env = "CWMA_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Value of the ServiceName dimension on every metric (required)
+    #[arg(
+        long,
+        short = 's',
+        visible_alias = "service-name",
+        env = "CWMA_SERVICE",
+        value_name = "NAME"
+    )]
+    pub service: Option<String>,
+
+    /// Seconds per aggregation window, 1 to 86400; windows start on multiples of it
+    #[arg(
+        long,
+        env = "CWMA_PERIOD",
+        value_name = "SECS",
+        default_value = "60",
+        allow_hyphen_values = true
+    )]
+    pub period: String,
+
+    /// Print each request as a JSON line on stdout instead of sending it (no AWS needed)
+    #[arg(long, short = 'd', visible_alias = "dryrun", env = "CWMA_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// How each window is sent: all samples as Values/Counts, or median and max
+    #[arg(
+        long,
+        env = "CWMA_AGGREGATION",
+        value_enum,
+        value_name = "MODE",
+        default_value_t = Aggregation::Distribution
+    )]
+    pub aggregation: Aggregation,
+
+    /// AWS region (default: AWS_REGION, the profile, or the EC2 instance's region)
+    #[arg(long, env = "CWMA_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// CloudWatch endpoint URL (default: AWS_ENDPOINT_URL, or the region's endpoint)
+    #[arg(long, env = "CWMA_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Seconds allowed for the final publish on SIGTERM/SIGINT before exiting with status 1
+    #[arg(
+        long,
+        env = "CWMA_FLUSH_TIMEOUT",
+        value_name = "SECS",
+        default_value = "5",
+        allow_hyphen_values = true
+    )]
+    pub flush_timeout: String,
+
+    /// Root directory under which /proc is read (for tests on fixture trees)
+    #[arg(long, env = "CWMA_ROOT", value_name = "DIR", default_value = "/", hide = true)]
+    pub root: PathBuf,
+}
+
+/// What one window becomes in CloudWatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Aggregation {
+    /// Every sample as `Values`/`Counts`: CloudWatch computes average, min, max, percentiles.
+    Distribution,
+    /// The original agent's shape: median as the metric, maximum as `Max<metric>`.
+    MedianMax,
+}

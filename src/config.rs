@@ -1,0 +1,355 @@
+//! The checked configuration the agent runs with. Every rule on user input lives here, so
+//! a bad value is refused once, up front, with a message that names it and the rule.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::cli::{Aggregation, Opts};
+
+/// Longest namespace CloudWatch accepts (PutMetricData API reference, `Namespace`).
+pub const MAX_NAMESPACE_LEN: usize = 255;
+/// Longest dimension value CloudWatch accepts (API reference, `Dimension.Value`).
+pub const MAX_DIMENSION_VALUE_LEN: usize = 1024;
+/// Longest period: one day. Longer windows would hold data back for days.
+pub const MAX_PERIOD_SECS: u64 = 86_400;
+/// Longest flush on shutdown; orchestrators kill long before this (ECS waits 30 s).
+pub const MAX_FLUSH_TIMEOUT_SECS: f64 = 3_600.0;
+
+/// What the agent runs with, built from [`Opts`] by [`Config::from_opts`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// CloudWatch namespace of every metric.
+    pub namespace: String,
+    /// Value of the `ServiceName` dimension on every datum.
+    pub service: String,
+    /// Window length in seconds, 1..=86400; windows start at multiples of it since the epoch.
+    pub period_secs: u64,
+    /// Shape of each window's datums.
+    pub aggregation: Aggregation,
+    /// Where the requests go.
+    pub output: Output,
+    /// How long the final publish on SIGTERM/SIGINT may take.
+    pub flush_timeout: Duration,
+    /// Directory under which `proc/` is read; `/` outside tests.
+    pub root: PathBuf,
+}
+
+/// Where requests go; chosen once at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Real `PutMetricData` calls through the AWS SDK.
+    CloudWatch {
+        /// Overrides the SDK's region chain when set.
+        region: Option<String>,
+        /// Overrides `AWS_ENDPOINT_URL` and the region's endpoint when set.
+        endpoint_url: Option<String>,
+    },
+    /// One JSON line per request on stdout; nothing sent.
+    DryRun,
+}
+
+/// A value the user gave that the agent cannot run with.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("missing {flag}: {what}")]
+    Missing { flag: &'static str, what: &'static str },
+    #[error("invalid {flag} {value:?}: {rule}")]
+    Invalid {
+        flag: &'static str,
+        value: String,
+        rule: String,
+    },
+}
+
+impl Config {
+    /// Checks every value in `opts`; the first bad one is the error.
+    pub fn from_opts(opts: Opts) -> Result<Config, ConfigError> {
+        let namespace = opts.namespace.ok_or(ConfigError::Missing {
+            flag: "--namespace (or CWMA_NAMESPACE)",
+            what: "the CloudWatch namespace to publish under, e.g. --namespace MyApp",
+        })?;
+        check_namespace(&namespace)?;
+        let service = opts.service.ok_or(ConfigError::Missing {
+            flag: "--service (or CWMA_SERVICE)",
+            what: "the ServiceName dimension value, e.g. --service web",
+        })?;
+        check_service(&service)?;
+        let period_secs = parse_period(&opts.period)?;
+        let flush_timeout = parse_flush_timeout(&opts.flush_timeout)?;
+        let output = if opts.dry_run {
+            Output::DryRun
+        } else {
+            if let Some(region) = &opts.region {
+                check_region(region)?;
+            }
+            if let Some(url) = &opts.endpoint_url {
+                check_endpoint_url(url)?;
+            }
+            Output::CloudWatch {
+                region: opts.region,
+                endpoint_url: opts.endpoint_url,
+            }
+        };
+        Ok(Config {
+            namespace,
+            service,
+            period_secs,
+            aggregation: opts.aggregation,
+            output,
+            flush_timeout,
+            root: opts.root,
+        })
+    }
+}
+
+fn invalid(flag: &'static str, value: &str, rule: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        value: value.to_owned(),
+        rule: rule.into(),
+    }
+}
+
+/// CloudWatch's namespace rules (PutMetricData API reference and the `AWS/` reservation).
+fn check_namespace(ns: &str) -> Result<(), ConfigError> {
+    const FLAG: &str = "--namespace";
+    if ns.trim().is_empty() {
+        return Err(invalid(FLAG, ns, "must not be empty or blank"));
+    }
+    if ns.len() > MAX_NAMESPACE_LEN {
+        return Err(invalid(
+            FLAG,
+            ns,
+            format!("is {} characters long; the limit is {MAX_NAMESPACE_LEN}", ns.chars().count()),
+        ));
+    }
+    if let Some(bad) = ns
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ".-_/#: ".contains(*c)))
+    {
+        return Err(invalid(
+            FLAG,
+            ns,
+            format!("has {bad:?}; allowed are 0-9 A-Z a-z . - _ / # : and space"),
+        ));
+    }
+    if ns.starts_with("AWS/") {
+        return Err(invalid(FLAG, ns, "must not start with \"AWS/\", which AWS reserves"));
+    }
+    Ok(())
+}
+
+/// CloudWatch's dimension value rules: 1–1024 ASCII characters, not all blank.
+fn check_service(service: &str) -> Result<(), ConfigError> {
+    const FLAG: &str = "--service";
+    if service.trim().is_empty() {
+        return Err(invalid(FLAG, service, "must not be empty or blank"));
+    }
+    if service.len() > MAX_DIMENSION_VALUE_LEN {
+        return Err(invalid(
+            FLAG,
+            service,
+            format!(
+                "is {} characters long; the limit is {MAX_DIMENSION_VALUE_LEN}",
+                service.chars().count()
+            ),
+        ));
+    }
+    if let Some(bad) = service.chars().find(|c| !c.is_ascii()) {
+        return Err(invalid(
+            FLAG,
+            service,
+            format!("has {bad:?}; CloudWatch dimension values must be ASCII"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_period(text: &str) -> Result<u64, ConfigError> {
+    let rule = format!("must be a whole number of seconds from 1 to {MAX_PERIOD_SECS}");
+    match text.parse::<u64>() {
+        Ok(secs) if (1..=MAX_PERIOD_SECS).contains(&secs) => Ok(secs),
+        _ => Err(invalid("--period", text, rule)),
+    }
+}
+
+fn parse_flush_timeout(text: &str) -> Result<Duration, ConfigError> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= MAX_FLUSH_TIMEOUT_SECS => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(invalid(
+            "--flush-timeout",
+            text,
+            format!("must be a number of seconds above 0 and at most {MAX_FLUSH_TIMEOUT_SECS}"),
+        )),
+    }
+}
+
+fn check_region(region: &str) -> Result<(), ConfigError> {
+    let valid = !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(
+            "--region",
+            region,
+            "must be an AWS region name such as us-east-1",
+        ))
+    }
+}
+
+fn check_endpoint_url(url: &str) -> Result<(), ConfigError> {
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match host {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => Err(invalid(
+            "--endpoint-url",
+            url,
+            "must be an http:// or https:// URL with a host, e.g. https://monitoring.us-east-1.amazonaws.com",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["cloudwatch_metrics_agent"];
+        argv.extend_from_slice(args);
+        Config::from_opts(Opts::try_parse_from(argv).expect("clap accepts the arguments"))
+    }
+
+    fn error(args: &[&str]) -> String {
+        config(args).expect_err("config must be refused").to_string()
+    }
+
+    const OK: [&str; 4] = ["--namespace", "My/App", "--service", "web"];
+
+    fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut v: Vec<&'a str> = OK.to_vec();
+        v.extend_from_slice(extra);
+        v
+    }
+
+    #[test]
+    fn defaults_are_one_minute_distribution_to_cloudwatch() {
+        let c = config(&OK).unwrap();
+        assert_eq!(c.namespace, "My/App");
+        assert_eq!(c.service, "web");
+        assert_eq!(c.period_secs, 60);
+        assert_eq!(c.aggregation, Aggregation::Distribution);
+        assert_eq!(c.flush_timeout, Duration::from_secs(5));
+        assert_eq!(
+            c.output,
+            Output::CloudWatch {
+                region: None,
+                endpoint_url: None
+            }
+        );
+    }
+
+    #[test]
+    fn old_spellings_still_work() {
+        let c = config(&["--namespace", "N", "--service-name", "svc", "--dryrun"]).unwrap();
+        assert_eq!((c.service.as_str(), c.output), ("svc", Output::DryRun));
+        let c = config(&["--namespace", "N", "-s", "svc2", "-d", "--period", "5"]).unwrap();
+        assert_eq!((c.service.as_str(), c.output, c.period_secs), ("svc2", Output::DryRun, 5));
+    }
+
+    #[test]
+    fn median_max_and_endpoint_are_taken() {
+        let c = config(&with(&[
+            "--aggregation",
+            "median-max",
+            "--region",
+            "eu-west-1",
+            "--endpoint-url",
+            "http://127.0.0.1:4566",
+        ]))
+        .unwrap();
+        assert_eq!(c.aggregation, Aggregation::MedianMax);
+        assert_eq!(
+            c.output,
+            Output::CloudWatch {
+                region: Some("eu-west-1".into()),
+                endpoint_url: Some("http://127.0.0.1:4566".into())
+            }
+        );
+    }
+
+    #[test]
+    fn missing_namespace_or_service_is_named() {
+        assert!(error(&["--service", "web"]).contains("missing --namespace"));
+        assert!(error(&["--namespace", "N"]).contains("missing --service"));
+    }
+
+    #[test]
+    fn namespace_rules() {
+        for (ns, needle) in [
+            ("", "empty or blank"),
+            ("   ", "empty or blank"),
+            ("AWS/EC2", "reserves"),
+            ("My$App", "'$'"),
+            ("Mÿ", "'ÿ'"),
+        ] {
+            let e = error(&["--namespace", ns, "--service", "web"]);
+            assert!(e.contains(needle), "{ns:?}: {e}");
+            assert!(e.contains(&format!("{ns:?}")), "names the value: {e}");
+        }
+        let long = "n".repeat(256);
+        assert!(error(&["--namespace", &long, "--service", "w"]).contains("limit is 255"));
+        let max = "n".repeat(255);
+        assert!(config(&["--namespace", &max, "--service", "w"]).is_ok());
+        assert!(config(&["--namespace", "a.b-c_d/e#f:g h 09", "--service", "w"]).is_ok());
+        assert!(config(&["--namespace", "AWSome/App", "--service", "w"]).is_ok());
+    }
+
+    #[test]
+    fn service_rules() {
+        assert!(error(&["--namespace", "N", "--service", " "]).contains("empty or blank"));
+        let long = "s".repeat(1025);
+        assert!(error(&["--namespace", "N", "--service", &long]).contains("limit is 1024"));
+        assert!(config(&["--namespace", "N", "--service", &"s".repeat(1024)]).is_ok());
+        assert!(error(&["--namespace", "N", "--service", "café"]).contains("ASCII"));
+    }
+
+    #[test]
+    fn period_rules() {
+        for bad in ["0", "-5", "abc", "86401", "1.5", ""] {
+            let e = error(&with(&["--period", bad]));
+            assert!(e.contains("--period") && e.contains("1 to 86400"), "{bad:?}: {e}");
+            assert!(e.contains(&format!("{bad:?}")), "names the value: {e}");
+        }
+        assert_eq!(config(&with(&["--period", "1"])).unwrap().period_secs, 1);
+        assert_eq!(config(&with(&["--period", "86400"])).unwrap().period_secs, 86_400);
+    }
+
+    #[test]
+    fn flush_timeout_rules() {
+        for bad in ["0", "-1", "x", "3601", "NaN", "inf"] {
+            let e = error(&with(&["--flush-timeout", bad]));
+            assert!(e.contains("--flush-timeout"), "{bad:?}: {e}");
+        }
+        let c = config(&with(&["--flush-timeout", "0.5"])).unwrap();
+        assert_eq!(c.flush_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn region_and_endpoint_rules() {
+        assert!(error(&with(&["--region", "US East"])).contains("--region"));
+        for bad in ["localhost:4566", "ftp://x", "http://", "http:///path"] {
+            assert!(error(&with(&["--endpoint-url", bad])).contains("--endpoint-url"), "{bad}");
+        }
+    }
+}

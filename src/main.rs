@@ -1,0 +1,73 @@
+//! `cloudwatch_metrics_agent`: parse the command line, start logging, run, and map the
+//! outcome to an exit status (0 clean, 1 data not delivered on shutdown, 2 bad input).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+use cloudwatch_metrics_agent::agent::{self, StartError};
+use cloudwatch_metrics_agent::cli::Opts;
+use cloudwatch_metrics_agent::config::Config;
+
+fn main() -> ExitCode {
+    let opts = match Opts::try_parse() {
+        Ok(opts) => opts,
+        Err(e) => return clap_exit(&e),
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
+    let config = match Config::from_opts(opts) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let flush_timeout = config.flush_timeout;
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(agent::main(config));
+    // Do not wait for a DNS lookup or similar blocking work still in flight.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(report) if report.unflushed > 0 => {
+            eprintln!(
+                "error: {} datums could not be delivered within the flush timeout ({:?})",
+                report.unflushed, flush_timeout
+            );
+            ExitCode::FAILURE
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e @ StartError::Connect(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version go to stdout with status 0; every usage error becomes one line on
+/// stderr with status 2.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let line: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    eprintln!("{}", line.join(" "));
+    ExitCode::from(2)
+}

@@ -1,0 +1,128 @@
+//! The host scope: the whole machine (or VM) from `/proc/stat` and `/proc/meminfo`.
+
+use std::path::{Path, PathBuf};
+
+use super::procfs::{self, CpuTimes};
+use super::{Sample, SampleError, Source, read_into};
+
+/// Samples the whole machine from `<root>/proc`.
+#[derive(Debug)]
+pub struct HostSource {
+    stat_path: PathBuf,
+    meminfo_path: PathBuf,
+    /// The previous CPU reading; CPU use is a rate, so it needs two.
+    prev_cpu: Option<CpuTimes>,
+    /// Reused across reads so a sample allocates nothing once warm.
+    buf: String,
+}
+
+impl HostSource {
+    /// A source reading `<root>/proc/stat` and `<root>/proc/meminfo`.
+    pub fn new(root: &Path) -> Self {
+        HostSource {
+            stat_path: root.join("proc/stat"),
+            meminfo_path: root.join("proc/meminfo"),
+            prev_cpu: None,
+            buf: String::with_capacity(4096),
+        }
+    }
+
+    fn read_cpu(&mut self) -> Result<Option<f64>, SampleError> {
+        read_into(&self.stat_path, &mut self.buf)?;
+        let stat = procfs::parse_stat(&self.buf).map_err(|source| SampleError::Parse {
+            path: self.stat_path.clone(),
+            source,
+        })?;
+        let percent = self
+            .prev_cpu
+            .and_then(|prev| procfs::cpu_percent(prev, stat.cpu));
+        self.prev_cpu = Some(stat.cpu);
+        Ok(percent)
+    }
+
+    fn read_memory(&mut self) -> Result<f64, SampleError> {
+        read_into(&self.meminfo_path, &mut self.buf)?;
+        let info = procfs::parse_meminfo(&self.buf).map_err(|source| SampleError::Parse {
+            path: self.meminfo_path.clone(),
+            source,
+        })?;
+        Ok(info.used_percent())
+    }
+}
+
+impl Source for HostSource {
+    async fn sample(&mut self) -> Sample {
+        let mut sample = Sample::default();
+        match self.read_cpu() {
+            Ok(cpu) => sample.cpu = cpu,
+            Err(e) => sample.errors.push(e),
+        }
+        match self.read_memory() {
+            Ok(memory) => sample.memory = Some(memory),
+            Err(e) => sample.errors.push(e),
+        }
+        sample
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    }
+
+    #[tokio::test]
+    async fn first_sample_has_memory_only_then_cpu_from_the_delta() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        fs::create_dir_all(dir.join("proc")).unwrap();
+        fs::copy(fixture("proc-2cpu/proc/meminfo"), dir.join("proc/meminfo")).unwrap();
+        fs::write(dir.join("proc/stat"), "cpu  100 0 100 800 0 0 0 0 0 0\n").unwrap();
+        let mut source = HostSource::new(dir);
+
+        let first = source.sample().await;
+        assert_eq!((first.cpu, first.memory), (None, Some(25.0)));
+
+        fs::write(dir.join("proc/stat"), "cpu  150 0 150 900 0 0 0 0 0 0\n").unwrap();
+        let second = source.sample().await;
+        assert_eq!((second.cpu, second.memory), (Some(50.0), Some(25.0)));
+        assert!(second.errors.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_costs_only_its_metric_and_names_the_path() {
+        let mut source = HostSource::new(&fixture("does-not-exist"));
+        let sample = source.sample().await;
+        assert_eq!((sample.cpu, sample.memory), (None, None));
+        assert_eq!(sample.errors.len(), 2);
+        let msg = sample.errors[1].to_string();
+        assert!(msg.contains("does-not-exist/proc/meminfo"), "{msg}");
+
+        let mut source = HostSource::new(&fixture("proc-2cpu"));
+        let sample = source.sample().await;
+        assert_eq!(sample.memory, Some(25.0));
+        assert!(sample.errors.is_empty());
+    }
+
+    #[tokio::test]
+    async fn live_proc_gives_values_within_0_to_100() {
+        let mut source = HostSource::new(Path::new("/"));
+        source.sample().await;
+        // Burn a little CPU so that some ticks pass between the readings.
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(50);
+        while std::time::Instant::now() < until {
+            std::hint::black_box(0u64);
+        }
+        let sample = source.sample().await;
+        let memory = sample.memory.expect("live /proc/meminfo parses");
+        assert!((0.0..=100.0).contains(&memory), "{memory}");
+        if let Some(cpu) = sample.cpu {
+            assert!((0.0..=100.0).contains(&cpu), "{cpu}");
+        }
+    }
+
+}

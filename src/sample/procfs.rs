@@ -1,0 +1,261 @@
+//! Pure parsers for `/proc/stat` and `/proc/meminfo` (proc(5)), and the formulas that turn
+//! their counters into percentages. No I/O here: callers hand in the file's text.
+
+use thiserror::Error;
+
+/// Why a `/proc` file's text could not be understood.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("no {0:?} line")]
+    MissingLine(&'static str),
+    #[error("{line:?} line has {found} numbers; at least {needed} expected")]
+    TooFewFields {
+        line: &'static str,
+        found: usize,
+        needed: usize,
+    },
+    #[error("{field}: {value:?} is not a whole number")]
+    BadNumber { field: String, value: String },
+}
+
+/// Busy and total CPU time of the whole machine, in USER_HZ ticks since boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// Every tick except idle and iowait: user, nice, system, irq, softirq, steal.
+    pub busy: u64,
+    /// busy + idle + iowait. Guest time is left out: the kernel already counts it in user
+    /// and nice (proc(5), "guest"), so adding it would count it twice.
+    pub total: u64,
+}
+
+/// What the agent uses of `/proc/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// The aggregate `cpu` line, over all CPUs.
+    pub cpu: CpuTimes,
+    /// Number of `cpuN` lines: the CPUs online when the file was read.
+    pub online_cpus: usize,
+}
+
+/// Parses `/proc/stat`. Kernels before 2.6.11 have no steal column and before 2.6.24 no
+/// guest columns; missing trailing columns count as zero.
+pub fn parse_stat(text: &str) -> Result<Stat, ParseError> {
+    const LINE: &str = "cpu";
+    let mut cpu = None;
+    let mut online_cpus = 0;
+    for line in text.lines() {
+        let mut words = line.split_ascii_whitespace();
+        match words.next() {
+            Some("cpu") => cpu = Some(parse_cpu_line(words)?),
+            Some(name) if name.starts_with("cpu") => online_cpus += 1,
+            _ => {}
+        }
+    }
+    let cpu = cpu.ok_or(ParseError::MissingLine(LINE))?;
+    Ok(Stat { cpu, online_cpus })
+}
+
+fn parse_cpu_line<'a>(words: impl Iterator<Item = &'a str>) -> Result<CpuTimes, ParseError> {
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    let mut ticks = [0u64; 8];
+    let mut found = 0;
+    for (slot, word) in ticks.iter_mut().zip(words) {
+        *slot = word.parse().map_err(|_| ParseError::BadNumber {
+            field: format!("cpu column {}", found + 1),
+            value: word.to_owned(),
+        })?;
+        found += 1;
+    }
+    if found < 4 {
+        return Err(ParseError::TooFewFields {
+            line: "cpu",
+            found,
+            needed: 4,
+        });
+    }
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks;
+    let busy = user + nice + system + irq + softirq + steal;
+    Ok(CpuTimes {
+        busy,
+        total: busy + idle + iowait,
+    })
+}
+
+/// Percent (0–100) of all CPU capacity that was busy between two readings.
+///
+/// `None` when no time passed or a counter went backwards (a CPU hot-unplugged, a
+/// counter reset): that interval cannot be measured, and a guess would be a lie.
+pub fn cpu_percent(prev: CpuTimes, cur: CpuTimes) -> Option<f64> {
+    let busy = cur.busy.checked_sub(prev.busy)?;
+    let total = cur.total.checked_sub(prev.total)?;
+    if total == 0 {
+        return None;
+    }
+    // busy can exceed total by a tick when iowait steps back (a known NO_HZ quirk).
+    Some((busy as f64 / total as f64 * 100.0).min(100.0))
+}
+
+/// The `/proc/meminfo` fields the memory formula needs, in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemInfo {
+    pub total_kib: u64,
+    pub free_kib: u64,
+    pub buffers_kib: u64,
+    pub cached_kib: u64,
+    /// Absent before Linux 2.6.19; then counted as zero.
+    pub sreclaimable_kib: Option<u64>,
+}
+
+impl MemInfo {
+    /// Percent (0–100) of MemTotal in use, where used = MemTotal − MemFree − Buffers −
+    /// Cached − SReclaimable: memory the kernel can hand back on demand is not "used".
+    pub fn used_percent(&self) -> f64 {
+        if self.total_kib == 0 {
+            return 0.0;
+        }
+        let used = self
+            .total_kib
+            .saturating_sub(self.free_kib)
+            .saturating_sub(self.buffers_kib)
+            .saturating_sub(self.cached_kib)
+            .saturating_sub(self.sreclaimable_kib.unwrap_or(0));
+        used as f64 / self.total_kib as f64 * 100.0
+    }
+}
+
+/// Parses `/proc/meminfo` (`Key:   value kB` lines).
+pub fn parse_meminfo(text: &str) -> Result<MemInfo, ParseError> {
+    let (mut total, mut free, mut buffers, mut cached, mut sreclaimable) =
+        (None, None, None, None, None);
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let slot = match key {
+            "MemTotal" => &mut total,
+            "MemFree" => &mut free,
+            "Buffers" => &mut buffers,
+            "Cached" => &mut cached,
+            "SReclaimable" => &mut sreclaimable,
+            _ => continue,
+        };
+        let number = rest.trim().trim_end_matches("kB").trim_end();
+        *slot = Some(number.parse::<u64>().map_err(|_| ParseError::BadNumber {
+            field: key.to_owned(),
+            value: rest.trim().to_owned(),
+        })?);
+    }
+    let total_kib = total.ok_or(ParseError::MissingLine("MemTotal"))?;
+    Ok(MemInfo {
+        total_kib,
+        free_kib: free.ok_or(ParseError::MissingLine("MemFree"))?,
+        buffers_kib: buffers.ok_or(ParseError::MissingLine("Buffers"))?,
+        cached_kib: cached.ok_or(ParseError::MissingLine("Cached"))?,
+        sreclaimable_kib: sreclaimable,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT_2CPU: &str = include_str!("../../tests/fixtures/proc-2cpu/proc/stat");
+    const STAT_64CPU: &str = include_str!("../../tests/fixtures/proc-64cpu/proc/stat");
+    const MEMINFO: &str = include_str!("../../tests/fixtures/proc-2cpu/proc/meminfo");
+
+    #[test]
+    fn stat_with_two_cpus_sums_busy_without_idle_iowait_or_guest() {
+        let stat = parse_stat(STAT_2CPU).unwrap();
+        assert_eq!(stat.online_cpus, 2);
+        // cpu  4705 150 1120 16250 520 0 27 0 6 0
+        assert_eq!(stat.cpu.busy, 4705 + 150 + 1120 + 27);
+        assert_eq!(stat.cpu.total, 4705 + 150 + 1120 + 16250 + 520 + 27);
+    }
+
+    #[test]
+    fn stat_with_64_cpus_counts_every_cpu() {
+        let stat = parse_stat(STAT_64CPU).unwrap();
+        assert_eq!(stat.online_cpus, 64);
+        assert!(stat.cpu.busy > 0 && stat.cpu.total > stat.cpu.busy);
+    }
+
+    #[test]
+    fn stat_from_old_kernel_with_four_columns_parses() {
+        let stat = parse_stat("cpu 10 20 30 40\ncpu0 10 20 30 40\n").unwrap();
+        assert_eq!(stat.cpu, CpuTimes { busy: 60, total: 100 });
+    }
+
+    #[test]
+    fn stat_errors_name_what_is_wrong() {
+        assert_eq!(parse_stat("intr 1 2\n"), Err(ParseError::MissingLine("cpu")));
+        assert!(matches!(
+            parse_stat("cpu 1 2 3\n"),
+            Err(ParseError::TooFewFields { found: 3, .. })
+        ));
+        let err = parse_stat("cpu 1 2 x 4\n").unwrap_err().to_string();
+        assert!(err.contains("\"x\""), "{err}");
+    }
+
+    #[test]
+    fn cpu_percent_is_busy_share_of_elapsed_ticks() {
+        let a = CpuTimes { busy: 1000, total: 5000 };
+        let b = CpuTimes { busy: 1050, total: 5200 };
+        assert_eq!(cpu_percent(a, b), Some(25.0));
+        let full = CpuTimes { busy: 1200, total: 5200 };
+        assert_eq!(cpu_percent(a, full), Some(100.0));
+    }
+
+    #[test]
+    fn cpu_counter_going_backwards_skips_the_sample() {
+        let a = CpuTimes { busy: 1000, total: 5000 };
+        assert_eq!(cpu_percent(a, CpuTimes { busy: 900, total: 5200 }), None);
+        assert_eq!(cpu_percent(a, CpuTimes { busy: 1100, total: 4000 }), None);
+        assert_eq!(cpu_percent(a, a), None, "no time passed");
+    }
+
+    #[test]
+    fn cpu_percent_never_exceeds_100_when_iowait_steps_back() {
+        let a = CpuTimes { busy: 1000, total: 5000 };
+        let b = CpuTimes { busy: 1102, total: 5100 };
+        assert_eq!(cpu_percent(a, b), Some(100.0));
+    }
+
+    #[test]
+    fn memory_excludes_free_buffers_page_cache_and_reclaimable_slab() {
+        let m = parse_meminfo(MEMINFO).unwrap();
+        assert_eq!(
+            m,
+            MemInfo {
+                total_kib: 16_000_000,
+                free_kib: 6_000_000,
+                buffers_kib: 500_000,
+                cached_kib: 5_000_000,
+                sreclaimable_kib: Some(500_000),
+            }
+        );
+        assert_eq!(m.used_percent(), 25.0);
+    }
+
+    #[test]
+    fn meminfo_without_sreclaimable_counts_it_as_zero() {
+        let m = parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 0 kB\nCached: 400 kB\n")
+            .unwrap();
+        assert_eq!(m.sreclaimable_kib, None);
+        assert_eq!(m.used_percent(), 50.0);
+    }
+
+    #[test]
+    fn meminfo_never_reports_negative_use() {
+        // Some kernels count shmem in Cached beyond what MemTotal − MemFree leaves.
+        let m = parse_meminfo("MemTotal: 1000 kB\nMemFree: 600 kB\nBuffers: 100 kB\nCached: 400 kB\n")
+            .unwrap();
+        assert_eq!(m.used_percent(), 0.0);
+    }
+
+    #[test]
+    fn meminfo_errors_name_the_field() {
+        assert_eq!(parse_meminfo("MemFree: 1 kB\n"), Err(ParseError::MissingLine("MemTotal")));
+        let err = parse_meminfo("MemTotal: lots kB\n").unwrap_err().to_string();
+        assert!(err.contains("MemTotal") && err.contains("lots"), "{err}");
+    }
+}

@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""CloudWatch test server: moto behind a Smithy RPC v2 CBOR -> awsJson1_0 bridge.
+
+Why: aws-sdk-cloudwatch (Rust, >= 1.100) only speaks RPC v2 CBOR, moto 5.2.5
+only speaks AWS Query and awsJson1_0 for CloudWatch.
+
+How moto's JSON protocol for CloudWatch is reached (moto 5.2.5, read from its
+source):
+  * Routing (moto_server/werkzeug_app.py): a signed request is routed by the
+    service in the SigV4 credential scope of `Authorization`
+    (".../<region>/monitoring/aws4_request" -> cloudwatch) and the region comes
+    from the same scope, so Authorization/X-Amz-Date are passed on unchanged.
+    moto does not verify signatures, and the URL path must be "/".
+  * Dispatch (core/responses.py `_get_action`): no `Action` query parameter,
+    so the action is the part after the "." of `X-Amz-Target`
+    ("GraniteServiceVersion20100801.PutMetricData").
+  * Protocol (core/request.py `determine_request_protocol`): a Content-Type of
+    `application/x-amz-json-1.0` selects the "json" parser/serializer; botocore's
+    cloudwatch model lists ["smithy-rpc-v2-cbor", "json", "query"]. Input
+    timestamps may be epoch-second numbers; NaN/Infinity go as the strings
+    "NaN"/"Infinity"/"-Infinity" (moto does float(value)). Output timestamps
+    come back as epoch seconds, errors as {"__type": "<prefix>#Code",
+    "Message": ...} plus `x-amzn-query-error: Code;Sender` (the model is
+    awsQueryCompatible; the Rust SDK takes its error code from that header).
+  * boto3 itself prefers "json" over CBOR for cloudwatch, so tests can read
+    moto directly with boto3.
+
+Usage: python cwserver.py  -> prints one JSON line {"endpoint", "moto"} on
+stdout once both servers answer, serves until stdin hits EOF or SIGTERM/SIGINT,
+then exits 0. The parent must hand over a pipe as stdin (Stdio::piped() in
+Rust) and keep it open: its closing, or the parent's death, stops the server.
+/dev/null as stdin means an immediate exit. Any path other than
+/service/<svc>/operation/<op> (e.g. POST /moto-api/reset) goes to moto as is.
+"""
+
+import base64
+import datetime as dt
+import decimal
+import gzip
+import http.client
+import json
+import logging
+import math
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# Before the slow moto import, so a test aborting our startup gets a clean exit.
+STOP = threading.Event()
+for _sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(_sig, lambda *_: STOP.set())
+
+import botocore.session  # noqa: E402
+import cbor2  # noqa: E402
+from moto.server import ThreadedMotoServer  # noqa: E402
+
+SERVICE_MODEL = botocore.session.get_session().get_service_model("cloudwatch")
+RPC_PATH = re.compile(r"/service/([^/]+)/operation/([^/?#]+)$")
+# Headers the bridge forwards to moto for translated calls: signing data only
+# (moto derives service/region/account from it); the rest is CBOR-specific.
+FORWARD_HEADERS = ("authorization", "x-amz-date", "x-amz-security-token")
+# Headers that describe one hop, never the message; the bridge sets its own.
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length",
+               "date", "server", "proxy-connection", "te", "trailer", "upgrade"}
+MOTO_TIMEOUT = 120
+
+
+def log(msg):
+    print(f"cwserver: {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- conversion
+def _epoch(value):
+    if value.tzinfo is None:  # CBOR tag 1 is always UTC
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.timestamp()
+
+
+def cbor_input_to_json(value):
+    """Decoded CBOR input -> JSON-able value for awsJson1_0 (model-free:
+    CBOR already carries the types that JSON lacks)."""
+    if isinstance(value, dict):
+        return {k: cbor_input_to_json(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [cbor_input_to_json(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return _epoch(value)
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, float) and not math.isfinite(value):
+        # awsJson spells non-finite doubles as strings.
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, cbor2.CBORTag):
+        return cbor_input_to_json(value.value)
+    return value
+
+
+def json_output_to_cbor(shape, value):
+    """moto's JSON output -> CBOR-ready value, typed by the botocore shape
+    (JSON cannot tell a timestamp or a blob from a number or a string)."""
+    if value is None or shape is None:
+        return value
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        members = shape.members
+        return {k: json_output_to_cbor(members.get(k), v)
+                for k, v in value.items() if v is not None}
+    if kind == "list" and isinstance(value, list):
+        return [json_output_to_cbor(shape.member, v) for v in value]
+    if kind == "map" and isinstance(value, dict):
+        return {k: json_output_to_cbor(shape.value, v) for k, v in value.items()}
+    if kind == "timestamp":
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                value = _epoch(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+        # Always float64 so the SDK never has to guess; never cbor2's tag 0.
+        return cbor2.CBORTag(1, float(value))
+    if kind in ("double", "float"):
+        return float(value)  # float("NaN") / float("-Infinity") work too
+    if kind in ("integer", "long", "short", "byte"):
+        return int(value)
+    if kind == "blob" and isinstance(value, str):
+        return base64.b64decode(value)
+    return value
+
+
+# ---------------------------------------------------------------- bridge
+class BridgeHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive for the SDK's pooled connections
+    moto_port = None  # set by main()
+
+    def log_message(self, format, *args):  # noqa: A002 - we log our own line
+        pass
+
+    def _read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _moto(self, method, path, body, headers):
+        conn = http.client.HTTPConnection("127.0.0.1", self.moto_port, timeout=MOTO_TIMEOUT)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.getheaders(), resp.read()
+        finally:
+            conn.close()
+
+    def _reply(self, status, headers, body):
+        self.send_response(status)
+        for name, value in headers:
+            if name.lower() not in HOP_HEADERS:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _handle(self):
+        try:
+            body = self._read_body()
+            match = RPC_PATH.search(self.path.split("?", 1)[0])
+            if match and self.command == "POST":
+                op, status = self._rpc(match.group(1), match.group(2), body)
+                log(f"{op} -> {status}")
+            else:
+                status = self._passthrough(body)
+                log(f"{self.command} {self.path.split('?', 1)[0]} -> {status}")
+        except (ConnectionError, TimeoutError) as exc:
+            log(f"{self.command} {self.path.split('?', 1)[0]} -> failed: {type(exc).__name__}")
+            self.close_connection = True
+        except Exception as exc:  # a bug or moto crash must not hang the SDK
+            log(f"{self.command} {self.path.split('?', 1)[0]} -> 500: {exc!r}")
+            self.close_connection = True
+            self._cbor_reply(500, {"__type": "InternalFailure", "message": f"bridge: {exc!r}"})
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
+
+    def _passthrough(self, body):
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+        status, resp_headers, resp_body = self._moto(self.command, self.path, body, headers)
+        self._reply(status, resp_headers, resp_body)
+        return status
+
+    def _cbor_reply(self, status, payload, extra=()):
+        headers = [("smithy-protocol", "rpc-v2-cbor"), ("Content-Type", "application/cbor")]
+        self._reply(status, headers + list(extra), cbor2.dumps(payload))
+        return status
+
+    def _rpc(self, service, op, body):
+        if op not in SERVICE_MODEL.operation_names:
+            return op, self._cbor_reply(404, {"__type": "UnknownOperationException",
+                                              "message": f"unknown operation {op}"})
+        try:
+            if "gzip" in self.headers.get("Content-Encoding", "").lower():
+                body = gzip.decompress(body)
+            params = cbor2.loads(body) if body else {}
+            payload = json.dumps(cbor_input_to_json(params)).encode()
+        except Exception as exc:  # malformed input is the client's fault
+            return op, self._cbor_reply(400, {"__type": "SerializationException",
+                                              "message": f"bad CBOR request: {exc}"})
+        headers = {"X-Amz-Target": f"{service}.{op}",
+                   "Content-Type": "application/x-amz-json-1.0"}
+        for name in FORWARD_HEADERS:
+            if name in self.headers:
+                headers[name] = self.headers[name]
+        for name, value in self.headers.items():
+            if name.lower().startswith("x-moto-"):  # e.g. x-moto-account-id
+                headers[name] = value
+        status, moto_headers, moto_body = self._moto("POST", "/", payload, headers)
+        keep = [(k, v) for k, v in moto_headers
+                if k.lower() in ("x-amzn-requestid", "x-amzn-query-error")]
+        try:
+            data = json.loads(moto_body) if moto_body.strip() else {}
+        except ValueError:
+            data = None
+        if 200 <= status < 300 and isinstance(data, dict):
+            output = SERVICE_MODEL.operation_model(op).output_shape
+            return op, self._cbor_reply(status, json_output_to_cbor(output, data), keep)
+        if not isinstance(data, dict):  # e.g. an HTML 500 page from werkzeug
+            data = {"message": moto_body.decode("utf-8", "replace")[:2000]}
+        if 200 <= status < 300:
+            status = 500
+        code = (data.get("__type") or dict((k.lower(), v) for k, v in moto_headers)
+                .get("x-amzn-errortype") or ("InternalFailure" if status >= 500 else "BadRequest"))
+        error = {"__type": code, "message": str(data.get("message") or data.get("Message") or "")}
+        return op, self._cbor_reply(status, error, keep)
+
+
+# ---------------------------------------------------------------- launcher
+def wait_answering(port, deadline):
+    """Bounded poll until something answers HTTP on port (any status)."""
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/moto-api/config")
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def main():
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # stderr stays brief
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    moto_port = moto.get_host_and_port()[1]
+
+    BridgeHandler.moto_port = moto_port
+    bridge = ThreadingHTTPServer(("127.0.0.1", 0), BridgeHandler)
+    bridge.daemon_threads = True
+    threading.Thread(target=bridge.serve_forever, daemon=True).start()
+    bridge_port = bridge.server_address[1]
+
+    deadline = time.monotonic() + 30
+    wait_answering(moto_port, deadline)
+    wait_answering(bridge_port, deadline)  # through the bridge: both answer
+
+    def watch_stdin():
+        # The parent holds our stdin pipe; EOF means it closed it or died.
+        # Raw fd reads: a BufferedReader blocked here would abort shutdown.
+        try:
+            while os.read(0, 4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        STOP.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+
+    print(json.dumps({"endpoint": f"http://127.0.0.1:{bridge_port}",
+                      "moto": f"http://127.0.0.1:{moto_port}"}), flush=True)
+    log(f"bridge on {bridge_port}, moto on {moto_port}")
+
+    while not STOP.wait(0.5):  # timed wait keeps signal handlers responsive
+        pass
+    log("stopping")
+    bridge.shutdown()
+    bridge.server_close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: moto's and the stdin watcher's daemon threads
+    # may still be blocked and have nothing left worth cleaning up.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
