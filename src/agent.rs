@@ -167,7 +167,11 @@ struct Pipeline<'a> {
 
 impl Pipeline<'_> {
     fn add(&mut self, unix_secs: u64, sample: Sample) {
-        log::debug!("sample at {unix_secs}: cpu {:?} memory {:?}", sample.cpu, sample.memory);
+        log::debug!(
+            "sample at {unix_secs}: cpu {:?} memory {:?}",
+            sample.cpu,
+            sample.memory
+        );
         self.errors.record(&sample);
         if let Some(window) = self.aggregator.add(unix_secs, &sample) {
             self.send(publish::encode(&window, self.encoding));
@@ -234,4 +238,157 @@ impl ErrorLog {
 
 fn unix_secs(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::cli::Aggregation;
+    use crate::publish::{PublishError, PutRequest};
+
+    /// Memory rises by one point per sample; CPU is there from the second sample on.
+    struct Counting(u32);
+
+    impl Source for Counting {
+        async fn sample(&mut self) -> Sample {
+            self.0 += 1;
+            Sample {
+                cpu: (self.0 > 1).then_some(50.0),
+                memory: Some(f64::from(self.0)),
+                errors: Vec::new(),
+            }
+        }
+    }
+
+    /// Records requests; fails or hangs when told to.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        sent: Arc<Mutex<Vec<PutRequest>>>,
+        fail: bool,
+        hang: bool,
+    }
+
+    impl Publisher for Recorder {
+        async fn publish(&self, request: &PutRequest) -> Result<(), PublishError> {
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            if self.fail {
+                return Err(PublishError::Api("AccessDenied".into()));
+            }
+            self.sent.lock().unwrap().push(request.clone());
+            Ok(())
+        }
+    }
+
+    fn settings(period_secs: u64) -> Settings {
+        Settings {
+            period_secs,
+            flush_timeout: Duration::from_secs(5),
+            encoding: Encoding {
+                namespace: "NS".into(),
+                service: "svc".into(),
+                aggregation: Aggregation::Distribution,
+            },
+        }
+    }
+
+    /// Wall clock that starts at `start_unix` and follows tokio's (paused) time.
+    fn clock(start_unix: u64) -> impl Fn() -> SystemTime {
+        let started = Instant::now();
+        move || UNIX_EPOCH + Duration::from_secs(start_unix) + started.elapsed()
+    }
+
+    fn memory_counts(request: &PutRequest) -> f64 {
+        request
+            .metric_data
+            .iter()
+            .filter(|d| d.metric_name == "MemoryUtilization")
+            .flat_map(|d| d.counts.iter())
+            .sum()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_window_is_published_once_and_shutdown_publishes_the_partial_one() {
+        let recorder = Recorder::default();
+        let shutdown = tokio::time::sleep(Duration::from_millis(12_500));
+        let report = run(
+            &settings(5),
+            Counting(0),
+            recorder.clone(),
+            shutdown,
+            clock(1000),
+        )
+        .await;
+
+        let sent = recorder.sent.lock().unwrap();
+        let starts: Vec<u64> = sent.iter().map(|r| r.metric_data[0].timestamp).collect();
+        assert_eq!(starts, vec![1000, 1005, 1010]);
+        // Samples at 0..=12 s, plus a final one at 12.5 s in the partial window.
+        let counts: Vec<f64> = sent.iter().map(memory_counts).collect();
+        assert_eq!(counts, vec![5.0, 5.0, 4.0]);
+        let datums: usize = sent.iter().map(|r| r.metric_data.len()).sum();
+        assert_eq!(report.delivered, datums as u64);
+        assert_eq!((report.skipped, report.unflushed), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_hour_takes_3600_samples_without_drift() {
+        let recorder = Recorder::default();
+        // Shut down just before the 3601st tick at 3600 s.
+        let shutdown = tokio::time::sleep(Duration::from_millis(3_599_900));
+        run(
+            &settings(60),
+            Counting(0),
+            recorder.clone(),
+            shutdown,
+            clock(0),
+        )
+        .await;
+        let total: f64 = recorder
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(memory_counts)
+            .sum();
+        assert_eq!(total, 3601.0, "3600 ticks plus the final sample");
+        assert_eq!(recorder.sent.lock().unwrap().len(), 60);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_publish_is_skipped_and_sampling_goes_on() {
+        let recorder = Recorder {
+            fail: true,
+            ..Recorder::default()
+        };
+        let shutdown = tokio::time::sleep(Duration::from_millis(2_200));
+        let report = run(&settings(1), Counting(0), recorder, shutdown, clock(0)).await;
+        // Windows 0 and 1 fail while running; window 2 fails in the final flush.
+        assert_eq!(report.delivered, 0);
+        assert_eq!(report.skipped, 1 + 2);
+        assert_eq!(report.unflushed, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flush_that_cannot_finish_is_cut_at_the_timeout() {
+        let recorder = Recorder {
+            hang: true,
+            ..Recorder::default()
+        };
+        let shutdown = tokio::time::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let report = run(&settings(60), Counting(0), recorder, shutdown, clock(0)).await;
+        assert_eq!(
+            report.unflushed, 1,
+            "the memory datum of the partial window"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(5_300) && took < Duration::from_millis(5_400),
+            "{took:?}"
+        );
+    }
 }

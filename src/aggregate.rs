@@ -182,7 +182,11 @@ mod tests {
         assert_eq!(window_start(t, 5), 1_795_619_550);
         assert_eq!(window_start(t, 1), t);
         assert_eq!(window_start(t, 86_400) % 86_400, 0);
-        assert_eq!(window_start(1_795_619_520, 60), 1_795_619_520, "a boundary opens its window");
+        assert_eq!(
+            window_start(1_795_619_520, 60),
+            1_795_619_520,
+            "a boundary opens its window"
+        );
     }
 
     #[test]
@@ -191,12 +195,17 @@ mod tests {
         assert_eq!(agg.add(100, &sample(None, Some(10.0))), None);
         assert_eq!(agg.add(103, &sample(Some(20.0), Some(11.0))), None);
         assert_eq!(agg.add(104, &sample(Some(30.0), Some(12.0))), None);
-        let closed = agg.add(105, &sample(Some(40.0), Some(13.0))).expect("window 100 closes");
+        let closed = agg
+            .add(105, &sample(Some(40.0), Some(13.0)))
+            .expect("window 100 closes");
         assert_eq!(closed.start, 100);
         assert_eq!(closed.cpu, histogram(&[20.0, 30.0]));
         assert_eq!(closed.memory, histogram(&[10.0, 11.0, 12.0]));
         let last = agg.finish().expect("partial window 105");
-        assert_eq!((last.start, last.cpu.count(), last.memory.count()), (105, 1, 1));
+        assert_eq!(
+            (last.start, last.cpu.count(), last.memory.count()),
+            (105, 1, 1)
+        );
         assert_eq!(agg.finish(), None);
     }
 
@@ -204,7 +213,10 @@ mod tests {
     fn a_clock_set_back_closes_the_window_too() {
         let mut agg = Aggregator::new(60);
         agg.add(600, &sample(Some(1.0), None));
-        assert_eq!(agg.add(590, &sample(Some(2.0), None)).map(|w| w.start), Some(600));
+        assert_eq!(
+            agg.add(590, &sample(Some(2.0), None)).map(|w| w.start),
+            Some(600)
+        );
     }
 
     #[test]

@@ -8,7 +8,12 @@ use clap::{Parser, ValueEnum};
 /// Samples CPU and memory utilization once a second and publishes them to Amazon
 /// CloudWatch each period.
 #[derive(Debug, Parser)]
-#[command(name = "cloudwatch_metrics_agent", version, about, max_term_width = 100)]
+#[command(
+    name = "cloudwatch_metrics_agent",
+    version,
+    about,
+    max_term_width = 100
+)]
 pub struct Opts {
     /// CloudWatch namespace to publish under (required; not starting with "AWS/")
     #[arg(long, env = "CWMA_NAMESPACE", value_name = "NS")]
@@ -67,15 +72,21 @@ pub struct Opts {
     pub flush_timeout: String,
 
     /// Root directory under which /proc is read (for tests on fixture trees)
-    #[arg(long, env = "CWMA_ROOT", value_name = "DIR", default_value = "/", hide = true)]
+    #[arg(
+        long,
+        env = "CWMA_ROOT",
+        value_name = "DIR",
+        default_value = "/",
+        hide = true
+    )]
     pub root: PathBuf,
 }
 
 /// What one window becomes in CloudWatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Aggregation {
-    /// Every sample as `Values`/`Counts`: CloudWatch computes average, min, max, percentiles.
+    /// All samples as Values/Counts (CloudWatch computes any statistic)
     Distribution,
-    /// The original agent's shape: median as the metric, maximum as `Max<metric>`.
+    /// The median as the metric and the maximum as Max<metric>, like the original agent
     MedianMax,
 }

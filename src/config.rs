@@ -54,7 +54,10 @@ pub enum Output {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("missing {flag}: {what}")]
-    Missing { flag: &'static str, what: &'static str },
+    Missing {
+        flag: &'static str,
+        what: &'static str,
+    },
     #[error("invalid {flag} {value:?}: {rule}")]
     Invalid {
         flag: &'static str,
@@ -122,7 +125,10 @@ fn check_namespace(ns: &str) -> Result<(), ConfigError> {
         return Err(invalid(
             FLAG,
             ns,
-            format!("is {} characters long; the limit is {MAX_NAMESPACE_LEN}", ns.chars().count()),
+            format!(
+                "is {} characters long; the limit is {MAX_NAMESPACE_LEN}",
+                ns.chars().count()
+            ),
         ));
     }
     if let Some(bad) = ns
@@ -136,7 +142,11 @@ fn check_namespace(ns: &str) -> Result<(), ConfigError> {
         ));
     }
     if ns.starts_with("AWS/") {
-        return Err(invalid(FLAG, ns, "must not start with \"AWS/\", which AWS reserves"));
+        return Err(invalid(
+            FLAG,
+            ns,
+            "must not start with \"AWS/\", which AWS reserves",
+        ));
     }
     Ok(())
 }
@@ -177,7 +187,9 @@ fn parse_period(text: &str) -> Result<u64, ConfigError> {
 
 fn parse_flush_timeout(text: &str) -> Result<Duration, ConfigError> {
     match text.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs <= MAX_FLUSH_TIMEOUT_SECS => Ok(Duration::from_secs_f64(secs)),
+        Ok(secs) if secs > 0.0 && secs <= MAX_FLUSH_TIMEOUT_SECS => {
+            Ok(Duration::from_secs_f64(secs))
+        }
         _ => Err(invalid(
             "--flush-timeout",
             text,
@@ -207,7 +219,11 @@ fn check_endpoint_url(url: &str) -> Result<(), ConfigError> {
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
     match host {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.contains(char::is_whitespace) => {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !rest.contains(char::is_whitespace) =>
+        {
             Ok(())
         }
         _ => Err(invalid(
@@ -231,7 +247,9 @@ mod tests {
     }
 
     fn error(args: &[&str]) -> String {
-        config(args).expect_err("config must be refused").to_string()
+        config(args)
+            .expect_err("config must be refused")
+            .to_string()
     }
 
     const OK: [&str; 4] = ["--namespace", "My/App", "--service", "web"];
@@ -264,7 +282,10 @@ mod tests {
         let c = config(&["--namespace", "N", "--service-name", "svc", "--dryrun"]).unwrap();
         assert_eq!((c.service.as_str(), c.output), ("svc", Output::DryRun));
         let c = config(&["--namespace", "N", "-s", "svc2", "-d", "--period", "5"]).unwrap();
-        assert_eq!((c.service.as_str(), c.output, c.period_secs), ("svc2", Output::DryRun, 5));
+        assert_eq!(
+            (c.service.as_str(), c.output, c.period_secs),
+            ("svc2", Output::DryRun, 5)
+        );
     }
 
     #[test]
@@ -328,11 +349,17 @@ mod tests {
     fn period_rules() {
         for bad in ["0", "-5", "abc", "86401", "1.5", ""] {
             let e = error(&with(&["--period", bad]));
-            assert!(e.contains("--period") && e.contains("1 to 86400"), "{bad:?}: {e}");
+            assert!(
+                e.contains("--period") && e.contains("1 to 86400"),
+                "{bad:?}: {e}"
+            );
             assert!(e.contains(&format!("{bad:?}")), "names the value: {e}");
         }
         assert_eq!(config(&with(&["--period", "1"])).unwrap().period_secs, 1);
-        assert_eq!(config(&with(&["--period", "86400"])).unwrap().period_secs, 86_400);
+        assert_eq!(
+            config(&with(&["--period", "86400"])).unwrap().period_secs,
+            86_400
+        );
     }
 
     #[test]
@@ -349,7 +376,10 @@ mod tests {
     fn region_and_endpoint_rules() {
         assert!(error(&with(&["--region", "US East"])).contains("--region"));
         for bad in ["localhost:4566", "ftp://x", "http://", "http:///path"] {
-            assert!(error(&with(&["--endpoint-url", bad])).contains("--endpoint-url"), "{bad}");
+            assert!(
+                error(&with(&["--endpoint-url", bad])).contains("--endpoint-url"),
+                "{bad}"
+            );
         }
     }
 }

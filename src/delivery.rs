@@ -9,7 +9,7 @@
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::publish::{PutRequest, Publisher};
+use crate::publish::{Publisher, PutRequest};
 
 /// What happened to the datums handed to delivery.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

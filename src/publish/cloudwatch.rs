@@ -2,17 +2,17 @@
 
 use std::time::Duration;
 
+use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
+use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::error::DisplayErrorContext;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use aws_sdk_cloudwatch::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use thiserror::Error;
 
-use super::{Datum, PublishError, PutRequest, Publisher};
+use super::{Datum, PublishError, Publisher, PutRequest};
 
 /// Attempts per call, the SDK's standard mode (exponential backoff with jitter).
 const MAX_ATTEMPTS: u32 = 3;
@@ -105,7 +105,9 @@ fn to_sdk(datum: &Datum) -> MetricDatum {
     MetricDatum::builder()
         .metric_name(datum.metric_name)
         .set_dimensions(Some(dimensions))
-        .timestamp(DateTime::from_secs(datum.timestamp.try_into().unwrap_or(i64::MAX)))
+        .timestamp(DateTime::from_secs(
+            datum.timestamp.try_into().unwrap_or(i64::MAX),
+        ))
         .unit(StandardUnit::from(datum.unit))
         .set_value(datum.value)
         .set_values(nonempty(&datum.values))

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::{PublishError, PutRequest, Publisher};
+use super::{PublishError, Publisher, PutRequest};
 
 /// Writes requests to stdout instead of sending them.
 #[derive(Debug, Default)]

@@ -138,7 +138,10 @@ fn rfc3339<S: Serializer>(secs: &u64, s: S) -> Result<S::Ok, S::Error> {
 /// Sends requests somewhere.
 pub trait Publisher {
     /// Sends one request; `Ok` once the receiver has accepted it.
-    fn publish(&self, request: &PutRequest) -> impl Future<Output = Result<(), PublishError>> + Send;
+    fn publish(
+        &self,
+        request: &PutRequest,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 
 /// A request that was not accepted.
@@ -188,11 +191,17 @@ mod tests {
         assert_eq!(req.metric_data.len(), 2);
         let cpu = &req.metric_data[0];
         assert_eq!(cpu.metric_name, "CPUUtilization");
-        assert_eq!((cpu.values.as_slice(), cpu.counts.as_slice()), (&[10.0, 20.0][..], &[2.0, 1.0][..]));
+        assert_eq!(
+            (cpu.values.as_slice(), cpu.counts.as_slice()),
+            (&[10.0, 20.0][..], &[2.0, 1.0][..])
+        );
         assert_eq!(cpu.value, None);
         let mem = &req.metric_data[1];
         assert_eq!(mem.metric_name, "MemoryUtilization");
-        assert_eq!((mem.values.as_slice(), mem.counts.as_slice()), (&[50.0][..], &[3.0][..]));
+        assert_eq!(
+            (mem.values.as_slice(), mem.counts.as_slice()),
+            (&[50.0][..], &[3.0][..])
+        );
         for d in &req.metric_data {
             assert_eq!(d.unit, "Percent");
             assert_eq!(d.timestamp, 1_795_619_520);
@@ -217,7 +226,11 @@ mod tests {
             .filter(|d| d.metric_name == "CPUUtilization")
             .collect();
         assert_eq!(cpu_datums.len(), 3, "400 distinct values → 150 + 150 + 100");
-        assert!(cpu_datums.iter().all(|d| d.values.len() <= MAX_VALUES_PER_DATUM));
+        assert!(
+            cpu_datums
+                .iter()
+                .all(|d| d.values.len() <= MAX_VALUES_PER_DATUM)
+        );
         assert!(cpu_datums.iter().all(|d| d.timestamp == 60));
         let total: f64 = cpu_datums.iter().flat_map(|d| d.counts.iter()).sum();
         assert_eq!(total, 400.0, "no sample lost in the split");
@@ -236,8 +249,11 @@ mod tests {
     fn median_max_sends_the_original_agents_four_metrics() {
         let w = window(120, &[10.0, 30.0, 20.0, 90.0], &[40.0, 41.0, 42.0]);
         let req = encode(&w, &encoding(Aggregation::MedianMax)).unwrap();
-        let got: Vec<(&str, Option<f64>)> =
-            req.metric_data.iter().map(|d| (d.metric_name, d.value)).collect();
+        let got: Vec<(&str, Option<f64>)> = req
+            .metric_data
+            .iter()
+            .map(|d| (d.metric_name, d.value))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -255,7 +271,11 @@ mod tests {
         let w = window(0, &[], &[33.3]);
         for aggregation in [Aggregation::Distribution, Aggregation::MedianMax] {
             let req = encode(&w, &encoding(aggregation)).unwrap();
-            assert!(req.metric_data.iter().all(|d| !d.metric_name.contains("CPU")));
+            assert!(
+                req.metric_data
+                    .iter()
+                    .all(|d| !d.metric_name.contains("CPU"))
+            );
         }
     }
 

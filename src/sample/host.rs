@@ -72,7 +72,9 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
     }
 
     #[tokio::test]
@@ -124,5 +126,4 @@ mod tests {
             assert!((0.0..=100.0).contains(&cpu), "{cpu}");
         }
     }
-
 }

@@ -182,12 +182,21 @@ mod tests {
     #[test]
     fn stat_from_old_kernel_with_four_columns_parses() {
         let stat = parse_stat("cpu 10 20 30 40\ncpu0 10 20 30 40\n").unwrap();
-        assert_eq!(stat.cpu, CpuTimes { busy: 60, total: 100 });
+        assert_eq!(
+            stat.cpu,
+            CpuTimes {
+                busy: 60,
+                total: 100
+            }
+        );
     }
 
     #[test]
     fn stat_errors_name_what_is_wrong() {
-        assert_eq!(parse_stat("intr 1 2\n"), Err(ParseError::MissingLine("cpu")));
+        assert_eq!(
+            parse_stat("intr 1 2\n"),
+            Err(ParseError::MissingLine("cpu"))
+        );
         assert!(matches!(
             parse_stat("cpu 1 2 3\n"),
             Err(ParseError::TooFewFields { found: 3, .. })
@@ -198,25 +207,61 @@ mod tests {
 
     #[test]
     fn cpu_percent_is_busy_share_of_elapsed_ticks() {
-        let a = CpuTimes { busy: 1000, total: 5000 };
-        let b = CpuTimes { busy: 1050, total: 5200 };
+        let a = CpuTimes {
+            busy: 1000,
+            total: 5000,
+        };
+        let b = CpuTimes {
+            busy: 1050,
+            total: 5200,
+        };
         assert_eq!(cpu_percent(a, b), Some(25.0));
-        let full = CpuTimes { busy: 1200, total: 5200 };
+        let full = CpuTimes {
+            busy: 1200,
+            total: 5200,
+        };
         assert_eq!(cpu_percent(a, full), Some(100.0));
     }
 
     #[test]
     fn cpu_counter_going_backwards_skips_the_sample() {
-        let a = CpuTimes { busy: 1000, total: 5000 };
-        assert_eq!(cpu_percent(a, CpuTimes { busy: 900, total: 5200 }), None);
-        assert_eq!(cpu_percent(a, CpuTimes { busy: 1100, total: 4000 }), None);
+        let a = CpuTimes {
+            busy: 1000,
+            total: 5000,
+        };
+        assert_eq!(
+            cpu_percent(
+                a,
+                CpuTimes {
+                    busy: 900,
+                    total: 5200
+                }
+            ),
+            None
+        );
+        assert_eq!(
+            cpu_percent(
+                a,
+                CpuTimes {
+                    busy: 1100,
+                    total: 4000
+                }
+            ),
+            None
+        );
         assert_eq!(cpu_percent(a, a), None, "no time passed");
     }
 
     #[test]
     fn cpu_percent_never_exceeds_100_when_iowait_steps_back() {
-        let a = CpuTimes { busy: 1000, total: 5000 };
-        let b = CpuTimes { busy: 1102, total: 5100 };
+        let a = CpuTimes {
+            busy: 1000,
+            total: 5000,
+        };
+        let b = CpuTimes {
+            busy: 1102,
+            total: 5100,
+        };
         assert_eq!(cpu_percent(a, b), Some(100.0));
     }
 
@@ -238,8 +283,9 @@ mod tests {
 
     #[test]
     fn meminfo_without_sreclaimable_counts_it_as_zero() {
-        let m = parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 0 kB\nCached: 400 kB\n")
-            .unwrap();
+        let m =
+            parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 0 kB\nCached: 400 kB\n")
+                .unwrap();
         assert_eq!(m.sreclaimable_kib, None);
         assert_eq!(m.used_percent(), 50.0);
     }
@@ -247,15 +293,21 @@ mod tests {
     #[test]
     fn meminfo_never_reports_negative_use() {
         // Some kernels count shmem in Cached beyond what MemTotal − MemFree leaves.
-        let m = parse_meminfo("MemTotal: 1000 kB\nMemFree: 600 kB\nBuffers: 100 kB\nCached: 400 kB\n")
-            .unwrap();
+        let m =
+            parse_meminfo("MemTotal: 1000 kB\nMemFree: 600 kB\nBuffers: 100 kB\nCached: 400 kB\n")
+                .unwrap();
         assert_eq!(m.used_percent(), 0.0);
     }
 
     #[test]
     fn meminfo_errors_name_the_field() {
-        assert_eq!(parse_meminfo("MemFree: 1 kB\n"), Err(ParseError::MissingLine("MemTotal")));
-        let err = parse_meminfo("MemTotal: lots kB\n").unwrap_err().to_string();
+        assert_eq!(
+            parse_meminfo("MemFree: 1 kB\n"),
+            Err(ParseError::MissingLine("MemTotal"))
+        );
+        let err = parse_meminfo("MemTotal: lots kB\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("MemTotal") && err.contains("lots"), "{err}");
     }
 }

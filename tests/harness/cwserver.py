@@ -30,7 +30,10 @@ stdout once both servers answer, serves until stdin hits EOF or SIGTERM/SIGINT,
 then exits 0. The parent must hand over a pipe as stdin (Stdio::piped() in
 Rust) and keep it open: its closing, or the parent's death, stops the server.
 /dev/null as stdin means an immediate exit. Any path other than
-/service/<svc>/operation/<op> (e.g. POST /moto-api/reset) goes to moto as is.
+/service/<svc>/operation/<op> (e.g. POST /moto-api/reset) goes to moto as is,
+With `--journal FILE`, every translated call is appended to FILE as one JSON
+line {"op", "status", "input"} (input as sent to moto, timestamps in epoch
+seconds), so tests can assert on exactly what the agent put on the wire.
 """
 
 import base64
@@ -67,6 +70,9 @@ FORWARD_HEADERS = ("authorization", "x-amz-date", "x-amz-security-token")
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length",
                "date", "server", "proxy-connection", "te", "trailer", "upgrade"}
 MOTO_TIMEOUT = 120
+# File that every translated call is appended to (--journal), or None.
+JOURNAL = None
+JOURNAL_LOCK = threading.Lock()
 
 
 def log(msg):
@@ -211,7 +217,8 @@ class BridgeHandler(BaseHTTPRequestHandler):
             if "gzip" in self.headers.get("Content-Encoding", "").lower():
                 body = gzip.decompress(body)
             params = cbor2.loads(body) if body else {}
-            payload = json.dumps(cbor_input_to_json(params)).encode()
+            request = cbor_input_to_json(params)
+            payload = json.dumps(request).encode()
         except Exception as exc:  # malformed input is the client's fault
             return op, self._cbor_reply(400, {"__type": "SerializationException",
                                               "message": f"bad CBOR request: {exc}"})
@@ -224,6 +231,10 @@ class BridgeHandler(BaseHTTPRequestHandler):
             if name.lower().startswith("x-moto-"):  # e.g. x-moto-account-id
                 headers[name] = value
         status, moto_headers, moto_body = self._moto("POST", "/", payload, headers)
+        if JOURNAL is not None:
+            line = json.dumps({"op": op, "status": status, "input": request}) + "\n"
+            with JOURNAL_LOCK, open(JOURNAL, "a") as journal:
+                journal.write(line)
         keep = [(k, v) for k, v in moto_headers
                 if k.lower() in ("x-amzn-requestid", "x-amzn-query-error")]
         try:
@@ -260,6 +271,12 @@ def wait_answering(port, deadline):
 
 
 def main():
+    global JOURNAL
+    args = sys.argv[1:]
+    if args[:1] == ["--journal"] and len(args) == 2:
+        JOURNAL = args[1]
+    elif args:
+        sys.exit("usage: cwserver.py [--journal FILE]")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # stderr stays brief
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

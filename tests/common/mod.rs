@@ -1,0 +1,264 @@
+//! Shared by the integration tests: the agent binary in a hermetic environment, the
+//! CloudWatch-compatible test server (moto behind the CBOR bridge, `tests/harness/`),
+//! and bounded waits.
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use serde_json::Value;
+
+pub const REGION: &str = "us-east-1";
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics naming `what` after
+/// `timeout`.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The test server: moto behind the CBOR↔JSON bridge, on free 127.0.0.1 ports, for as
+/// long as this value lives.
+pub struct TestServer {
+    child: Child,
+    /// Held open: the server exits when its stdin closes, so it never outlives the test.
+    _stdin: ChildStdin,
+    /// The bridge's URL, what the agent and the SDK talk to.
+    pub endpoint: String,
+    /// Every call the bridge translated, one JSON line each.
+    journal: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts the server; panics with what to do when it cannot.
+    pub fn start() -> TestServer {
+        let python = std::env::var_os("CWMA_TEST_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+        assert!(
+            python.exists(),
+            "test server venv missing at {}: run ./scripts/test, which creates it",
+            python.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal.jsonl");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/cwserver.py");
+        let mut child = Command::new(&python)
+            .arg(script)
+            .arg("--journal")
+            .arg(&journal)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start the test server with {}: {e}",
+                    python.display()
+                )
+            });
+        let stdin = child.stdin.take().unwrap();
+        let lines = line_reader(child.stdout.take().unwrap());
+        let ready = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let status = child.try_wait().ok().flatten();
+                panic!("test server did not start within 60 s (exit status {status:?})")
+            });
+        let ready: Value = serde_json::from_str(&ready).expect("server prints a JSON line");
+        TestServer {
+            child,
+            _stdin: stdin,
+            endpoint: ready["endpoint"].as_str().unwrap().to_owned(),
+            journal,
+            _dir: dir,
+        }
+    }
+
+    /// Inputs of the PutMetricData calls the server accepted, oldest first.
+    pub fn accepted_puts(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.journal).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("journal line is JSON"))
+            .filter(|call| call["op"] == "PutMetricData" && call["status"] == 200)
+            .map(|call| call["input"].clone())
+            .collect()
+    }
+
+    /// Every call the server received, whatever it was.
+    pub fn call_count(&self) -> usize {
+        std::fs::read_to_string(&self.journal)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    /// An SDK client for reading the data back through the real API.
+    pub fn client(&self) -> aws_sdk_cloudwatch::Client {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let config = aws_sdk_cloudwatch::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new(
+                "AKIDTEST",
+                "test-secret",
+                None,
+                None,
+                "test",
+            ))
+            .http_client(http)
+            .build();
+        aws_sdk_cloudwatch::Client::from_conf(config)
+    }
+
+    /// Environment for an agent that publishes here with fake credentials.
+    pub fn agent_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret".to_owned()),
+        ]
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lines of `reader`, read on a thread so the test can wait on them with a deadline.
+pub fn line_reader(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The agent binary, running.
+pub struct Agent {
+    child: Child,
+    pub stdout: mpsc::Receiver<String>,
+    pub stderr: mpsc::Receiver<String>,
+    /// Every stderr line read so far.
+    pub log: Vec<String>,
+}
+
+/// A command for the agent binary with an environment that holds only `env`, so no
+/// AWS profile, credentials or instance metadata of the machine leak in.
+pub fn agent_command(args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudwatch_metrics_agent"));
+    cmd.args(args)
+        .env_clear()
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws/credentials",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd
+}
+
+impl Agent {
+    pub fn spawn(args: &[&str], env: &[(&str, String)]) -> Agent {
+        let mut child = agent_command(args, env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("agent binary starts");
+        Agent {
+            stdout: line_reader(child.stdout.take().unwrap()),
+            stderr: line_reader(child.stderr.take().unwrap()),
+            child,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a stderr line containing all of `needles`, keeping what it reads.
+    pub fn wait_for_log(&mut self, needles: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if needles.iter().all(|n| line.contains(n)) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needles:?} within {timeout:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits at most `timeout` for the agent to exit.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let child = &mut self.child;
+        wait_until(timeout, "the agent to exit", || child.try_wait().unwrap())
+    }
+
+    /// Everything left on stderr after exit.
+    pub fn rest_of_log(&mut self) -> Vec<String> {
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(2)) {
+            self.log.push(line);
+        }
+        self.log.clone()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
