@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Measures the agent's footprint: CPU time, peak RSS, threads, SIGTERM-to-exit time.
+
+Runs the given binary for --seconds at --period, in dry-run and (when the test server's
+venv exists) publishing to the local CloudWatch-compatible test server, and prints one
+row per mode. Peak memory is VmHWM from /proc/PID/status read just before SIGTERM
+(ru_maxrss of a child forked from a large parent reports the parent's high-water mark);
+CPU time is the child's rusage from wait4.
+
+    cargo build --release
+    python3 bench/footprint.py target/release/cloudwatch_metrics_agent --seconds 40
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def status_fields(pid, *names):
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in names:
+                fields[key] = value.strip()
+    return fields
+
+
+def measure(binary, args, env, seconds):
+    proc = subprocess.Popen([binary, *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(seconds)  # a measurement window, not a wait for a condition
+    fields = status_fields(proc.pid, "VmHWM", "Threads")
+    sent = time.monotonic()
+    os.kill(proc.pid, signal.SIGTERM)
+    _, status, usage = os.wait4(proc.pid, 0)
+    exit_s = time.monotonic() - sent
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "cpu_ms": round((usage.ru_utime + usage.ru_stime) * 1000, 1),
+        "vmhwm_kb": int(fields["VmHWM"].split()[0]),
+        "threads": int(fields["Threads"]),
+        "sigterm_to_exit_ms": round(exit_s * 1000, 1),
+        "exit": proc.returncode,
+    }
+
+
+def start_server():
+    python = os.path.join(ROOT, ".venv/bin/python")
+    if not os.path.exists(python):
+        return None, None
+    server = subprocess.Popen([python, os.path.join(ROOT, "tests/harness/cwserver.py")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    endpoint = json.loads(server.stdout.readline())["endpoint"]
+    return server, endpoint
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("binary")
+    ap.add_argument("--seconds", type=float, default=40)
+    ap.add_argument("--period", default="5")
+    opts = ap.parse_args()
+
+    base = ["--namespace", "Bench", "--service", "bench", "--period", opts.period]
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_EC2_METADATA_DISABLED": "true"}
+    size = os.path.getsize(opts.binary)
+    print(f"binary: {opts.binary} ({size / 1e6:.1f} MB)")
+    rows = [("dry-run", measure(opts.binary, base + ["--dry-run"], env, opts.seconds))]
+
+    server, endpoint = start_server()
+    if server:
+        pub_env = dict(env, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1",
+                       AWS_ACCESS_KEY_ID="AKIDBENCH", AWS_SECRET_ACCESS_KEY="bench")
+        rows.append(("publishing", measure(opts.binary, base, pub_env, opts.seconds)))
+        server.stdin.close()
+        server.wait()
+    else:
+        print("no .venv: run ./scripts/test once to measure publishing too", file=sys.stderr)
+
+    print(f"{'mode':<11} {'cpu ms':>7} {'VmHWM MB':>9} {'threads':>7} {'exit ms':>8} {'status':>6}")
+    for mode, r in rows:
+        print(f"{mode:<11} {r['cpu_ms']:>7} {r['vmhwm_kb'] / 1000:>9.1f} {r['threads']:>7} "
+              f"{r['sigterm_to_exit_ms']:>8} {r['exit']:>6}")
+
+
+if __name__ == "__main__":
+    main()
