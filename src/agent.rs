@@ -115,6 +115,7 @@ where
         aggregator: Aggregator::new(settings.period_secs),
         encoding: &settings.encoding,
         requests,
+        handed_over: 0,
         dropped: 0,
         errors: ErrorLog::default(),
     };
@@ -140,15 +141,20 @@ where
         pipeline.add(unix_secs(clock()), sample);
     }
     pipeline.finish();
-    let dropped = pipeline.dropped;
+    let (handed_over, dropped) = (pipeline.handed_over, pipeline.dropped);
+    // Closing the channel tells delivery that nothing more is coming.
     drop(pipeline);
     // The receiver lives until delivery returns, so this send cannot fail.
     let _ = deadline_tx.send(Some(Instant::now() + settings.flush_timeout));
     let mut report = match delivery.await {
         Ok(report) => report,
         Err(e) => {
+            // Only a bug gets here; what it had delivered is unknown, so claim nothing.
             log::error!("delivery task failed: {e}");
-            Report::default()
+            Report {
+                unflushed: handed_over,
+                ..Report::default()
+            }
         }
     };
     report.skipped += dropped;
@@ -160,6 +166,8 @@ struct Pipeline<'a> {
     aggregator: Aggregator,
     encoding: &'a Encoding,
     requests: mpsc::Sender<publish::PutRequest>,
+    /// Datums handed to delivery.
+    handed_over: u64,
     /// Datums dropped because delivery fell `QUEUE_CAPACITY` windows behind.
     dropped: u64,
     errors: ErrorLog,
@@ -186,16 +194,15 @@ impl Pipeline<'_> {
 
     fn send(&mut self, request: Option<publish::PutRequest>) {
         let Some(request) = request else { return };
-        if let Err(e) = self.requests.try_send(request) {
-            let request = match e {
-                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
-            };
-            let n = request.metric_data.len() as u64;
+        let n = request.metric_data.len() as u64;
+        if self.requests.try_send(request).is_err() {
             self.dropped += n;
             log::warn!(
                 "delivery is {QUEUE_CAPACITY} windows behind: dropped {n} datums ({} so far)",
                 self.dropped
             );
+        } else {
+            self.handed_over += n;
         }
     }
 }
@@ -301,6 +308,20 @@ mod tests {
         move || UNIX_EPOCH + Duration::from_secs(start_unix) + started.elapsed()
     }
 
+    /// `run`, failing the test instead of hanging it if the agent never returns. Time is
+    /// paused, so the virtual hour passes at once when nothing else is left to do.
+    async fn run_bounded(
+        settings: &Settings,
+        recorder: Recorder,
+        shutdown: tokio::time::Sleep,
+        clock: impl Fn() -> SystemTime,
+    ) -> Report {
+        let run = run(settings, Counting(0), recorder, shutdown, clock);
+        tokio::time::timeout(Duration::from_secs(7200), run)
+            .await
+            .expect("the agent returns after shutdown")
+    }
+
     fn memory_counts(request: &PutRequest) -> f64 {
         request
             .metric_data
@@ -314,14 +335,7 @@ mod tests {
     async fn each_window_is_published_once_and_shutdown_publishes_the_partial_one() {
         let recorder = Recorder::default();
         let shutdown = tokio::time::sleep(Duration::from_millis(12_500));
-        let report = run(
-            &settings(5),
-            Counting(0),
-            recorder.clone(),
-            shutdown,
-            clock(1000),
-        )
-        .await;
+        let report = run_bounded(&settings(5), recorder.clone(), shutdown, clock(1000)).await;
 
         let sent = recorder.sent.lock().unwrap();
         let starts: Vec<u64> = sent.iter().map(|r| r.metric_data[0].timestamp).collect();
@@ -339,14 +353,7 @@ mod tests {
         let recorder = Recorder::default();
         // Shut down just before the 3601st tick at 3600 s.
         let shutdown = tokio::time::sleep(Duration::from_millis(3_599_900));
-        run(
-            &settings(60),
-            Counting(0),
-            recorder.clone(),
-            shutdown,
-            clock(0),
-        )
-        .await;
+        run_bounded(&settings(60), recorder.clone(), shutdown, clock(0)).await;
         let total: f64 = recorder
             .sent
             .lock()
@@ -365,7 +372,7 @@ mod tests {
             ..Recorder::default()
         };
         let shutdown = tokio::time::sleep(Duration::from_millis(2_200));
-        let report = run(&settings(1), Counting(0), recorder, shutdown, clock(0)).await;
+        let report = run_bounded(&settings(1), recorder, shutdown, clock(0)).await;
         // Windows 0 and 1 fail while running; window 2 fails in the final flush.
         assert_eq!(report.delivered, 0);
         assert_eq!(report.skipped, 1 + 2);
@@ -380,7 +387,7 @@ mod tests {
         };
         let shutdown = tokio::time::sleep(Duration::from_millis(300));
         let started = Instant::now();
-        let report = run(&settings(60), Counting(0), recorder, shutdown, clock(0)).await;
+        let report = run_bounded(&settings(60), recorder, shutdown, clock(0)).await;
         assert_eq!(
             report.unflushed, 1,
             "the memory datum of the partial window"

@@ -9,7 +9,7 @@
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::publish::{Publisher, PutRequest};
+use crate::publish::{Publisher, PutRequest, rfc3339};
 
 /// What happened to the datums handed to delivery.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -40,26 +40,26 @@ pub async fn deliver<P: Publisher>(
             outcome = publisher.publish(&request) => Some(outcome),
             () = deadline_passes(&mut flush_deadline) => None,
         };
-        let timestamp = request.metric_data.first().map_or(0, |d| d.timestamp);
+        let window = rfc3339(request.metric_data.first().map_or(0, |d| d.timestamp));
         match outcome {
             Some(Ok(())) => {
                 report.delivered += datums;
                 log::info!(
-                    "published {datums} datums to {} for the window at {timestamp}",
+                    "published {datums} datums to {} for the window at {window}",
                     request.namespace
                 );
             }
             Some(Err(e)) if flushing => {
                 report.unflushed += datums;
-                log::error!("final flush of the window at {timestamp} failed: {e}");
+                log::error!("final flush of the window at {window} failed: {e}");
             }
             Some(Err(e)) => {
                 report.skipped += datums;
-                log::error!("skipping the window at {timestamp} ({datums} datums): {e}");
+                log::error!("skipping the window at {window} ({datums} datums): {e}");
             }
             None => {
                 report.unflushed += datums;
-                log::error!("flush timeout reached while publishing the window at {timestamp}");
+                log::error!("flush timeout reached while publishing the window at {window}");
             }
         }
     }

@@ -42,7 +42,7 @@ pub struct Datum {
     pub metric_name: &'static str,
     pub dimensions: Vec<Dimension>,
     /// Seconds since the Unix epoch; the window's start.
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "serialize_rfc3339")]
     pub timestamp: u64,
     pub unit: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,12 +127,16 @@ fn distribution_chunks(histogram: &Histogram) -> Vec<(Vec<f64>, Vec<f64>)> {
         .collect()
 }
 
-fn rfc3339<S: Serializer>(secs: &u64, s: S) -> Result<S::Ok, S::Error> {
-    let secs = i64::try_from(*secs).map_err(serde::ser::Error::custom)?;
-    let text = DateTime::from_secs(secs)
-        .fmt(DateTimeFormat::DateTime)
-        .map_err(serde::ser::Error::custom)?;
-    s.serialize_str(&text)
+/// `unix_secs` as RFC 3339 UTC, e.g. `2026-11-25T15:12:00Z`.
+pub fn rfc3339(unix_secs: u64) -> String {
+    i64::try_from(unix_secs)
+        .ok()
+        .and_then(|secs| DateTime::from_secs(secs).fmt(DateTimeFormat::DateTime).ok())
+        .unwrap_or_else(|| format!("@{unix_secs}"))
+}
+
+fn serialize_rfc3339<S: Serializer>(secs: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*secs))
 }
 
 /// Sends requests somewhere.
