@@ -2,6 +2,8 @@
 //! to the delivery task; on shutdown publish the partial window within the flush timeout.
 
 use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
@@ -9,10 +11,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::aggregate::Aggregator;
-use crate::config::{Config, Output};
+use crate::config::{Config, Output, Scope};
 use crate::delivery::{self, Report};
-use crate::publish::{self, CloudWatch, DryRun, Encoding, Publisher};
-use crate::sample::{HostSource, Sample, Source};
+use crate::publish::{self, CloudWatch, Dimension, DryRun, Encoding, Publisher};
+use crate::sample::ecs::Task;
+use crate::sample::{EcsSource, HostSource, Sample, Source};
 use crate::shutdown::Signals;
 
 /// Time between samples.
@@ -52,6 +55,7 @@ impl From<&Config> for Settings {
                 namespace: config.namespace.clone(),
                 service: config.service.clone(),
                 aggregation: config.aggregation,
+                extra_dimensions: Vec::new(),
             },
         }
     }
@@ -65,30 +69,95 @@ pub async fn main(config: Config) -> Result<Report, StartError> {
         log::info!("{name} received: publishing the partial window and exiting");
     };
     let mut shutdown = std::pin::pin!(shutdown);
-    let settings = Settings::from(&config);
-    let source = HostSource::new(&config.root);
+    let mut settings = Settings::from(&config);
     log::info!(
-        "sampling the host every {SAMPLE_INTERVAL:?}; publishing to {} with ServiceName={} \
-         every {} s as {:?}",
+        "publishing to {} with ServiceName={} every {} s as {:?}",
         config.namespace,
         config.service,
         config.period_secs,
         config.aggregation
     );
-    let report = match config.output {
-        Output::DryRun => run(&settings, source, DryRun, shutdown, SystemTime::now).await,
+    match &config.scope {
+        Scope::Host => {
+            log::info!("scope: host (/proc of the whole machine)");
+            let source = HostSource::new(&config.root);
+            publish(&config, &settings, source, shutdown).await
+        }
+        Scope::EcsTask {
+            metadata_uri,
+            dimensions,
+        } => {
+            log::info!("scope: ecs-task (task metadata endpoint {metadata_uri})");
+            let source = tokio::select! {
+                source = connect_ecs(metadata_uri, &config.root) => source,
+                () = &mut shutdown => return Ok(Report::default()),
+            };
+            if *dimensions {
+                settings.encoding.extra_dimensions = ecs_dimensions(source.task());
+            }
+            publish(&config, &settings, source, shutdown).await
+        }
+    }
+}
+
+/// Runs `source` with the publisher the configuration asks for.
+async fn publish<S: Source>(
+    config: &Config,
+    settings: &Settings,
+    source: S,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Result<Report, StartError> {
+    match &config.output {
+        Output::DryRun => Ok(run(settings, source, DryRun, shutdown, SystemTime::now).await),
         Output::CloudWatch {
             region,
             endpoint_url,
         } => {
             let publisher = tokio::select! {
-                publisher = CloudWatch::connect(region, endpoint_url) => publisher?,
+                publisher = CloudWatch::connect(region.clone(), endpoint_url.clone()) => publisher?,
                 () = &mut shutdown => return Ok(Report::default()),
             };
-            run(&settings, source, publisher, shutdown, SystemTime::now).await
+            Ok(run(settings, source, publisher, shutdown, SystemTime::now).await)
         }
-    };
-    Ok(report)
+    }
+}
+
+/// Reads the task document until the endpoint answers: without the task's limits there
+/// is nothing meaningful to measure. Retries back off from 0.5 s to 30 s.
+async fn connect_ecs(metadata_uri: &str, root: &Path) -> EcsSource {
+    let mut delay = Duration::from_millis(500);
+    let mut attempt = 0u32;
+    loop {
+        match EcsSource::connect(metadata_uri, root).await {
+            Ok(source) => return source,
+            Err(e) => {
+                attempt += 1;
+                if attempt == 1 || attempt.is_multiple_of(10) {
+                    log::warn!("cannot read the ECS task metadata yet (attempt {attempt}): {e}");
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// `ClusterName` (short name) and `TaskDefinitionFamily` of the task.
+fn ecs_dimensions(task: &Task) -> Vec<Dimension> {
+    let dimensions = vec![
+        Dimension {
+            name: "ClusterName".to_owned(),
+            value: task.cluster_name().to_owned(),
+        },
+        Dimension {
+            name: "TaskDefinitionFamily".to_owned(),
+            value: task.family.clone(),
+        },
+    ];
+    for d in &dimensions {
+        log::info!("dimension {}={}", d.name, d.value);
+    }
+    dimensions
 }
 
 /// Samples `source` every second, publishing each closed window through `publisher`,
@@ -229,6 +298,9 @@ impl ErrorLog {
             .is_none_or(|at| at.elapsed() >= ERROR_LOG_INTERVAL);
         if !due {
             self.suppressed += 1;
+            for e in &sample.errors {
+                log::debug!("{e}");
+            }
             return;
         }
         let again = match self.suppressed {
@@ -298,6 +370,7 @@ mod tests {
                 namespace: "NS".into(),
                 service: "svc".into(),
                 aggregation: Aggregation::Distribution,
+                extra_dimensions: Vec::new(),
             },
         }
     }

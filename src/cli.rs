@@ -53,6 +53,20 @@ pub struct Opts {
     )]
     pub aggregation: Aggregation,
 
+    /// What to measure: the ECS task when ECS_CONTAINER_METADATA_URI_V4 is set, else the host
+    #[arg(
+        long,
+        env = "CWMA_SCOPE",
+        value_enum,
+        value_name = "SCOPE",
+        default_value_t = Scope::Auto
+    )]
+    pub scope: Scope,
+
+    /// Add ClusterName and TaskDefinitionFamily dimensions (ecs-task scope only)
+    #[arg(long, env = "CWMA_ECS_DIMENSIONS")]
+    pub ecs_dimensions: bool,
+
     /// AWS region (default: AWS_REGION, the profile, or the EC2 instance's region)
     #[arg(long, env = "CWMA_REGION", value_name = "REGION")]
     pub region: Option<String>,
@@ -70,6 +84,15 @@ pub struct Opts {
         allow_hyphen_values = true
     )]
     pub flush_timeout: String,
+
+    /// The ECS task metadata endpoint v4, which ECS sets in every container
+    #[arg(
+        long,
+        env = "ECS_CONTAINER_METADATA_URI_V4",
+        value_name = "URL",
+        hide = true
+    )]
+    pub ecs_metadata_uri: Option<String>,
 
     /// Root directory under which /proc is read (for tests on fixture trees)
     #[arg(
@@ -89,4 +112,15 @@ pub enum Aggregation {
     Distribution,
     /// The median as the metric and the maximum as Max<metric>, like the original agent
     MedianMax,
+}
+
+/// Which resources the numbers describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scope {
+    /// ecs-task when ECS_CONTAINER_METADATA_URI_V4 is set, else host
+    Auto,
+    /// The whole machine or VM, from /proc
+    Host,
+    /// The whole ECS task against its limits, from the task metadata endpoint v4
+    EcsTask,
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::cli::{Aggregation, Opts};
+use crate::cli::{self, Aggregation, Opts};
 
 /// Longest namespace CloudWatch accepts (PutMetricData API reference, `Namespace`).
 pub const MAX_NAMESPACE_LEN: usize = 255;
@@ -28,6 +28,8 @@ pub struct Config {
     pub period_secs: u64,
     /// Shape of each window's datums.
     pub aggregation: Aggregation,
+    /// What the numbers describe.
+    pub scope: Scope,
     /// Where the requests go.
     pub output: Output,
     /// How long the final publish on SIGTERM/SIGINT may take.
@@ -48,6 +50,20 @@ pub enum Output {
     },
     /// One JSON line per request on stdout; nothing sent.
     DryRun,
+}
+
+/// What the numbers describe; `--scope auto` already resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The machine or VM, from `/proc`.
+    Host,
+    /// The ECS task, from the task metadata endpoint v4.
+    EcsTask {
+        /// `ECS_CONTAINER_METADATA_URI_V4`.
+        metadata_uri: String,
+        /// Add `ClusterName` and `TaskDefinitionFamily` to every datum.
+        dimensions: bool,
+    },
 }
 
 /// A value the user gave that the agent cannot run with.
@@ -81,6 +97,7 @@ impl Config {
         check_service(&service)?;
         let period_secs = parse_period(&opts.period)?;
         let flush_timeout = parse_flush_timeout(&opts.flush_timeout)?;
+        let scope = resolve_scope(opts.scope, opts.ecs_metadata_uri, opts.ecs_dimensions)?;
         let output = if opts.dry_run {
             Output::DryRun
         } else {
@@ -100,6 +117,7 @@ impl Config {
             service,
             period_secs,
             aggregation: opts.aggregation,
+            scope,
             output,
             flush_timeout,
             root: opts.root,
@@ -196,6 +214,46 @@ fn parse_flush_timeout(text: &str) -> Result<Duration, ConfigError> {
             format!("must be a number of seconds above 0 and at most {MAX_FLUSH_TIMEOUT_SECS}"),
         )),
     }
+}
+
+/// `auto` is `ecs-task` wherever ECS has injected its metadata endpoint, else `host`.
+fn resolve_scope(
+    scope: cli::Scope,
+    metadata_uri: Option<String>,
+    dimensions: bool,
+) -> Result<Scope, ConfigError> {
+    let metadata_uri = metadata_uri.filter(|uri| !uri.trim().is_empty());
+    let resolved = match (scope, metadata_uri) {
+        (cli::Scope::Host, _) | (cli::Scope::Auto, None) => Scope::Host,
+        (cli::Scope::Auto | cli::Scope::EcsTask, Some(uri)) => {
+            if !uri.starts_with("http://") && !uri.starts_with("https://") {
+                return Err(invalid(
+                    "ECS_CONTAINER_METADATA_URI_V4",
+                    &uri,
+                    "must be an http:// URL, as ECS sets it",
+                ));
+            }
+            Scope::EcsTask {
+                metadata_uri: uri,
+                dimensions,
+            }
+        }
+        (cli::Scope::EcsTask, None) => {
+            return Err(ConfigError::Missing {
+                flag: "ECS_CONTAINER_METADATA_URI_V4",
+                what: "--scope ecs-task reads the task metadata endpoint that ECS sets in \
+                       every container; outside ECS use --scope host",
+            });
+        }
+    };
+    if dimensions && resolved == Scope::Host {
+        return Err(invalid(
+            "--ecs-dimensions",
+            "true",
+            "needs the ecs-task scope (ECS_CONTAINER_METADATA_URI_V4 set by ECS)",
+        ));
+    }
+    Ok(resolved)
 }
 
 fn check_region(region: &str) -> Result<(), ConfigError> {
@@ -370,6 +428,40 @@ mod tests {
         }
         let c = config(&with(&["--flush-timeout", "0.5"])).unwrap();
         assert_eq!(c.flush_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn auto_scope_is_ecs_task_where_ecs_set_its_metadata_endpoint() {
+        let uri = "http://169.254.170.2/v4/abc";
+        let ecs = |dimensions| Scope::EcsTask {
+            metadata_uri: uri.into(),
+            dimensions,
+        };
+        assert_eq!(
+            config(&with(&["--ecs-metadata-uri", uri])).unwrap().scope,
+            ecs(false)
+        );
+        let c = config(&with(&["--ecs-metadata-uri", uri, "--ecs-dimensions"])).unwrap();
+        assert_eq!(c.scope, ecs(true));
+        let c = config(&with(&["--ecs-metadata-uri", uri, "--scope", "host"])).unwrap();
+        assert_eq!(c.scope, Scope::Host);
+        assert_eq!(
+            config(&with(&["--scope", "host"])).unwrap().scope,
+            Scope::Host
+        );
+    }
+
+    #[test]
+    fn ecs_scope_rules() {
+        let e = error(&with(&["--scope", "ecs-task"]));
+        assert!(e.contains("missing ECS_CONTAINER_METADATA_URI_V4"), "{e}");
+        let e = error(&with(&["--scope", "host", "--ecs-dimensions"]));
+        assert!(
+            e.contains("--ecs-dimensions") && e.contains("ecs-task scope"),
+            "{e}"
+        );
+        let e = error(&with(&["--ecs-metadata-uri", "169.254.170.2/v4/x"]));
+        assert!(e.contains("http://"), "{e}");
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct Encoding {
     pub namespace: String,
     pub service: String,
     pub aggregation: Aggregation,
+    /// Dimensions after `ServiceName` on every datum (e.g. the ECS cluster and family).
+    pub extra_dimensions: Vec<Dimension>,
 }
 
 /// The request for one window, or `None` when the window has no value to send.
@@ -80,12 +82,14 @@ pub fn encode(window: &Window, encoding: &Encoding) -> Option<PutRequest> {
         ("CPUUtilization", "MaxCPUUtilization", &window.cpu),
         ("MemoryUtilization", "MaxMemoryUtilization", &window.memory),
     ];
+    let mut dimensions = vec![Dimension {
+        name: SERVICE_DIMENSION.to_owned(),
+        value: encoding.service.clone(),
+    }];
+    dimensions.extend(encoding.extra_dimensions.iter().cloned());
     let datum = |metric_name, value, values, counts| Datum {
         metric_name,
-        dimensions: vec![Dimension {
-            name: SERVICE_DIMENSION.to_owned(),
-            value: encoding.service.clone(),
-        }],
+        dimensions: dimensions.clone(),
         timestamp: window.start,
         unit: "Percent",
         value,
@@ -170,6 +174,7 @@ mod tests {
             namespace: "Test/NS".into(),
             service: "web".into(),
             aggregation,
+            extra_dimensions: Vec::new(),
         }
     }
 
@@ -280,6 +285,21 @@ mod tests {
                     .iter()
                     .all(|d| !d.metric_name.contains("CPU"))
             );
+        }
+    }
+
+    #[test]
+    fn extra_dimensions_follow_service_name_on_every_datum() {
+        let w = window(0, &[1.0], &[2.0]);
+        let mut enc = encoding(Aggregation::MedianMax);
+        enc.extra_dimensions = vec![Dimension {
+            name: "ClusterName".into(),
+            value: "prod".into(),
+        }];
+        let req = encode(&w, &enc).unwrap();
+        for d in &req.metric_data {
+            let names: Vec<&str> = d.dimensions.iter().map(|d| d.name.as_str()).collect();
+            assert_eq!(names, ["ServiceName", "ClusterName"]);
         }
     }
 

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub mod ecs;
 pub mod host;
 pub mod procfs;
 
+pub use ecs::EcsSource;
 pub use host::HostSource;
 
 /// One reading of the metrics, in percent (0–100). `None` means "not measured this
@@ -40,6 +42,8 @@ pub enum SampleError {
         path: PathBuf,
         source: procfs::ParseError,
     },
+    #[error("{url}: {reason}")]
+    Endpoint { url: String, reason: String },
 }
 
 impl PartialEq for SampleError {
@@ -52,13 +56,16 @@ impl PartialEq for SampleError {
             (Self::Parse { path: a, source: x }, Self::Parse { path: b, source: y }) => {
                 a == b && x == y
             }
+            (Self::Endpoint { url: a, reason: x }, Self::Endpoint { url: b, reason: y }) => {
+                a == b && x == y
+            }
             _ => false,
         }
     }
 }
 
 /// Reads a whole file into `buf`, reusing its allocation across samples.
-fn read_into(path: &Path, buf: &mut String) -> Result<(), SampleError> {
+pub(crate) fn read_into(path: &Path, buf: &mut String) -> Result<(), SampleError> {
     use std::io::Read;
     buf.clear();
     std::fs::File::open(path)

@@ -3,6 +3,8 @@
 //! and bounded waits.
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod metadata;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};

@@ -1,0 +1,445 @@
+//! The ECS task metadata endpoint v4 documents, modelled only as far as the agent uses
+//! them, and the pure arithmetic that turns two stats documents into task utilization.
+//!
+//! Documents: `${ECS_CONTAINER_METADATA_URI_V4}/task` (task and containers, limits) and
+//! `.../task/stats` (Docker stats per container, keyed by `DockerId`). See "Amazon ECS task
+//! metadata endpoint version 4" in the ECS developer guide.
+
+use std::collections::HashMap;
+
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format;
+use serde::Deserialize;
+
+/// Containers of this type are ECS's network plumbing, not the workload.
+const PAUSE_CONTAINER: &str = "CNI_PAUSE";
+/// ECS CPU units per vCPU (task definition `cpu`).
+const CPU_UNITS_PER_VCPU: f64 = 1024.0;
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// `GET ${URI}/task`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Task {
+    /// Cluster ARN (Fargate) or short name (some EC2 agents).
+    #[serde(default)]
+    pub cluster: String,
+    #[serde(default)]
+    pub family: String,
+    /// Task size; absent on EC2 tasks defined without one.
+    pub limits: Option<Limits>,
+    #[serde(default)]
+    pub containers: Vec<Container>,
+}
+
+/// `Limits` of a task (CPU in vCPU, memory in MiB) or a container (CPU in CPU units,
+/// memory in MiB). Zero means "not set".
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+pub struct Limits {
+    #[serde(rename = "CPU")]
+    pub cpu: Option<f64>,
+    #[serde(rename = "Memory")]
+    pub memory: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Container {
+    pub docker_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    pub limits: Option<Limits>,
+}
+
+impl Task {
+    /// The containers whose use counts: all but ECS's pause container.
+    pub fn measured(&self) -> impl Iterator<Item = &Container> {
+        self.containers.iter().filter(|c| c.kind != PAUSE_CONTAINER)
+    }
+
+    /// Whether `docker_id` is one of this task's containers (pause included).
+    pub fn knows(&self, docker_id: &str) -> bool {
+        self.containers.iter().any(|c| c.docker_id == docker_id)
+    }
+
+    /// Short cluster name: the part after `cluster/` of an ARN, or the name itself.
+    pub fn cluster_name(&self) -> &str {
+        self.cluster.rsplit('/').next().unwrap_or(&self.cluster)
+    }
+
+    /// What utilization is measured against, and where each figure came from.
+    pub fn capacity(&self, instance: Instance) -> Capacity {
+        let task = self.limits.unwrap_or_default();
+        let containers = |pick: fn(&Limits) -> Option<f64>| -> f64 {
+            self.measured()
+                .filter_map(|c| c.limits.as_ref().and_then(pick))
+                .filter(|v| *v > 0.0)
+                .sum()
+        };
+        let (vcpus, cpu_source) = match task.cpu.filter(|v| *v > 0.0) {
+            Some(vcpus) => (vcpus, "the task's CPU limit"),
+            None => match containers(|l| l.cpu) / CPU_UNITS_PER_VCPU {
+                units if units > 0.0 => (units, "the sum of the containers' CPU units"),
+                _ => (instance.cpus as f64, "the instance's online CPUs"),
+            },
+        };
+        let (memory_bytes, memory_source) = match task.memory.filter(|v| *v > 0.0) {
+            Some(mib) => (mib * MIB, "the task's memory limit"),
+            None => match containers(|l| l.memory) {
+                mib if mib > 0.0 => (mib * MIB, "the sum of the containers' memory limits"),
+                _ => (instance.memory_bytes as f64, "the instance's memory"),
+            },
+        };
+        Capacity {
+            vcpus,
+            cpu_source,
+            memory_bytes,
+            memory_source,
+        }
+    }
+}
+
+/// The instance (or Fargate micro-VM) the task runs on: the last resort for capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instance {
+    pub cpus: usize,
+    pub memory_bytes: u64,
+}
+
+/// The denominators of the task's utilization.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capacity {
+    pub vcpus: f64,
+    pub cpu_source: &'static str,
+    pub memory_bytes: f64,
+    pub memory_source: &'static str,
+}
+
+/// `GET ${URI}/task/stats`: Docker stats per `DockerId`; `null` for containers that have
+/// none (stopped, or just started).
+pub type Stats = HashMap<String, Option<ContainerStats>>;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ContainerStats {
+    /// When Docker read these stats (RFC 3339, nanoseconds). `0001-01-01T00:00:00Z` while
+    /// the container has no stats yet.
+    pub read: Option<String>,
+    pub cpu_stats: Option<CpuStats>,
+    pub memory_stats: Option<MemoryStats>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct CpuStats {
+    pub cpu_usage: Option<CpuUsage>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct CpuUsage {
+    /// CPU time used since the container started, in nanoseconds.
+    pub total_usage: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct MemoryStats {
+    /// Bytes charged to the container's cgroup, page cache included.
+    pub usage: Option<u64>,
+    pub stats: Option<MemoryDetail>,
+}
+
+/// The cgroup's `memory.stat` as Docker relays it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct MemoryDetail {
+    /// cgroup v1, hierarchical.
+    pub total_inactive_file: Option<u64>,
+    /// cgroup v2 (v1 has it too, for the group alone).
+    pub inactive_file: Option<u64>,
+    /// Old v1 kernels without the inactive_file split.
+    pub cache: Option<u64>,
+}
+
+impl ContainerStats {
+    /// Nanoseconds since the Unix epoch of `read`, or `None` when there are no stats yet.
+    fn read_nanos(&self) -> Option<i128> {
+        let read = self.read.as_deref()?;
+        let at = DateTime::from_str(read, Format::DateTime).ok()?;
+        let nanos = i128::from(at.secs()) * 1_000_000_000 + i128::from(at.subsec_nanos());
+        (nanos > 0).then_some(nanos)
+    }
+
+    fn cpu_nanos(&self) -> Option<u64> {
+        self.cpu_stats.as_ref()?.cpu_usage.as_ref()?.total_usage
+    }
+
+    /// Working set: usage minus inactive page cache, which the kernel reclaims before
+    /// it would OOM-kill (the `docker stats` / cAdvisor formula).
+    fn working_set_bytes(&self) -> Option<u64> {
+        let memory = self.memory_stats.as_ref()?;
+        let usage = memory.usage?;
+        let inactive = memory
+            .stats
+            .as_ref()
+            .and_then(|s| s.total_inactive_file.or(s.inactive_file).or(s.cache))
+            .unwrap_or(0);
+        Some(usage.saturating_sub(inactive))
+    }
+}
+
+/// The last CPU reading of one container.
+#[derive(Debug, Clone, Copy)]
+struct CpuPoint {
+    read_nanos: i128,
+    usage_nanos: u64,
+    /// vCPUs used over the last interval that moved on, if there was one.
+    rate: Option<f64>,
+}
+
+/// Turns successive stats documents into task utilization. CPU is a rate, so it keeps
+/// each container's previous reading.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    previous: HashMap<String, CpuPoint>,
+}
+
+/// Task utilization from one stats document, in percent of the task's capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Utilization {
+    /// `None` for the first document, or when no container's stats moved on.
+    pub cpu: Option<f64>,
+    /// `None` when no container has memory stats yet.
+    pub memory: Option<f64>,
+}
+
+impl Tracker {
+    /// Reads one stats document. Per container, CPU use is Δ`total_usage` / Δ`read`
+    /// (vCPUs); their sum over the task's containers divided by the task's vCPUs is the
+    /// CPU percentage. A container whose counter went down (it restarted) counts 0 for
+    /// that interval; one seen for the first time counts from its next document. ECS
+    /// refreshes each container's stats on its own clock, so a container whose stats have
+    /// not moved on since the last document counts at its last known rate.
+    pub fn update(&mut self, task: &Task, stats: &Stats, capacity: &Capacity) -> Utilization {
+        let mut vcpus_used = 0.0;
+        let mut advanced = false;
+        let mut memory_bytes = None;
+        let mut current = HashMap::with_capacity(self.previous.len());
+        for container in task.measured() {
+            let Some(Some(s)) = stats.get(&container.docker_id) else {
+                continue;
+            };
+            let Some(read_nanos) = s.read_nanos() else {
+                continue;
+            };
+            if let Some(bytes) = s.working_set_bytes() {
+                *memory_bytes.get_or_insert(0u64) += bytes;
+            }
+            let Some(usage_nanos) = s.cpu_nanos() else {
+                continue;
+            };
+            let mut point = CpuPoint {
+                read_nanos,
+                usage_nanos,
+                rate: None,
+            };
+            if let Some(prev) = self.previous.get(&container.docker_id) {
+                let elapsed = read_nanos - prev.read_nanos;
+                if elapsed > 0 {
+                    advanced = true;
+                    // A counter that went down means a restart: 0 for this interval.
+                    let used = usage_nanos.saturating_sub(prev.usage_nanos);
+                    point.rate = Some(used as f64 / elapsed as f64);
+                } else {
+                    // Not refreshed yet: keep the older point as the baseline.
+                    point = *prev;
+                }
+            }
+            vcpus_used += point.rate.unwrap_or(0.0);
+            current.insert(container.docker_id.clone(), point);
+        }
+        self.previous = current;
+        Utilization {
+            cpu: (advanced && capacity.vcpus > 0.0).then(|| vcpus_used / capacity.vcpus * 100.0),
+            memory: memory_bytes
+                .filter(|_| capacity.memory_bytes > 0.0)
+                .map(|b| b as f64 / capacity.memory_bytes * 100.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FARGATE_TASK: &str = include_str!("../../../tests/fixtures/ecs/fargate/task.json");
+    const FARGATE_STATS: &str = include_str!("../../../tests/fixtures/ecs/fargate/stats.json");
+    const EC2_TASK: &str = include_str!("../../../tests/fixtures/ecs/ec2/task.json");
+    const EC2_STATS: &str = include_str!("../../../tests/fixtures/ecs/ec2/stats.json");
+
+    const APP_ID: &str = "8b2b7b1f0e3a4c1d9e5f6a7b8c9d0e1f-1111111111";
+    const SIDECAR_ID: &str = "8b2b7b1f0e3a4c1d9e5f6a7b8c9d0e1f-2222222222";
+
+    const INSTANCE: Instance = Instance {
+        cpus: 2,
+        memory_bytes: 4 * 1024 * 1024 * 1024,
+    };
+
+    fn task(text: &str) -> Task {
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn stats(text: &str) -> Stats {
+        serde_json::from_str(text).unwrap()
+    }
+
+    /// `stats` with every container's counters moved on by `cpu_ns` over `secs`.
+    fn advanced(mut doc: Stats, secs: i64, cpu_ns: &[(&str, i64)]) -> Stats {
+        for (id, entry) in doc.iter_mut() {
+            let Some(s) = entry else { continue };
+            let read = DateTime::from_str(s.read.as_deref().unwrap(), Format::DateTime).unwrap();
+            let later = DateTime::from_secs_and_nanos(read.secs() + secs, read.subsec_nanos());
+            s.read = Some(later.fmt(Format::DateTime).unwrap());
+            let delta = cpu_ns.iter().find(|(i, _)| i == id).map_or(0, |(_, d)| *d);
+            let usage = s.cpu_stats.as_mut().unwrap().cpu_usage.as_mut().unwrap();
+            usage.total_usage = Some((usage.total_usage.unwrap() as i64 + delta) as u64);
+        }
+        doc
+    }
+
+    #[test]
+    fn fargate_task_document_parses() {
+        let t = task(FARGATE_TASK);
+        assert_eq!(t.cluster_name(), "prod");
+        assert_eq!(t.family, "web-api");
+        assert_eq!(
+            t.limits,
+            Some(Limits {
+                cpu: Some(0.5),
+                memory: Some(1024.0)
+            })
+        );
+        assert_eq!(t.measured().count(), 2);
+    }
+
+    #[test]
+    fn capacity_comes_from_the_task_limits_first() {
+        let c = task(FARGATE_TASK).capacity(INSTANCE);
+        assert_eq!((c.vcpus, c.memory_bytes), (0.5, 1024.0 * MIB));
+        assert_eq!(c.cpu_source, "the task's CPU limit");
+    }
+
+    #[test]
+    fn ec2_task_without_size_uses_container_limits_and_skips_the_pause_container() {
+        let t = task(EC2_TASK);
+        assert_eq!(t.cluster_name(), "default");
+        let c = t.capacity(INSTANCE);
+        // Containers: 512 + 256 CPU units, 768 + 256 MiB; the pause container not counted.
+        assert_eq!(c.vcpus, 0.75);
+        assert_eq!(c.memory_bytes, 1024.0 * MIB);
+        assert_eq!(c.cpu_source, "the sum of the containers' CPU units");
+    }
+
+    #[test]
+    fn no_limits_anywhere_falls_back_to_the_instance() {
+        let t = task(r#"{"Containers":[{"DockerId":"a","Limits":{"CPU":0,"Memory":0}}]}"#);
+        let c = t.capacity(INSTANCE);
+        assert_eq!((c.vcpus, c.memory_bytes), (2.0, 4.0 * 1024.0 * MIB));
+        assert_eq!(c.memory_source, "the instance's memory");
+    }
+
+    #[test]
+    fn two_containers_using_a_quarter_and_0_15_vcpu_of_half_a_vcpu_is_80_percent() {
+        let t = task(FARGATE_TASK);
+        let cap = t.capacity(INSTANCE);
+        let first = stats(FARGATE_STATS);
+        let mut tracker = Tracker::default();
+        let u = tracker.update(&t, &first, &cap);
+        assert_eq!(u.cpu, None, "the first document has no CPU");
+        // 300 MiB working set of 1024 MiB (fixture: app 250 MiB, sidecar 50 MiB).
+        assert_eq!(u.memory.map(|m| (m * 10.0).round() / 10.0), Some(29.3));
+
+        let second = advanced(
+            first,
+            2,
+            &[(APP_ID, 500_000_000), (SIDECAR_ID, 300_000_000)],
+        );
+        let u = tracker.update(&t, &second, &cap);
+        assert!((u.cpu.unwrap() - 80.0).abs() < 1e-9, "{u:?}");
+    }
+
+    #[test]
+    fn a_restarted_container_counts_zero_never_negative() {
+        let t = task(FARGATE_TASK);
+        let cap = t.capacity(INSTANCE);
+        let mut tracker = Tracker::default();
+        let first = stats(FARGATE_STATS);
+        tracker.update(&t, &first, &cap);
+        let second = advanced(
+            first,
+            1,
+            &[(APP_ID, -1_000_000_000), (SIDECAR_ID, 100_000_000)],
+        );
+        let u = tracker.update(&t, &second, &cap);
+        assert!((u.cpu.unwrap() - 20.0).abs() < 1e-9, "{u:?}");
+    }
+
+    #[test]
+    fn the_same_document_twice_gives_no_cpu_sample() {
+        let t = task(FARGATE_TASK);
+        let cap = t.capacity(INSTANCE);
+        let mut tracker = Tracker::default();
+        let doc = stats(FARGATE_STATS);
+        tracker.update(&t, &doc, &cap);
+        assert_eq!(tracker.update(&t, &doc, &cap).cpu, None);
+        let later = advanced(doc, 1, &[(APP_ID, 250_000_000)]);
+        assert!((tracker.update(&t, &later, &cap).cpu.unwrap() - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_container_not_yet_refreshed_counts_at_its_last_rate() {
+        let t = task(FARGATE_TASK);
+        let cap = t.capacity(INSTANCE);
+        let mut tracker = Tracker::default();
+        let doc = stats(FARGATE_STATS);
+        tracker.update(&t, &doc, &cap);
+        let both = advanced(
+            doc.clone(),
+            1,
+            &[(APP_ID, 250_000_000), (SIDECAR_ID, 150_000_000)],
+        );
+        assert!((tracker.update(&t, &both, &cap).cpu.unwrap() - 80.0).abs() < 1e-9);
+        // Only the app's stats move on; the sidecar's document is the same as before.
+        let mut app_only = advanced(both.clone(), 1, &[(APP_ID, 250_000_000)]);
+        app_only.insert(SIDECAR_ID.into(), both[SIDECAR_ID].clone());
+        assert!((tracker.update(&t, &app_only, &cap).cpu.unwrap() - 80.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn empty_stats_at_fargate_start_are_no_sample_not_zero() {
+        let t = task(FARGATE_TASK);
+        let cap = t.capacity(INSTANCE);
+        let mut tracker = Tracker::default();
+        for doc in [
+            "{}",
+            r#"{"8b2b7b1f0e3a4c1d9e5f6a7b8c9d0e1f-1111111111": null}"#,
+            r#"{"8b2b7b1f0e3a4c1d9e5f6a7b8c9d0e1f-1111111111": {"read": "0001-01-01T00:00:00Z",
+                "cpu_stats": {"cpu_usage": {"total_usage": 0}}, "memory_stats": {}}}"#,
+        ] {
+            assert_eq!(
+                tracker.update(&t, &stats(doc), &cap),
+                Utilization::default(),
+                "{doc}"
+            );
+        }
+    }
+
+    #[test]
+    fn ec2_stats_on_cgroup_v1_subtract_total_inactive_file_and_skip_the_pause_container() {
+        let t = task(EC2_TASK);
+        let cap = t.capacity(INSTANCE);
+        let u = Tracker::default().update(&t, &stats(EC2_STATS), &cap);
+        // app: 600 MiB usage − 88 MiB total_inactive_file; worker: 100 MiB − cache 10 MiB
+        // (no inactive_file fields); the pause container's 4 MiB is not counted.
+        let expected = (512.0 + 90.0) / 1024.0 * 100.0;
+        assert!((u.memory.unwrap() - expected).abs() < 1e-9, "{u:?}");
+    }
+}

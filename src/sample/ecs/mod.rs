@@ -1,0 +1,191 @@
+//! The ECS task scope: the whole task, measured against the task's limits, from the task
+//! metadata endpoint v4 that ECS injects into every container as
+//! `ECS_CONTAINER_METADATA_URI_V4`. From inside a sidecar neither `/proc` (the instance,
+//! or a Fargate micro-VM larger than the task) nor the sidecar's own cgroup would measure
+//! the application; this endpoint does.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::procfs;
+use super::{Sample, SampleError, Source, read_into};
+
+pub mod metadata;
+
+pub use metadata::{Capacity, Instance, Task};
+use metadata::{Stats, Tracker};
+
+/// Each request to the endpoint, body included; a sample is due every second.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Samples the task from the metadata endpoint.
+#[derive(Debug)]
+pub struct EcsSource {
+    http: MetadataClient,
+    task_uri: Uri,
+    stats_uri: Uri,
+    /// The task document, read at start and again when an unknown container appears.
+    task: Task,
+    /// The instance, for tasks with no limits at all.
+    instance: Instance,
+    capacity: Capacity,
+    tracker: Tracker,
+}
+
+impl EcsSource {
+    /// Reads the task document once; fails when the endpoint does not answer it. The
+    /// agent retries this until it succeeds, since without the task's limits there is
+    /// nothing meaningful to measure.
+    pub async fn connect(base_uri: &str, root: &Path) -> Result<Self, SampleError> {
+        let base = base_uri.trim_end_matches('/');
+        let parse = |path: &str| {
+            let url = format!("{base}{path}");
+            url.parse::<Uri>().map_err(|e| SampleError::Endpoint {
+                url,
+                reason: e.to_string(),
+            })
+        };
+        let (task_uri, stats_uri) = (parse("/task")?, parse("/task/stats")?);
+        let http = MetadataClient::new();
+        let task: Task = http.get_json(&task_uri).await?;
+        let instance = read_instance(root);
+        let capacity = task.capacity(instance);
+        log_capacity(&task, &capacity);
+        Ok(EcsSource {
+            http,
+            task_uri,
+            stats_uri,
+            task,
+            instance,
+            capacity,
+            tracker: Tracker::default(),
+        })
+    }
+
+    /// The task as last read.
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// Re-reads the task document after a container it did not know appeared.
+    async fn refresh_task(&mut self) -> Result<(), SampleError> {
+        let task: Task = self.http.get_json(&self.task_uri).await?;
+        let capacity = task.capacity(self.instance);
+        if capacity != self.capacity {
+            log_capacity(&task, &capacity);
+        }
+        self.task = task;
+        self.capacity = capacity;
+        Ok(())
+    }
+}
+
+impl Source for EcsSource {
+    async fn sample(&mut self) -> Sample {
+        let mut sample = Sample::default();
+        let stats: Stats = match self.http.get_json(&self.stats_uri).await {
+            Ok(stats) => stats,
+            Err(e) => {
+                sample.errors.push(e);
+                return sample;
+            }
+        };
+        let unknown = stats
+            .iter()
+            .any(|(id, s)| s.is_some() && !self.task.knows(id));
+        if unknown {
+            log::info!("a container appeared in the task's stats: reading the task again");
+            if let Err(e) = self.refresh_task().await {
+                sample.errors.push(e);
+            }
+        }
+        let utilization = self.tracker.update(&self.task, &stats, &self.capacity);
+        sample.cpu = utilization.cpu;
+        sample.memory = utilization.memory;
+        sample
+    }
+}
+
+fn log_capacity(task: &Task, capacity: &Capacity) {
+    log::info!(
+        "ECS task {} of cluster {}: CPU measured against {} vCPU ({}), memory against {} MiB ({})",
+        task.family,
+        task.cluster_name(),
+        capacity.vcpus,
+        capacity.cpu_source,
+        capacity.memory_bytes / (1024.0 * 1024.0),
+        capacity.memory_source
+    );
+}
+
+/// Online CPUs and memory of the instance, for tasks without limits; the figures are
+/// only used if the task has none, so a failed read falls back to what Rust can tell.
+fn read_instance(root: &Path) -> Instance {
+    let mut buf = String::new();
+    let cpus = read_into(&root.join("proc/stat"), &mut buf)
+        .ok()
+        .and_then(|()| procfs::parse_stat(&buf).ok())
+        .map(|s| s.online_cpus)
+        .filter(|n| *n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1);
+    let memory_bytes = read_into(&root.join("proc/meminfo"), &mut buf)
+        .ok()
+        .and_then(|()| procfs::parse_meminfo(&buf).ok())
+        .map_or(0, |m| m.total_kib * 1024);
+    Instance { cpus, memory_bytes }
+}
+
+/// A keep-alive HTTP/1.1 client for the endpoint (plain HTTP on a link-local address).
+#[derive(Debug)]
+struct MetadataClient {
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl MetadataClient {
+    fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(REQUEST_TIMEOUT));
+        MetadataClient {
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(1)
+                .build(connector),
+        }
+    }
+
+    /// GETs `uri` and decodes its JSON body, all within `REQUEST_TIMEOUT`.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, uri: &Uri) -> Result<T, SampleError> {
+        let error = |reason: String| SampleError::Endpoint {
+            url: uri.to_string(),
+            reason,
+        };
+        let fetch = async {
+            let response = self
+                .client
+                .get(uri.clone())
+                .await
+                .map_err(|e| error(e.to_string()))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| error(e.to_string()))?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(error(format!("HTTP {status}")));
+            }
+            serde_json::from_slice(&body).map_err(|e| error(format!("bad JSON: {e}")))
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, fetch)
+            .await
+            .map_err(|_| error(format!("no answer within {REQUEST_TIMEOUT:?}")))?
+    }
+}
