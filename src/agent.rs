@@ -15,7 +15,7 @@ use crate::config::{Config, Output, Scope};
 use crate::delivery::{self, Report};
 use crate::publish::{self, CloudWatch, Dimension, DryRun, Encoding, Publisher};
 use crate::sample::ecs::Task;
-use crate::sample::{EcsSource, HostSource, Sample, Source};
+use crate::sample::{CgroupSource, EcsSource, HostSource, Sample, Source, cgroup};
 use crate::shutdown::Signals;
 
 /// Time between samples.
@@ -34,6 +34,8 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 pub enum StartError {
     #[error(transparent)]
     Connect(#[from] publish::cloudwatch::ConnectError),
+    #[error("--scope cgroup cannot work here: {0}")]
+    Scope(String),
     #[error("cannot listen for signals: {0}")]
     Signals(#[from] std::io::Error),
 }
@@ -55,6 +57,7 @@ impl From<&Config> for Settings {
                 namespace: config.namespace.clone(),
                 service: config.service.clone(),
                 aggregation: config.aggregation,
+                metrics: config.metrics,
                 extra_dimensions: Vec::new(),
             },
         }
@@ -77,12 +80,31 @@ pub async fn main(config: Config) -> Result<Report, StartError> {
         config.period_secs,
         config.aggregation
     );
+    let root = config.root.as_path();
     match &config.scope {
-        Scope::Host => {
-            log::info!("scope: host (/proc of the whole machine)");
-            let source = HostSource::new(&config.root);
+        Scope::Host => host(&config, &settings, shutdown, "asked for").await,
+        Scope::Cgroup => {
+            let source = match cgroup::detect(root) {
+                Ok(Some(layout)) => CgroupSource::new(root, layout),
+                Ok(None) => return Err(StartError::Scope("no cgroup filesystem found".into())),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| StartError::Scope(e.to_string()))?;
+            log_cgroup(&source, "asked for");
             publish(&config, &settings, source, shutdown).await
         }
+        Scope::CgroupOrHost => match auto_cgroup(root) {
+            Ok((source, why)) => {
+                log_cgroup(&source, why);
+                publish(&config, &settings, source, shutdown).await
+            }
+            Err(why) => {
+                if config.metrics.throttling {
+                    log::warn!("CPU throttling is measured only in the cgroup scope; not sent");
+                }
+                host(&config, &settings, shutdown, &why).await
+            }
+        },
         Scope::EcsTask {
             metadata_uri,
             dimensions,
@@ -98,6 +120,58 @@ pub async fn main(config: Config) -> Result<Report, StartError> {
             publish(&config, &settings, source, shutdown).await
         }
     }
+}
+
+async fn host(
+    config: &Config,
+    settings: &Settings,
+    shutdown: Pin<&mut impl Future<Output = ()>>,
+    why: &str,
+) -> Result<Report, StartError> {
+    log::info!("scope: host, /proc of the whole machine ({why})");
+    publish(config, settings, HostSource::new(&config.root), shutdown).await
+}
+
+/// `--scope auto` outside ECS: the agent's cgroup when it is in a container or under a
+/// CPU quota or memory limit, with the reason; else why not.
+fn auto_cgroup(root: &Path) -> Result<(CgroupSource, &'static str), String> {
+    let layout = match cgroup::detect(root) {
+        Ok(Some(layout)) => layout,
+        Ok(None) => return Err("auto: no cgroup filesystem".into()),
+        Err(e) => return Err(format!("auto: cgroup not readable: {e}")),
+    };
+    let container = cgroup::in_container(root, Some(&layout));
+    let source = CgroupSource::new(root, layout).map_err(|e| {
+        if container {
+            log::warn!("in a container, but its cgroup cannot be measured: {e}");
+        }
+        format!("auto: cgroup not measurable: {e}")
+    })?;
+    match (source.limits().any(), container) {
+        (true, _) => Ok((source, "auto: the cgroup has limits")),
+        (false, true) => Ok((source, "auto: running in a container")),
+        (false, false) => Err("auto: not in a container and no cgroup limits".into()),
+    }
+}
+
+fn log_cgroup(source: &CgroupSource, why: &str) {
+    let limits = source.limits();
+    log::info!(
+        "scope: cgroup ({why}): {}; CPU limit {} CPUs ({}), memory limit {} MiB ({})",
+        source.layout(),
+        limits.cpus,
+        if limits.cpu_quota {
+            "CFS quota"
+        } else {
+            "CPUs available, no quota"
+        },
+        limits.memory_bytes / (1024 * 1024),
+        if limits.memory_limit {
+            "cgroup limit"
+        } else {
+            "host memory, no limit"
+        },
+    );
 }
 
 /// Runs `source` with the publisher the configuration asks for.
@@ -325,7 +399,7 @@ mod tests {
 
     use super::*;
     use crate::cli::Aggregation;
-    use crate::publish::{PublishError, PutRequest};
+    use crate::publish::{MetricSet, PublishError, PutRequest};
 
     /// Memory rises by one point per sample; CPU is there from the second sample on.
     struct Counting(u32);
@@ -336,7 +410,7 @@ mod tests {
             Sample {
                 cpu: (self.0 > 1).then_some(50.0),
                 memory: Some(f64::from(self.0)),
-                errors: Vec::new(),
+                ..Sample::default()
             }
         }
     }
@@ -370,6 +444,7 @@ mod tests {
                 namespace: "NS".into(),
                 service: "svc".into(),
                 aggregation: Aggregation::Distribution,
+                metrics: MetricSet::default(),
                 extra_dimensions: Vec::new(),
             },
         }

@@ -92,6 +92,7 @@ pub struct Window {
     pub start: u64,
     pub cpu: Histogram,
     pub memory: Histogram,
+    pub throttled: Histogram,
 }
 
 impl Window {
@@ -100,12 +101,13 @@ impl Window {
             start,
             cpu: Histogram::default(),
             memory: Histogram::default(),
+            throttled: Histogram::default(),
         }
     }
 
     /// True when no metric has a value: nothing to publish.
     pub fn is_empty(&self) -> bool {
-        self.cpu.count() == 0 && self.memory.count() == 0
+        self.cpu.count() == 0 && self.memory.count() == 0 && self.throttled.count() == 0
     }
 }
 
@@ -146,6 +148,9 @@ impl Aggregator {
         if let Some(memory) = sample.memory {
             window.memory.add(memory);
         }
+        if let Some(throttled) = sample.throttled {
+            window.throttled.add(throttled);
+        }
         closed.filter(|w| !w.is_empty())
     }
 
@@ -163,7 +168,7 @@ mod tests {
         Sample {
             cpu,
             memory,
-            errors: Vec::new(),
+            ..Sample::default()
         }
     }
 

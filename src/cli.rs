@@ -53,7 +53,8 @@ pub struct Opts {
     )]
     pub aggregation: Aggregation,
 
-    /// What to measure: the ECS task when ECS_CONTAINER_METADATA_URI_V4 is set, else the host
+    /// What to measure: auto picks ecs-task in ECS, else cgroup in a container or under limits,
+    /// else host
     #[arg(
         long,
         env = "CWMA_SCOPE",
@@ -62,6 +63,17 @@ pub struct Opts {
         default_value_t = Scope::Auto
     )]
     pub scope: Scope,
+
+    /// Metrics to send, comma-separated: cpu, memory, throttling (cgroup scope only)
+    #[arg(
+        long,
+        env = "CWMA_METRICS",
+        value_enum,
+        value_delimiter = ',',
+        value_name = "LIST",
+        default_value = "cpu,memory"
+    )]
+    pub metrics: Vec<Metric>,
 
     /// Add ClusterName and TaskDefinitionFamily dimensions (ecs-task scope only)
     #[arg(long, env = "CWMA_ECS_DIMENSIONS")]
@@ -117,10 +129,23 @@ pub enum Aggregation {
 /// Which resources the numbers describe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scope {
-    /// ecs-task when ECS_CONTAINER_METADATA_URI_V4 is set, else host
+    /// ecs-task in ECS, else cgroup in a container or under limits, else host
     Auto,
     /// The whole machine or VM, from /proc
     Host,
+    /// The agent's own cgroup (its container) against its CPU quota and memory limit
+    Cgroup,
     /// The whole ECS task against its limits, from the task metadata endpoint v4
     EcsTask,
+}
+
+/// A metric `--metrics` can select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Metric {
+    /// CPUUtilization
+    Cpu,
+    /// MemoryUtilization
+    Memory,
+    /// CPUThrottledPercent: share of CFS periods throttled (cgroup scope)
+    Throttling,
 }

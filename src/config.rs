@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::cli::{self, Aggregation, Opts};
+use crate::cli::{self, Aggregation, Metric, Opts};
+use crate::publish::MetricSet;
 
 /// Longest namespace CloudWatch accepts (PutMetricData API reference, `Namespace`).
 pub const MAX_NAMESPACE_LEN: usize = 255;
@@ -30,6 +31,8 @@ pub struct Config {
     pub aggregation: Aggregation,
     /// What the numbers describe.
     pub scope: Scope,
+    /// Which metrics are sent.
+    pub metrics: MetricSet,
     /// Where the requests go.
     pub output: Output,
     /// How long the final publish on SIGTERM/SIGINT may take.
@@ -52,11 +55,17 @@ pub enum Output {
     DryRun,
 }
 
-/// What the numbers describe; `--scope auto` already resolved.
+/// What the numbers describe. `--scope auto` is resolved here as far as the input tells
+/// (ECS sets its endpoint variable); the choice between cgroup and host needs a look at
+/// the cgroup filesystem, made at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
+    /// `cgroup` where the agent is in a container or under limits, else `host`.
+    CgroupOrHost,
     /// The machine or VM, from `/proc`.
     Host,
+    /// The agent's own cgroup, from `/sys/fs/cgroup`.
+    Cgroup,
     /// The ECS task, from the task metadata endpoint v4.
     EcsTask {
         /// `ECS_CONTAINER_METADATA_URI_V4`.
@@ -98,6 +107,7 @@ impl Config {
         let period_secs = parse_period(&opts.period)?;
         let flush_timeout = parse_flush_timeout(&opts.flush_timeout)?;
         let scope = resolve_scope(opts.scope, opts.ecs_metadata_uri, opts.ecs_dimensions)?;
+        let metrics = metric_set(&opts.metrics, &scope)?;
         let output = if opts.dry_run {
             Output::DryRun
         } else {
@@ -118,6 +128,7 @@ impl Config {
             period_secs,
             aggregation: opts.aggregation,
             scope,
+            metrics,
             output,
             flush_timeout,
             root: opts.root,
@@ -224,7 +235,9 @@ fn resolve_scope(
 ) -> Result<Scope, ConfigError> {
     let metadata_uri = metadata_uri.filter(|uri| !uri.trim().is_empty());
     let resolved = match (scope, metadata_uri) {
-        (cli::Scope::Host, _) | (cli::Scope::Auto, None) => Scope::Host,
+        (cli::Scope::Host, _) => Scope::Host,
+        (cli::Scope::Cgroup, _) => Scope::Cgroup,
+        (cli::Scope::Auto, None) => Scope::CgroupOrHost,
         (cli::Scope::Auto | cli::Scope::EcsTask, Some(uri)) => {
             if !uri.starts_with("http://") && !uri.starts_with("https://") {
                 return Err(invalid(
@@ -246,7 +259,7 @@ fn resolve_scope(
             });
         }
     };
-    if dimensions && resolved == Scope::Host {
+    if dimensions && !matches!(resolved, Scope::EcsTask { .. }) {
         return Err(invalid(
             "--ecs-dimensions",
             "true",
@@ -254,6 +267,29 @@ fn resolve_scope(
         ));
     }
     Ok(resolved)
+}
+
+fn metric_set(metrics: &[Metric], scope: &Scope) -> Result<MetricSet, ConfigError> {
+    let set = MetricSet {
+        cpu: metrics.contains(&Metric::Cpu),
+        memory: metrics.contains(&Metric::Memory),
+        throttling: metrics.contains(&Metric::Throttling),
+    };
+    if !(set.cpu || set.memory || set.throttling) {
+        return Err(invalid(
+            "--metrics",
+            "",
+            "must name at least one of cpu, memory, throttling",
+        ));
+    }
+    if set.throttling && matches!(scope, Scope::Host | Scope::EcsTask { .. }) {
+        return Err(invalid(
+            "--metrics",
+            "throttling",
+            "CPU throttling is measured only in the cgroup scope (--scope cgroup or auto)",
+        ));
+    }
+    Ok(set)
 }
 
 fn check_region(region: &str) -> Result<(), ConfigError> {
@@ -449,6 +485,11 @@ mod tests {
             config(&with(&["--scope", "host"])).unwrap().scope,
             Scope::Host
         );
+        assert_eq!(
+            config(&with(&["--scope", "cgroup"])).unwrap().scope,
+            Scope::Cgroup
+        );
+        assert_eq!(config(&OK).unwrap().scope, Scope::CgroupOrHost);
     }
 
     #[test]
@@ -462,6 +503,17 @@ mod tests {
         );
         let e = error(&with(&["--ecs-metadata-uri", "169.254.170.2/v4/x"]));
         assert!(e.contains("http://"), "{e}");
+    }
+
+    #[test]
+    fn metrics_rules() {
+        assert_eq!(config(&OK).unwrap().metrics, MetricSet::default());
+        let c = config(&with(&["--metrics", "cpu,memory,throttling"])).unwrap();
+        assert!(c.metrics.throttling && c.metrics.cpu && c.metrics.memory);
+        let c = config(&with(&["--metrics", "memory"])).unwrap();
+        assert!(!c.metrics.cpu && c.metrics.memory);
+        let e = error(&with(&["--scope", "host", "--metrics", "cpu,throttling"]));
+        assert!(e.contains("cgroup scope"), "{e}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(_) => ExitCode::SUCCESS,
-        Err(e @ StartError::Connect(_)) => {
+        Err(e @ (StartError::Connect(_) | StartError::Scope(_))) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }

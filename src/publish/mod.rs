@@ -61,12 +61,34 @@ pub struct Dimension {
     pub value: String,
 }
 
+/// Which metrics are sent (`--metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricSet {
+    /// `CPUUtilization`.
+    pub cpu: bool,
+    /// `MemoryUtilization`.
+    pub memory: bool,
+    /// `CPUThrottledPercent` (cgroup scope only).
+    pub throttling: bool,
+}
+
+impl Default for MetricSet {
+    fn default() -> Self {
+        MetricSet {
+            cpu: true,
+            memory: true,
+            throttling: false,
+        }
+    }
+}
+
 /// Everything about the datums that does not change from window to window.
 #[derive(Debug, Clone)]
 pub struct Encoding {
     pub namespace: String,
     pub service: String,
     pub aggregation: Aggregation,
+    pub metrics: MetricSet,
     /// Dimensions after `ServiceName` on every datum (e.g. the ECS cluster and family).
     pub extra_dimensions: Vec<Dimension>,
 }
@@ -78,9 +100,26 @@ pub struct Encoding {
 /// the 1000 datums and 1 MB a request may carry.
 pub fn encode(window: &Window, encoding: &Encoding) -> Option<PutRequest> {
     let mut data = Vec::new();
+    let selected = encoding.metrics;
     let metrics = [
-        ("CPUUtilization", "MaxCPUUtilization", &window.cpu),
-        ("MemoryUtilization", "MaxMemoryUtilization", &window.memory),
+        (
+            "CPUUtilization",
+            "MaxCPUUtilization",
+            &window.cpu,
+            selected.cpu,
+        ),
+        (
+            "MemoryUtilization",
+            "MaxMemoryUtilization",
+            &window.memory,
+            selected.memory,
+        ),
+        (
+            "CPUThrottledPercent",
+            "MaxCPUThrottledPercent",
+            &window.throttled,
+            selected.throttling,
+        ),
     ];
     let mut dimensions = vec![Dimension {
         name: SERVICE_DIMENSION.to_owned(),
@@ -96,7 +135,7 @@ pub fn encode(window: &Window, encoding: &Encoding) -> Option<PutRequest> {
         values,
         counts,
     };
-    for (name, max_name, histogram) in metrics {
+    for (name, max_name, histogram, _) in metrics.into_iter().filter(|m| m.3) {
         match encoding.aggregation {
             Aggregation::Distribution => {
                 for (values, counts) in distribution_chunks(histogram) {
@@ -174,6 +213,7 @@ mod tests {
             namespace: "Test/NS".into(),
             service: "web".into(),
             aggregation,
+            metrics: MetricSet::default(),
             extra_dimensions: Vec::new(),
         }
     }
@@ -185,7 +225,7 @@ mod tests {
             let sample = Sample {
                 cpu: cpu.get(i).copied(),
                 memory: memory.get(i).copied(),
-                errors: Vec::new(),
+                ..Sample::default()
             };
             agg.add(start, &sample);
         }
@@ -301,6 +341,47 @@ mod tests {
             let names: Vec<&str> = d.dimensions.iter().map(|d| d.name.as_str()).collect();
             assert_eq!(names, ["ServiceName", "ClusterName"]);
         }
+    }
+
+    #[test]
+    fn only_the_selected_metrics_are_sent() {
+        let mut agg = Aggregator::new(60);
+        let sample = Sample {
+            cpu: Some(10.0),
+            memory: Some(20.0),
+            throttled: Some(30.0),
+            ..Sample::default()
+        };
+        agg.add(0, &sample);
+        let w = agg.finish().unwrap();
+        let names = |metrics| {
+            let mut enc = encoding(Aggregation::Distribution);
+            enc.metrics = metrics;
+            encode(&w, &enc).map(|r| {
+                r.metric_data
+                    .iter()
+                    .map(|d| d.metric_name)
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            names(MetricSet::default()).unwrap(),
+            ["CPUUtilization", "MemoryUtilization"]
+        );
+        let all = MetricSet {
+            throttling: true,
+            ..MetricSet::default()
+        };
+        assert_eq!(
+            names(all).unwrap(),
+            ["CPUUtilization", "MemoryUtilization", "CPUThrottledPercent"]
+        );
+        let memory_only = MetricSet {
+            cpu: false,
+            memory: true,
+            throttling: false,
+        };
+        assert_eq!(names(memory_only).unwrap(), ["MemoryUtilization"]);
     }
 
     #[test]

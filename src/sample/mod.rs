@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub mod cgroup;
 pub mod ecs;
 pub mod host;
 pub mod procfs;
 
+pub use cgroup::CgroupSource;
 pub use ecs::EcsSource;
 pub use host::HostSource;
 
@@ -22,6 +24,8 @@ pub use host::HostSource;
 pub struct Sample {
     pub cpu: Option<f64>,
     pub memory: Option<f64>,
+    /// Share of CFS periods throttled since the last sample (cgroup scope, with a quota).
+    pub throttled: Option<f64>,
     /// What went wrong while reading; a failed read costs that metric, not the sample.
     pub errors: Vec<SampleError>,
 }

@@ -1,0 +1,255 @@
+//! The cgroup scope through the binary: on fixture trees of cgroup v1 and v2, and for
+//! real on this machine's cgroup v1 controllers when run as root.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Agent, line_reader};
+use serde_json::Value;
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cgroup")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+const DRY_RUN: [&str; 7] = [
+    "--namespace",
+    "Cg/Test",
+    "-s",
+    "job",
+    "--period",
+    "1",
+    "--dry-run",
+];
+
+/// Values of `metric` in one dry-run line.
+fn values(line: &str, metric: &str) -> Vec<f64> {
+    let request: Value = serde_json::from_str(line).unwrap();
+    request["MetricData"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["MetricName"] == metric)
+        .flat_map(|d| d["Values"].as_array().unwrap().clone())
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn auto_picks_the_cgroup_with_limits_and_reports_memory_against_its_limit() {
+    let env = [
+        ("CWMA_ROOT", fixture("v2-namespaced")),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let mut agent = Agent::spawn(&DRY_RUN, &env);
+    let line = agent
+        .stdout
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a dry-run line");
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(2)).success());
+    assert_eq!(values(&line, "MemoryUtilization"), [50.0]);
+    let log = agent.rest_of_log().join("\n");
+    assert!(
+        log.contains("scope: cgroup (auto: the cgroup has limits): cgroup v2"),
+        "{log}"
+    );
+    assert!(log.contains("CPU limit 0.5 CPUs (CFS quota)"), "{log}");
+}
+
+#[test]
+fn auto_picks_the_host_without_container_or_limits() {
+    let env = [
+        ("CWMA_ROOT", fixture("v1-apart-unlimited")),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let mut agent = Agent::spawn(&DRY_RUN, &env);
+    agent
+        .stdout
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a dry-run line");
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(2)).success());
+    let log = agent.rest_of_log().join("\n");
+    assert!(
+        log.contains("scope: host") && log.contains("no cgroup limits"),
+        "{log}"
+    );
+}
+
+#[test]
+fn scope_cgroup_without_a_cgroup_filesystem_exits_2() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc-2cpu");
+    let env = [("CWMA_ROOT", root.display().to_string())];
+    let out = common::agent_command(&[&DRY_RUN[..], &["--scope", "cgroup"]].concat(), &env)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--scope cgroup") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+}
+
+/// Child groups in this machine's cgroup v1 `cpu`, `cpuacct` and `memory` hierarchies,
+/// removed on drop (after the processes in them are gone).
+struct TestGroup {
+    dirs: Vec<PathBuf>,
+}
+
+impl TestGroup {
+    fn create(name: &str) -> Result<TestGroup, String> {
+        let base = Path::new("/sys/fs/cgroup");
+        let mut group = TestGroup { dirs: Vec::new() };
+        for controller in ["cpu", "cpuacct", "memory"] {
+            let hierarchy = base.join(controller);
+            if !hierarchy.join("cgroup.procs").exists() {
+                return Err(format!(
+                    "no cgroup v1 {controller} hierarchy at {}",
+                    hierarchy.display()
+                ));
+            }
+            let dir = hierarchy.join(name);
+            fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            group.dirs.push(dir);
+        }
+        Ok(group)
+    }
+
+    fn set(&self, controller: &str, file: &str, value: &str) {
+        let dir = self
+            .dirs
+            .iter()
+            .find(|d| d.parent().unwrap().ends_with(controller))
+            .unwrap();
+        fs::write(dir.join(file), value).unwrap();
+    }
+
+    /// `sh -c` that moves itself into every hierarchy of the group, then runs `command`.
+    fn shell(&self, command: &str) -> Command {
+        let joins: String = self
+            .dirs
+            .iter()
+            .map(|d| format!("echo $$ > {}/cgroup.procs && ", d.display()))
+            .collect();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!("{joins}exec {command}"));
+        cmd
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            // Emptied groups can be removed; retry briefly while the kernel reaps.
+            for _ in 0..50 {
+                if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn real_cgroup_v1_quota_and_limit_are_measured() {
+    let root = fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        println!("skipped: creating cgroups needs root");
+        return;
+    }
+    let group = match TestGroup::create(&format!("cwma-test-{}", std::process::id())) {
+        Ok(group) => group,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    group.set("cpu", "cpu.cfs_period_us", "100000");
+    group.set("cpu", "cpu.cfs_quota_us", "50000");
+    group.set(
+        "memory",
+        "memory.limit_in_bytes",
+        &(256u64 << 20).to_string(),
+    );
+
+    // 128 MiB written (so resident), then a busy loop that wants a whole CPU.
+    let load = "python3 -c 'b = b\"x\" * (128 << 20)\nwhile True: pass'";
+    let _load = Killed(
+        group
+            .shell(load)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sh and python3 run"),
+    );
+    let agent_cmd = format!(
+        "{} {} --scope cgroup --metrics cpu,memory,throttling",
+        env!("CARGO_BIN_EXE_cloudwatch_metrics_agent"),
+        DRY_RUN.join(" ")
+    );
+    let mut agent = group.shell(&agent_cmd);
+    agent
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut agent = Killed(agent.spawn().expect("the agent starts"));
+    let lines = line_reader(agent.0.stdout.take().unwrap());
+    let log = line_reader(agent.0.stderr.take().unwrap());
+
+    let (mut cpu, mut memory, mut throttled) = (Vec::new(), Vec::new(), Vec::new());
+    while cpu.len() < 8 {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no dry-run line; log: {:?}",
+                    log.try_iter().collect::<Vec<_>>()
+                )
+            });
+        cpu.extend(values(&line, "CPUUtilization"));
+        memory.extend(values(&line, "MemoryUtilization"));
+        throttled.extend(values(&line, "CPUThrottledPercent"));
+    }
+    let log: Vec<String> = log.try_iter().collect();
+    println!(
+        "real cgroup v1, 0.5 CPU and 256 MiB: CPU {cpu:?}, memory {memory:?}, throttled {throttled:?}"
+    );
+    // The first seconds include python allocating; judge the settled ones.
+    let settled = &cpu[cpu.len() - 4..];
+    assert!(
+        settled.iter().all(|c| (90.0..=110.0).contains(c)),
+        "CPU {cpu:?}, log {log:?}"
+    );
+    let last_memory = memory[memory.len() - 1];
+    assert!(
+        (40.0..=60.0).contains(&last_memory),
+        "memory {memory:?}, log {log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("CPU limit 0.5 CPUs (CFS quota)")),
+        "{log:?}"
+    );
+}
