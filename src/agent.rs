@@ -46,6 +46,8 @@ pub struct Settings {
     pub period_secs: u64,
     pub flush_timeout: Duration,
     pub encoding: Encoding,
+    pub buffer_size: usize,
+    pub retry_max_backoff: Duration,
 }
 
 impl From<&Config> for Settings {
@@ -53,6 +55,8 @@ impl From<&Config> for Settings {
         Settings {
             period_secs: config.period_secs,
             flush_timeout: config.flush_timeout,
+            buffer_size: config.buffer_size,
+            retry_max_backoff: config.retry_max_backoff,
             encoding: Encoding {
                 namespace: config.namespace.clone(),
                 service: config.service.clone(),
@@ -188,7 +192,7 @@ async fn publish<S: Source>(
             endpoint_url,
         } => {
             let publisher = tokio::select! {
-                publisher = CloudWatch::connect(region.clone(), endpoint_url.clone()) => publisher?,
+                publisher = CloudWatch::connect(region.clone(), endpoint_url.clone(), config.request_timeout) => publisher?,
                 () = &mut shutdown => return Ok(Report::default()),
             };
             Ok(run(settings, source, publisher, shutdown, SystemTime::now).await)
@@ -253,7 +257,12 @@ where
 {
     let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
     let (deadline_tx, deadline) = watch::channel(None);
-    let delivery = tokio::spawn(delivery::deliver(publisher, queue, deadline));
+    let options = delivery::Options {
+        namespace: settings.encoding.namespace.clone(),
+        buffer_size: settings.buffer_size,
+        retry_max_backoff: settings.retry_max_backoff,
+    };
+    let delivery = tokio::spawn(delivery::deliver(publisher, queue, deadline, options));
     let mut pipeline = Pipeline {
         aggregator: Aggregator::new(settings.period_secs),
         encoding: &settings.encoding,
@@ -300,7 +309,7 @@ where
             }
         }
     };
-    report.skipped += dropped;
+    report.dropped += dropped;
     report
 }
 
@@ -399,7 +408,7 @@ mod tests {
 
     use super::*;
     use crate::cli::Aggregation;
-    use crate::publish::{MetricSet, PublishError, PutRequest};
+    use crate::publish::{ErrorKind, MetricSet, PublishError, PutRequest};
 
     /// Memory rises by one point per sample; CPU is there from the second sample on.
     struct Counting(u32);
@@ -415,11 +424,12 @@ mod tests {
         }
     }
 
-    /// Records requests; fails or hangs when told to.
+    /// Records requests; fails the first `failures` calls, or hangs, when told to.
     #[derive(Clone, Default)]
     struct Recorder {
         sent: Arc<Mutex<Vec<PutRequest>>>,
-        fail: bool,
+        calls: Arc<Mutex<usize>>,
+        failures: usize,
         hang: bool,
     }
 
@@ -428,18 +438,38 @@ mod tests {
             if self.hang {
                 std::future::pending::<()>().await;
             }
-            if self.fail {
-                return Err(PublishError::Api("AccessDenied".into()));
+            let call = {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                *calls
+            };
+            if call <= self.failures {
+                return Err(PublishError::new(
+                    ErrorKind::Transient,
+                    "connection refused",
+                ));
             }
             self.sent.lock().unwrap().push(request.clone());
             Ok(())
         }
     }
 
+    /// A recent, hour-aligned Unix time: windows start on it, and delivery does not see
+    /// the datums as too old.
+    fn recent_hour() -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        now / 3600 * 3600
+    }
+
     fn settings(period_secs: u64) -> Settings {
         Settings {
             period_secs,
             flush_timeout: Duration::from_secs(5),
+            buffer_size: 5000,
+            retry_max_backoff: Duration::from_secs(60),
             encoding: Encoding {
                 namespace: "NS".into(),
                 service: "svc".into(),
@@ -483,17 +513,18 @@ mod tests {
     async fn each_window_is_published_once_and_shutdown_publishes_the_partial_one() {
         let recorder = Recorder::default();
         let shutdown = tokio::time::sleep(Duration::from_millis(12_500));
-        let report = run_bounded(&settings(5), recorder.clone(), shutdown, clock(1000)).await;
+        let start = recent_hour();
+        let report = run_bounded(&settings(5), recorder.clone(), shutdown, clock(start)).await;
 
         let sent = recorder.sent.lock().unwrap();
         let starts: Vec<u64> = sent.iter().map(|r| r.metric_data[0].timestamp).collect();
-        assert_eq!(starts, vec![1000, 1005, 1010]);
+        assert_eq!(starts, vec![start, start + 5, start + 10]);
         // Samples at 0..=12 s, plus a final one at 12.5 s in the partial window.
         let counts: Vec<f64> = sent.iter().map(memory_counts).collect();
         assert_eq!(counts, vec![5.0, 5.0, 4.0]);
         let datums: usize = sent.iter().map(|r| r.metric_data.len()).sum();
         assert_eq!(report.delivered, datums as u64);
-        assert_eq!((report.skipped, report.unflushed), (0, 0));
+        assert_eq!((report.dropped, report.unflushed), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]
@@ -501,7 +532,13 @@ mod tests {
         let recorder = Recorder::default();
         // Shut down just before the 3601st tick at 3600 s.
         let shutdown = tokio::time::sleep(Duration::from_millis(3_599_900));
-        run_bounded(&settings(60), recorder.clone(), shutdown, clock(0)).await;
+        run_bounded(
+            &settings(60),
+            recorder.clone(),
+            shutdown,
+            clock(recent_hour()),
+        )
+        .await;
         let total: f64 = recorder
             .sent
             .lock()
@@ -514,17 +551,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failed_publish_is_skipped_and_sampling_goes_on() {
+    async fn failed_sends_keep_windows_queued_until_the_endpoint_recovers() {
         let recorder = Recorder {
-            fail: true,
+            failures: 3,
             ..Recorder::default()
         };
-        let shutdown = tokio::time::sleep(Duration::from_millis(2_200));
-        let report = run_bounded(&settings(1), recorder, shutdown, clock(0)).await;
-        // Windows 0 and 1 fail while running; window 2 fails in the final flush.
-        assert_eq!(report.delivered, 0);
-        assert_eq!(report.skipped, 1 + 2);
-        assert_eq!(report.unflushed, 2);
+        let start = recent_hour();
+        let shutdown = tokio::time::sleep(Duration::from_millis(20_500));
+        let report = run_bounded(&settings(1), recorder.clone(), shutdown, clock(start)).await;
+        let sent = recorder.sent.lock().unwrap();
+        // 21 ticks and a final sample, every one delivered once, none lost.
+        let samples: f64 = sent.iter().map(memory_counts).sum();
+        assert_eq!(samples, 22.0);
+        let mut stamps: Vec<u64> = sent
+            .iter()
+            .flat_map(|r| r.metric_data.iter())
+            .filter(|d| d.metric_name == "MemoryUtilization")
+            .map(|d| d.timestamp)
+            .collect();
+        let n = stamps.len();
+        stamps.dedup();
+        assert_eq!(stamps.len(), n, "no window twice");
+        assert_eq!(stamps, (start..=start + 20).collect::<Vec<_>>());
+        assert!(
+            sent[0].metric_data.len() > 2,
+            "the backlog goes in one batch"
+        );
+        assert_eq!((report.dropped, report.unflushed), (0, 0));
+        let datums: usize = sent.iter().map(|r| r.metric_data.len()).sum();
+        assert_eq!(report.delivered, datums as u64);
     }
 
     #[tokio::test(start_paused = true)]
@@ -535,7 +590,7 @@ mod tests {
         };
         let shutdown = tokio::time::sleep(Duration::from_millis(300));
         let started = Instant::now();
-        let report = run_bounded(&settings(60), recorder, shutdown, clock(0)).await;
+        let report = run_bounded(&settings(60), recorder, shutdown, clock(recent_hour())).await;
         assert_eq!(
             report.unflushed, 1,
             "the memory datum of the partial window"

@@ -106,6 +106,36 @@ pub struct Opts {
     )]
     pub ecs_metadata_uri: Option<String>,
 
+    /// Most datums kept for retry while CloudWatch is unreachable; oldest dropped beyond it
+    #[arg(
+        long,
+        env = "CWMA_BUFFER_SIZE",
+        value_name = "DATUMS",
+        default_value = "5000",
+        allow_hyphen_values = true
+    )]
+    pub buffer_size: String,
+
+    /// Longest wait between retries of a failed publish, in seconds
+    #[arg(
+        long,
+        env = "CWMA_RETRY_MAX_BACKOFF",
+        value_name = "SECS",
+        default_value = "60",
+        allow_hyphen_values = true
+    )]
+    pub retry_max_backoff: String,
+
+    /// Seconds one PutMetricData attempt may take, connection included
+    #[arg(
+        long,
+        env = "CWMA_REQUEST_TIMEOUT",
+        value_name = "SECS",
+        default_value = "10",
+        allow_hyphen_values = true
+    )]
+    pub request_timeout: String,
+
     /// Root directory under which /proc is read (for tests on fixture trees)
     #[arg(
         long,

@@ -17,6 +17,11 @@ pub const MAX_DIMENSION_VALUE_LEN: usize = 1024;
 pub const MAX_PERIOD_SECS: u64 = 86_400;
 /// Longest flush on shutdown; orchestrators kill long before this (ECS waits 30 s).
 pub const MAX_FLUSH_TIMEOUT_SECS: f64 = 3_600.0;
+/// Largest `--buffer-size`: a datum takes at most a few KiB, so this bounds memory to
+/// tens of MiB at worst.
+pub const MAX_BUFFER_SIZE: usize = 100_000;
+/// Longest `--retry-max-backoff` and `--request-timeout`.
+pub const MAX_WAIT_SECS: f64 = 3_600.0;
 
 /// What the agent runs with, built from [`Opts`] by [`Config::from_opts`].
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +42,12 @@ pub struct Config {
     pub output: Output,
     /// How long the final publish on SIGTERM/SIGINT may take.
     pub flush_timeout: Duration,
+    /// Most datums queued for retry.
+    pub buffer_size: usize,
+    /// Longest wait between retries.
+    pub retry_max_backoff: Duration,
+    /// Longest one PutMetricData attempt may take.
+    pub request_timeout: Duration,
     /// Directory under which `proc/` is read; `/` outside tests.
     pub root: PathBuf,
 }
@@ -106,6 +117,9 @@ impl Config {
         check_service(&service)?;
         let period_secs = parse_period(&opts.period)?;
         let flush_timeout = parse_flush_timeout(&opts.flush_timeout)?;
+        let buffer_size = parse_buffer_size(&opts.buffer_size)?;
+        let retry_max_backoff = parse_seconds("--retry-max-backoff", &opts.retry_max_backoff)?;
+        let request_timeout = parse_seconds("--request-timeout", &opts.request_timeout)?;
         let scope = resolve_scope(opts.scope, opts.ecs_metadata_uri, opts.ecs_dimensions)?;
         let metrics = metric_set(&opts.metrics, &scope)?;
         let output = if opts.dry_run {
@@ -131,6 +145,9 @@ impl Config {
             metrics,
             output,
             flush_timeout,
+            buffer_size,
+            retry_max_backoff,
+            request_timeout,
             root: opts.root,
         })
     }
@@ -290,6 +307,28 @@ fn metric_set(metrics: &[Metric], scope: &Scope) -> Result<MetricSet, ConfigErro
         ));
     }
     Ok(set)
+}
+
+fn parse_buffer_size(text: &str) -> Result<usize, ConfigError> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_BUFFER_SIZE).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            "--buffer-size",
+            text,
+            format!("must be a whole number of datums from 1 to {MAX_BUFFER_SIZE}"),
+        )),
+    }
+}
+
+fn parse_seconds(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= MAX_WAIT_SECS => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(invalid(
+            flag,
+            text,
+            format!("must be a number of seconds above 0 and at most {MAX_WAIT_SECS}"),
+        )),
+    }
 }
 
 fn check_region(region: &str) -> Result<(), ConfigError> {
@@ -503,6 +542,29 @@ mod tests {
         );
         let e = error(&with(&["--ecs-metadata-uri", "169.254.170.2/v4/x"]));
         assert!(e.contains("http://"), "{e}");
+    }
+
+    #[test]
+    fn delivery_settings_and_their_rules() {
+        let c = config(&OK).unwrap();
+        assert_eq!(c.buffer_size, 5000);
+        assert_eq!(c.retry_max_backoff, Duration::from_secs(60));
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+        let c = config(&with(&["--buffer-size", "7", "--retry-max-backoff", "2.5"])).unwrap();
+        assert_eq!(
+            (c.buffer_size, c.retry_max_backoff),
+            (7, Duration::from_millis(2500))
+        );
+        for (flag, bad) in [
+            ("--buffer-size", "0"),
+            ("--buffer-size", "-1"),
+            ("--buffer-size", "100001"),
+            ("--retry-max-backoff", "0"),
+            ("--request-timeout", "never"),
+        ] {
+            let e = error(&with(&[flag, bad]));
+            assert!(e.contains(flag) && e.contains(&format!("{bad:?}")), "{e}");
+        }
     }
 
     #[test]

@@ -1,69 +1,325 @@
-//! The delivery task: hands each request to the publisher, oldest first, and is the one
-//! place that decides what a failure costs. Today a request that still fails after the
-//! SDK's retries is logged at error level and skipped.
+//! Delivery: the send queue between the agent and the publisher, and the one retry layer.
 //!
-//! Shutdown reaches it in two ways (as in mini-redis): the request channel closes when the
-//! agent drops its sender, and a deadline arrives on a watch channel. Past the deadline
-//! whatever is left counts as not delivered.
+//! Every window's datums join a bounded queue that a single task drains oldest first, in
+//! batches within the `PutMetricData` limits. A failed send keeps its datums queued and
+//! is retried with exponential backoff and full jitter while new windows keep arriving;
+//! throttling, network errors, timeouts, 5xx and credential problems are retried until
+//! the datums age out (CloudWatch takes datapoints up to two weeks old) or the queue
+//! overflows, and both of those are counted and logged. A request CloudWatch rejects as
+//! invalid is bisected so that only the offending datums are dropped.
+//!
+//! Shutdown reaches the task in two ways (as in mini-redis): the request channel closes
+//! when the agent drops its sender, and a flush deadline arrives on a watch channel. Past
+//! the deadline whatever is left counts as not delivered.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::publish::{Publisher, PutRequest, rfc3339};
+use crate::publish::{
+    self, Datum, ErrorKind, MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES, PublishError, Publisher,
+    PutRequest, rfc3339,
+};
+
+/// CloudWatch accepts datapoints up to two weeks old (PutMetricData API reference).
+pub const MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
+/// First retry delay; it doubles per consecutive failure up to the configured cap.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Queue overflow is logged again at most this often.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How the queue behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The namespace of every request.
+    pub namespace: String,
+    /// Most datums held; the oldest go first when it is full.
+    pub buffer_size: usize,
+    /// Longest wait between retries.
+    pub retry_max_backoff: Duration,
+}
 
 /// What happened to the datums handed to delivery.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
     /// Datums the publisher accepted.
     pub delivered: u64,
-    /// Datums of requests that failed while running, logged and skipped.
-    pub skipped: u64,
-    /// Datums of the final flush that failed or did not finish before the deadline.
+    /// Datums dropped while running: queue full, older than two weeks, or rejected as
+    /// invalid. Each drop is logged.
+    pub dropped: u64,
+    /// Datums still queued when the flush deadline passed.
     pub unflushed: u64,
 }
 
-/// Publishes requests until the channel closes; returns what became of them.
+/// Delivers requests until the channel closes and the queue is empty, or the flush
+/// deadline passes; returns what became of the datums.
 pub async fn deliver<P: Publisher>(
     publisher: P,
     mut requests: mpsc::Receiver<PutRequest>,
     mut flush_deadline: watch::Receiver<Option<Instant>>,
+    options: Options,
 ) -> Report {
-    let mut report = Report::default();
-    while let Some(request) = requests.recv().await {
-        let datums = request.metric_data.len() as u64;
-        let flushing = flush_deadline.borrow().is_some();
+    let mut queue = Queue::new(options);
+    let mut open = true;
+    loop {
+        while open {
+            match requests.try_recv() {
+                Ok(request) => queue.push(request),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
         if flush_deadline.borrow().is_some_and(|d| d <= Instant::now()) {
-            report.unflushed += datums;
+            queue.give_up();
+            if !open {
+                break;
+            }
+        }
+        if queue.is_empty() {
+            if !open {
+                break;
+            }
+            match requests.recv().await {
+                Some(request) => queue.push(request),
+                None => open = false,
+            }
             continue;
         }
+        if let Some(at) = queue.retry_at.filter(|at| *at > Instant::now()) {
+            tokio::select! {
+                request = requests.recv(), if open => match request {
+                    Some(request) => queue.push(request),
+                    None => open = false,
+                },
+                () = tokio::time::sleep_until(at) => queue.retry_at = None,
+                () = deadline_passes(&mut flush_deadline) => {}
+            }
+            continue;
+        }
+        queue.expire(unix_now());
+        let Some(request) = queue.next_batch() else {
+            continue;
+        };
         let outcome = tokio::select! {
             outcome = publisher.publish(&request) => Some(outcome),
             () = deadline_passes(&mut flush_deadline) => None,
         };
-        let window = rfc3339(request.metric_data.first().map_or(0, |d| d.timestamp));
         match outcome {
-            Some(Ok(())) => {
-                report.delivered += datums;
-                log::info!(
-                    "published {datums} datums to {} for the window at {window}",
-                    request.namespace
-                );
-            }
-            Some(Err(e)) if flushing => {
-                report.unflushed += datums;
-                log::error!("final flush of the window at {window} failed: {e}");
-            }
-            Some(Err(e)) => {
-                report.skipped += datums;
-                log::error!("skipping the window at {window} ({datums} datums): {e}");
-            }
+            Some(Ok(())) => queue.delivered(request.metric_data),
+            Some(Err(e)) => queue.failed(request.metric_data, &e),
             None => {
-                report.unflushed += datums;
-                log::error!("flush timeout reached while publishing the window at {window}");
+                log::error!(
+                    "flush timeout reached while publishing {} datums",
+                    request.metric_data.len()
+                );
+                queue.requeue(request.metric_data);
             }
         }
     }
-    report
+    queue.report
+}
+
+/// The datums waiting to be sent and the retry state.
+struct Queue {
+    options: Options,
+    datums: VecDeque<Datum>,
+    report: Report,
+    /// No send before this instant (backing off after a failure).
+    retry_at: Option<Instant>,
+    /// Consecutive failed sends; sets the backoff.
+    failures: u32,
+    /// Most datums in the next batch: lowered while bisecting an invalid request.
+    batch_limit: usize,
+    /// Since when sends have been failing, and the kind of the last failure.
+    outage: Option<Outage>,
+    /// Drops not yet logged, and when drops were last logged.
+    unlogged_drops: u64,
+    drops_logged_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Outage {
+    started: Instant,
+    /// When the first send succeeded again; the backlog is then being caught up.
+    recovered: Option<Instant>,
+    /// Datums delivered since the recovery.
+    caught_up: u64,
+}
+
+impl Queue {
+    fn new(options: Options) -> Self {
+        Queue {
+            options,
+            datums: VecDeque::new(),
+            report: Report::default(),
+            retry_at: None,
+            failures: 0,
+            batch_limit: MAX_DATUMS_PER_REQUEST,
+            outage: None,
+            unlogged_drops: 0,
+            drops_logged_at: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.datums.is_empty()
+    }
+
+    /// Adds a window's datums, dropping the oldest beyond the buffer size.
+    fn push(&mut self, request: PutRequest) {
+        self.datums.extend(request.metric_data);
+        let excess = self.datums.len().saturating_sub(self.options.buffer_size);
+        if excess > 0 {
+            self.datums.drain(..excess);
+            self.drop_count(excess as u64, "the queue is full (--buffer-size)");
+        }
+        log::debug!("queue: {} datums", self.datums.len());
+    }
+
+    /// Drops datums too old for CloudWatch to accept.
+    fn expire(&mut self, now_unix: u64) {
+        let oldest_allowed = now_unix.saturating_sub(MAX_AGE.as_secs());
+        let before = self.datums.len();
+        self.datums.retain(|d| d.timestamp >= oldest_allowed);
+        let expired = before - self.datums.len();
+        if expired > 0 {
+            self.drop_count(expired as u64, "they are older than CloudWatch's 14 days");
+        }
+    }
+
+    fn drop_count(&mut self, n: u64, why: &str) {
+        self.report.dropped += n;
+        self.unlogged_drops += n;
+        let due = self
+            .drops_logged_at
+            .is_none_or(|at| at.elapsed() >= DROP_LOG_INTERVAL);
+        if due {
+            log::warn!(
+                "dropped the {} oldest datums because {why} ({} dropped in all)",
+                self.unlogged_drops,
+                self.report.dropped
+            );
+            self.unlogged_drops = 0;
+            self.drops_logged_at = Some(Instant::now());
+        }
+    }
+
+    /// The oldest datums that fit in one request: at most `MAX_DATUMS_PER_REQUEST` (or the
+    /// bisection limit) and `MAX_REQUEST_BYTES` encoded.
+    fn next_batch(&mut self) -> Option<PutRequest> {
+        let mut bytes = publish::request_overhead(&self.options.namespace);
+        let mut take = 0;
+        for datum in self.datums.iter().take(self.batch_limit) {
+            bytes += publish::encoded_size(datum);
+            if take > 0 && bytes > MAX_REQUEST_BYTES {
+                break;
+            }
+            take += 1;
+        }
+        (take > 0).then(|| PutRequest {
+            namespace: self.options.namespace.clone(),
+            metric_data: self.datums.drain(..take).collect(),
+        })
+    }
+
+    /// Puts an unsent batch back at the front, in order.
+    fn requeue(&mut self, batch: Vec<Datum>) {
+        for datum in batch.into_iter().rev() {
+            self.datums.push_front(datum);
+        }
+    }
+
+    /// Datums still queued at the flush deadline.
+    fn give_up(&mut self) {
+        self.report.unflushed += self.datums.len() as u64;
+        self.datums.clear();
+    }
+
+    fn delivered(&mut self, batch: Vec<Datum>) {
+        let n = batch.len() as u64;
+        self.report.delivered += n;
+        self.failures = 0;
+        self.batch_limit = (self.batch_limit * 2).min(MAX_DATUMS_PER_REQUEST);
+        let window = batch
+            .first()
+            .map_or_else(String::new, |d| rfc3339(d.timestamp));
+        log::info!(
+            "published {n} datums to {} (oldest {window})",
+            self.options.namespace
+        );
+        if let Some(outage) = &mut self.outage {
+            let recovered = *outage.recovered.get_or_insert_with(Instant::now);
+            outage.caught_up += n;
+            if self.datums.is_empty() {
+                log::info!(
+                    "delivered {} datums queued during a {} s outage",
+                    outage.caught_up,
+                    (recovered - outage.started).as_secs()
+                );
+                self.outage = None;
+            }
+        }
+    }
+
+    fn failed(&mut self, batch: Vec<Datum>, error: &PublishError) {
+        if error.kind == ErrorKind::Invalid {
+            if batch.len() == 1 {
+                let d = &batch[0];
+                log::error!(
+                    "CloudWatch rejected {} at {} (values {:?}{:?}), dropped: {error}",
+                    d.metric_name,
+                    rfc3339(d.timestamp),
+                    d.value,
+                    d.values
+                );
+                self.report.dropped += 1;
+            } else {
+                // Bisect: resend in halves, immediately, to find the offending datums.
+                self.batch_limit = batch.len().div_ceil(2);
+                log::warn!(
+                    "CloudWatch rejected a request of {} datums; retrying in halves: {error}",
+                    batch.len()
+                );
+                self.requeue(batch);
+            }
+            return;
+        }
+        let n = batch.len();
+        self.requeue(batch);
+        self.failures = self.failures.saturating_add(1);
+        let delay = backoff(self.failures, self.options.retry_max_backoff);
+        self.retry_at = Some(Instant::now() + delay);
+        let queued = self.datums.len();
+        let first = self.outage.is_none();
+        if first || self.outage.is_some_and(|o| o.recovered.is_some()) {
+            self.outage = Some(Outage {
+                started: Instant::now(),
+                recovered: None,
+                caught_up: 0,
+            });
+        }
+        let message = format!(
+            "sending {n} datums failed ({:?}): {error}; retrying in {:.1} s, {queued} datums queued",
+            error.kind,
+            delay.as_secs_f64()
+        );
+        match error.kind {
+            // The user must act: say so on every attempt.
+            ErrorKind::Auth => log::error!("{message}"),
+            _ if first => log::warn!("{message}"),
+            _ => log::debug!("{message}"),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: a random wait in [0, min(cap, 1 s × 2^(n−1))]
+/// ("Exponential Backoff And Jitter", AWS Architecture Blog).
+pub fn backoff(failures: u32, cap: Duration) -> Duration {
+    let exponent = failures.saturating_sub(1).min(30);
+    let ceiling = FIRST_BACKOFF.saturating_mul(1 << exponent).min(cap);
+    ceiling.mul_f64(fastrand::f64())
 }
 
 /// Completes once a deadline has been set and has passed; pending until then.
@@ -78,5 +334,220 @@ async fn deadline_passes(deadline: &mut watch::Receiver<Option<Instant>>) {
                 }
             }
         }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::publish::Dimension;
+
+    fn datum(metric_name: &'static str, timestamp: u64, value: f64) -> Datum {
+        Datum {
+            metric_name,
+            dimensions: vec![Dimension {
+                name: "ServiceName".into(),
+                value: "svc".into(),
+            }],
+            timestamp,
+            unit: "Percent",
+            value: Some(value),
+            values: Vec::new(),
+            counts: Vec::new(),
+        }
+    }
+
+    fn window(timestamp: u64) -> PutRequest {
+        PutRequest {
+            namespace: "NS".into(),
+            metric_data: vec![
+                datum("CPUUtilization", timestamp, 1.0),
+                datum("MemoryUtilization", timestamp, 2.0),
+            ],
+        }
+    }
+
+    fn options(buffer_size: usize) -> Options {
+        Options {
+            namespace: "NS".into(),
+            buffer_size,
+            retry_max_backoff: Duration::from_secs(8),
+        }
+    }
+
+    /// Rejects as invalid every request holding a datum with a negative value; records
+    /// the others.
+    #[derive(Clone, Default)]
+    struct Strict {
+        accepted: Arc<Mutex<Vec<Datum>>>,
+        requests: Arc<Mutex<usize>>,
+    }
+
+    impl Publisher for Strict {
+        async fn publish(&self, request: &PutRequest) -> Result<(), PublishError> {
+            *self.requests.lock().unwrap() += 1;
+            if request
+                .metric_data
+                .iter()
+                .any(|d| d.value.is_some_and(|v| v < 0.0))
+            {
+                return Err(PublishError::new(
+                    ErrorKind::Invalid,
+                    "InvalidParameterValue",
+                ));
+            }
+            self.accepted
+                .lock()
+                .unwrap()
+                .extend(request.metric_data.iter().cloned());
+            Ok(())
+        }
+    }
+
+    async fn deliver_all<P: Publisher>(
+        publisher: P,
+        windows: Vec<PutRequest>,
+        options: Options,
+    ) -> Report {
+        let (tx, rx) = mpsc::channel(windows.len().max(1));
+        for w in windows {
+            tx.try_send(w).unwrap();
+        }
+        drop(tx);
+        let (_deadline_tx, deadline) = watch::channel(None);
+        deliver(publisher, rx, deadline, options).await
+    }
+
+    fn now() -> u64 {
+        unix_now() / 60 * 60
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalid_datum_is_bisected_out_and_the_others_are_delivered() {
+        let t = now();
+        let mut windows: Vec<PutRequest> = (0..100).map(|i| window(t - 100 + i)).collect();
+        windows[37].metric_data[1].value = Some(-1.0);
+        let strict = Strict::default();
+        let report = deliver_all(strict.clone(), windows, options(5000)).await;
+        assert_eq!(
+            report,
+            Report {
+                delivered: 199,
+                dropped: 1,
+                unflushed: 0
+            }
+        );
+        let accepted = strict.accepted.lock().unwrap();
+        assert!(accepted.iter().all(|d| d.value != Some(-1.0)));
+        let requests = *strict.requests.lock().unwrap();
+        // Halving on rejection and doubling on success: a few requests per halving.
+        assert!(
+            requests <= 3 * 8,
+            "bisection takes O(log2 200) requests, not {requests}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_drops_the_oldest_and_counts_them() {
+        let t = now();
+        let strict = Strict::default();
+        let windows: Vec<PutRequest> = (0..10).map(|i| window(t - 10 + i)).collect();
+        let report = deliver_all(strict.clone(), windows, options(5)).await;
+        // All ten windows arrive before the first send: 20 datums, 5 kept.
+        assert_eq!(
+            report,
+            Report {
+                delivered: 5,
+                dropped: 15,
+                unflushed: 0
+            }
+        );
+        let kept: Vec<u64> = strict
+            .accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.timestamp)
+            .collect();
+        assert_eq!(
+            kept,
+            [t - 3, t - 2, t - 2, t - 1, t - 1],
+            "the newest survive"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn datums_older_than_14_days_are_dropped_not_sent() {
+        let t = now();
+        let stale = t - MAX_AGE.as_secs() - 60;
+        let strict = Strict::default();
+        let report =
+            deliver_all(strict.clone(), vec![window(stale), window(t)], options(100)).await;
+        assert_eq!(
+            report,
+            Report {
+                delivered: 2,
+                dropped: 2,
+                unflushed: 0
+            }
+        );
+    }
+
+    #[test]
+    fn batches_stay_within_1000_datums_and_1_mb() {
+        let t = now();
+        let mut queue = Queue::new(options(100_000));
+        let big = |i: u64| Datum {
+            values: (0..150).map(f64::from).collect(),
+            counts: vec![1.0; 150],
+            ..datum("CPUUtilization", t - i, 0.0)
+        };
+        queue.push(PutRequest {
+            namespace: "NS".into(),
+            metric_data: (0..2000).map(big).collect(),
+        });
+        let batch = queue.next_batch().unwrap();
+        let bytes: usize = batch.metric_data.iter().map(publish::encoded_size).sum();
+        assert!(bytes <= MAX_REQUEST_BYTES, "{bytes}");
+        assert!(
+            batch.metric_data.len() < MAX_DATUMS_PER_REQUEST,
+            "the size limit binds first"
+        );
+
+        let mut queue = Queue::new(options(100_000));
+        queue.push(PutRequest {
+            namespace: "NS".into(),
+            metric_data: (0..2500)
+                .map(|i| datum("CPUUtilization", t - i, 1.0))
+                .collect(),
+        });
+        assert_eq!(
+            queue.next_batch().unwrap().metric_data.len(),
+            MAX_DATUMS_PER_REQUEST
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_the_cap_with_full_jitter() {
+        let cap = Duration::from_secs(60);
+        for failures in 1..40 {
+            let ceiling = Duration::from_secs(1 << (failures - 1).min(6)).min(cap);
+            for _ in 0..50 {
+                assert!(backoff(failures, cap) <= ceiling);
+            }
+        }
+        let spread: Vec<Duration> = (0..50).map(|_| backoff(10, cap)).collect();
+        assert!(
+            spread.iter().any(|d| *d < Duration::from_secs(30)),
+            "jitter spreads retries"
+        );
     }
 }

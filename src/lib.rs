@@ -12,8 +12,8 @@
 //! - [`aggregate`]: samples → wall-clock-aligned windows with their statistics.
 //! - [`publish`]: windows → `PutMetricData` requests (pure), and the publishers that send
 //!   them: CloudWatch through the AWS SDK, or JSON lines on stdout for `--dry-run`.
-//! - [`delivery`]: the task that hands requests to a publisher and decides what a failure
-//!   costs.
+//! - [`delivery`]: the send queue: batches within API limits, the one retry layer (backoff
+//!   with jitter), what is dropped and when, the bounded final flush.
 //! - [`shutdown`]: SIGTERM/SIGINT as one future.
 //! - [`agent`]: the loop that joins the stages and the bounded final flush.
 

@@ -6,22 +6,18 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatch::Client;
-use aws_sdk_cloudwatch::error::DisplayErrorContext;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use thiserror::Error;
 
-use super::{Datum, PublishError, Publisher, PutRequest};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_cloudwatch::error::SdkError;
 
-/// Attempts per call, the SDK's standard mode (exponential backoff with jitter).
-const MAX_ATTEMPTS: u32 = 3;
+use super::{Datum, ErrorKind, PublishError, Publisher, PutRequest, classify};
+
 /// A host that does not accept a TCP connection in this long is treated as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// One HTTP attempt; the SDK never times out a server that accepts and stays silent.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The whole call, retries included.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends requests with `PutMetricData`.
 #[derive(Debug, Clone)]
@@ -44,21 +40,25 @@ impl CloudWatch {
     /// EC2 instance role; `AWS_ENDPOINT_URL`), with `region` and `endpoint_url`
     /// overriding them when given. Credentials are resolved on the first call, so an
     /// agent started before its role is ready still comes up.
+    /// Each call is one attempt of at most `request_timeout` (the SDK never times out a
+    /// server that accepts and stays silent); retries are the delivery queue's, the one
+    /// retry layer, so the SDK's own are off.
     pub async fn connect(
         region: Option<String>,
         endpoint_url: Option<String>,
+        request_timeout: Duration,
     ) -> Result<Self, ConnectError> {
         let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http_client)
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .operation_timeout(OPERATION_TIMEOUT)
+                    .connect_timeout(CONNECT_TIMEOUT.min(request_timeout))
+                    .operation_attempt_timeout(request_timeout)
+                    .operation_timeout(request_timeout)
                     .build(),
             );
         if let Some(region) = region {
@@ -91,8 +91,45 @@ impl Publisher for CloudWatch {
             .send()
             .await
             .map(drop)
-            .map_err(|e| PublishError::Api(DisplayErrorContext(&e).to_string()))
+            .map_err(|e| {
+                let kind = match &e {
+                    SdkError::ServiceError(service) => {
+                        classify(service.err().meta().code(), service.raw().status().as_u16())
+                    }
+                    // Credentials that cannot be resolved fail before anything is sent.
+                    _ if caused_by_credentials(&e) => ErrorKind::Auth,
+                    _ => ErrorKind::Transient,
+                };
+                PublishError::new(kind, describe(&e))
+            })
     }
+}
+
+/// The error and its causes, one after the other: short, and never the request itself
+/// (so never a signature or a credential).
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+fn caused_by_credentials(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<CredentialsError>().is_some() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn to_sdk(datum: &Datum) -> MetricDatum {
@@ -113,4 +150,62 @@ fn to_sdk(datum: &Datum) -> MetricDatum {
         .set_values(nonempty(&datum.values))
         .set_counts(nonempty(&datum.counts))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_cloudwatch::config::{Credentials, Region};
+    use aws_smithy_http_client::test_util::capture_request;
+
+    use super::*;
+    use crate::publish::{self, Dimension};
+
+    /// The batch limit relies on `encoded_size`; measure the body the SDK really sends.
+    #[tokio::test]
+    async fn the_size_estimate_bounds_the_real_request_body() {
+        let (http, request) = capture_request(None);
+        let config = aws_sdk_cloudwatch::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+            .http_client(http)
+            .disable_request_compression(true)
+            .build();
+        let publisher = CloudWatch {
+            client: Client::from_conf(config),
+        };
+        let datum = |i: u32| Datum {
+            metric_name: "CPUUtilization",
+            dimensions: vec![Dimension {
+                name: "ServiceName".into(),
+                value: format!("service-{i}"),
+            }],
+            timestamp: 1_795_619_520 + u64::from(i),
+            unit: "Percent",
+            value: None,
+            values: (0..150)
+                .map(|v| f64::from(v) / 10.0 + f64::from(i % 7))
+                .collect(),
+            counts: (0..150).map(|c| f64::from(c % 5 + 1)).collect(),
+        };
+        let put = PutRequest {
+            namespace: "Test/Size".into(),
+            metric_data: (0..300).map(datum).collect(),
+        };
+        let _ = publisher.publish(&put).await;
+        let sent = request.expect_request();
+        let body = sent.body().bytes().expect("an in-memory body").len();
+        let estimate = publish::request_overhead(&put.namespace)
+            + put
+                .metric_data
+                .iter()
+                .map(publish::encoded_size)
+                .sum::<usize>();
+        println!("PutMetricData body {body} bytes, estimate {estimate}");
+        assert!(body <= estimate, "body {body} > estimate {estimate}");
+        assert!(
+            estimate < body * 2,
+            "estimate {estimate} too loose for body {body}"
+        );
+    }
 }

@@ -24,6 +24,12 @@ pub use dry_run::DryRun;
 /// `MetricDatum.Values`: "up to 150 unique values").
 pub const MAX_VALUES_PER_DATUM: usize = 150;
 
+/// Most datums in one request (PutMetricData API reference, `MetricData`: "up to 1000").
+pub const MAX_DATUMS_PER_REQUEST: usize = 1000;
+/// Most bytes in one request (PutMetricData API reference: "limited to 1 MB in size for
+/// HTTP POST requests"), taken as 10^6 of the uncompressed body to be safe.
+pub const MAX_REQUEST_BYTES: usize = 1_000_000;
+
 /// Name of the dimension every datum carries.
 pub const SERVICE_DIMENSION: &str = "ServiceName";
 
@@ -182,6 +188,36 @@ fn serialize_rfc3339<S: Serializer>(secs: &u64, s: S) -> Result<S::Ok, S::Error>
     s.serialize_str(&rfc3339(*secs))
 }
 
+/// An upper bound of the bytes `datum` takes in a `PutMetricData` request body, in the
+/// SDK's RPC v2 CBOR encoding (and in JSON): each map key and string with a 9-byte
+/// length header, every number as a 9-byte double, timestamps as a tagged double. A test
+/// checks it against the body the SDK really sends.
+pub fn encoded_size(datum: &Datum) -> usize {
+    const HEADER: usize = 9;
+    const NUMBER: usize = 9;
+    let text = |s: &str| HEADER + s.len();
+    let field = |name: &str, value: usize| text(name) + value;
+    let dimensions: usize = datum
+        .dimensions
+        .iter()
+        .map(|d| HEADER + field("Name", text(&d.name)) + field("Value", text(&d.value)))
+        .sum();
+    HEADER
+        + field("MetricName", text(datum.metric_name))
+        + field("Dimensions", HEADER + dimensions)
+        + field("Timestamp", 1 + NUMBER)
+        + field("Unit", text(datum.unit))
+        + field("Value", NUMBER)
+        + field("Values", HEADER + NUMBER * datum.values.len())
+        + field("Counts", HEADER + NUMBER * datum.counts.len())
+        + field("StorageResolution", NUMBER)
+}
+
+/// Bytes of a request body besides its datums.
+pub fn request_overhead(namespace: &str) -> usize {
+    64 + namespace.len()
+}
+
 /// Sends requests somewhere.
 pub trait Publisher {
     /// Sends one request; `Ok` once the receiver has accepted it.
@@ -191,15 +227,74 @@ pub trait Publisher {
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 
-/// A request that was not accepted.
+/// A request that was not accepted, and what kind of failure it was.
 #[derive(Debug, Error)]
-pub enum PublishError {
-    /// CloudWatch (or the way to it) refused or failed the call, after the SDK's retries.
-    #[error("PutMetricData failed: {0}")]
-    Api(String),
-    /// Writing the dry-run line failed (stdout closed).
-    #[error("cannot write to stdout: {0}")]
-    Stdout(#[from] std::io::Error),
+#[error("{message}")]
+pub struct PublishError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// What a failure means for the datums of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Network error, timeout, 5xx, or anything not known to be permanent: retry.
+    Transient,
+    /// The service asked to slow down: retry, backing off.
+    Throttled,
+    /// Credentials missing, expired or not allowed: retry (they may be fixed or refreshed)
+    /// and tell the user every time.
+    Auth,
+    /// The request itself is invalid: retrying it as is cannot work.
+    Invalid,
+}
+
+impl PublishError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        PublishError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<std::io::Error> for PublishError {
+    fn from(e: std::io::Error) -> Self {
+        PublishError::new(ErrorKind::Transient, format!("cannot write to stdout: {e}"))
+    }
+}
+
+/// The kind of a CloudWatch error from its code and HTTP status.
+pub fn classify(code: Option<&str>, status: u16) -> ErrorKind {
+    match code.unwrap_or("") {
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "RequestThrottled" => ErrorKind::Throttled,
+        "InvalidParameterValue"
+        | "InvalidParameterCombination"
+        | "MissingParameter"
+        | "MissingRequiredParameter"
+        | "InvalidParameterValueException"
+        | "InvalidParameterCombinationException"
+        | "MissingRequiredParameterException" => ErrorKind::Invalid,
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "MissingAuthenticationToken"
+        | "IncompleteSignature"
+        | "NotAuthorized"
+        | "AuthFailure" => ErrorKind::Auth,
+        _ if status == 429 => ErrorKind::Throttled,
+        _ if status == 401 || status == 403 => ErrorKind::Auth,
+        _ => ErrorKind::Transient,
+    }
 }
 
 #[cfg(test)]
@@ -382,6 +477,29 @@ mod tests {
             throttling: false,
         };
         assert_eq!(names(memory_only).unwrap(), ["MemoryUtilization"]);
+    }
+
+    #[test]
+    fn errors_are_classified_by_code_then_status() {
+        assert_eq!(classify(Some("Throttling"), 400), ErrorKind::Throttled);
+        assert_eq!(classify(None, 429), ErrorKind::Throttled);
+        assert_eq!(
+            classify(Some("InvalidParameterValue"), 400),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            classify(Some("InvalidParameterCombination"), 400),
+            ErrorKind::Invalid
+        );
+        assert_eq!(classify(Some("AccessDenied"), 403), ErrorKind::Auth);
+        assert_eq!(classify(Some("ExpiredToken"), 400), ErrorKind::Auth);
+        assert_eq!(classify(None, 403), ErrorKind::Auth);
+        assert_eq!(
+            classify(Some("InternalServiceError"), 500),
+            ErrorKind::Transient
+        );
+        assert_eq!(classify(None, 503), ErrorKind::Transient);
+        assert_eq!(classify(Some("SomethingNew"), 400), ErrorKind::Transient);
     }
 
     #[test]

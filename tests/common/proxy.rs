@@ -1,0 +1,305 @@
+//! A fault-injecting TCP proxy on 127.0.0.1 between the agent and the test server. It
+//! passes traffic through, or refuses connections, resets them, holds them open without
+//! answering, answers HTTP 5xx, or answers CloudWatch's throttling error in the protocol
+//! the SDK speaks (HTTP 400, `x-amzn-query-error: Throttling;Sender`, CBOR `__type`).
+//! Starting a fault also cuts the connections already open, or the SDK's pooled
+//! keep-alive connection would dodge the outage.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// What the proxy does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Pass traffic through.
+    None,
+    /// Connection refused: nothing listens.
+    Refuse,
+    /// Accept, then reset the connection.
+    Reset,
+    /// Accept and read, never answer.
+    Hang,
+    /// Answer every request with this HTTP status.
+    Status(u16),
+    /// Answer every request with CloudWatch's throttling error.
+    Throttle,
+    /// Answer every request with `AccessDenied` (HTTP 403), as for a role without the
+    /// permission.
+    Deny,
+    /// Answer requests whose body contains these bytes with `InvalidParameterValue`;
+    /// pass the others through.
+    RejectContaining(&'static str),
+}
+
+struct Shared {
+    fault: Mutex<Fault>,
+    /// Open connections, cut when a fault starts.
+    open: Mutex<Vec<TcpStream>>,
+    /// Requests answered with an error status or throttling.
+    answered_with_fault: AtomicUsize,
+    /// Connections refused, reset or held.
+    connections_faulted: AtomicUsize,
+}
+
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    /// A proxy in front of `upstream` (`http://127.0.0.1:PORT`), passing traffic.
+    pub fn start(upstream: &str) -> FaultProxy {
+        let upstream: SocketAddr = upstream.trim_start_matches("http://").parse().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            fault: Mutex::new(Fault::None),
+            open: Mutex::new(Vec::new()),
+            answered_with_fault: AtomicUsize::new(0),
+            connections_faulted: AtomicUsize::new(0),
+        });
+        let accept_shared = Arc::clone(&shared);
+        thread::spawn(move || accept_loop(Some(listener), addr, upstream, &accept_shared));
+        FaultProxy { addr, shared }
+    }
+
+    /// `AWS_ENDPOINT_URL` for the agent.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Switches behaviour; any fault also cuts the connections already open.
+    pub fn set(&self, fault: Fault) {
+        *self.shared.fault.lock().unwrap() = fault;
+        if fault != Fault::None {
+            for stream in self.shared.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Requests answered with an error status or a throttling error so far.
+    pub fn faulted_requests(&self) -> usize {
+        self.shared.answered_with_fault.load(Ordering::SeqCst)
+    }
+
+    /// Connections reset or held so far.
+    pub fn faulted_connections(&self) -> usize {
+        self.shared.connections_faulted.load(Ordering::SeqCst)
+    }
+}
+
+fn accept_loop(
+    mut listener: Option<TcpListener>,
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    shared: &Arc<Shared>,
+) {
+    loop {
+        let fault = *shared.fault.lock().unwrap();
+        if fault == Fault::Refuse {
+            // Closing the socket makes connects fail with ECONNREFUSED.
+            listener = None;
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let Some(l) = listener.as_ref() else {
+            listener = TcpListener::bind(addr).ok();
+            if let Some(l) = &listener {
+                l.set_nonblocking(true).unwrap();
+            }
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        l.set_nonblocking(true).unwrap();
+        match l.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                let shared = Arc::clone(shared);
+                thread::spawn(move || handle(stream, upstream, &shared));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(5))
+            }
+            Err(_) => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn handle(stream: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>) {
+    let fault = *shared.fault.lock().unwrap();
+    match fault {
+        Fault::None => pipe(stream, upstream, shared),
+        Fault::Refuse | Fault::Reset => {
+            shared.connections_faulted.fetch_add(1, Ordering::SeqCst);
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        }
+        Fault::Hang => {
+            shared.connections_faulted.fetch_add(1, Ordering::SeqCst);
+            shared
+                .open
+                .lock()
+                .unwrap()
+                .push(stream.try_clone().unwrap());
+            let mut sink = [0u8; 4096];
+            let mut stream = stream;
+            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        }
+        Fault::Status(_) | Fault::Throttle | Fault::Deny | Fault::RejectContaining(_) => {
+            answer_with_faults(stream, upstream, shared);
+        }
+    }
+}
+
+fn pipe(client: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>) {
+    let Ok(server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    {
+        let mut open = shared.open.lock().unwrap();
+        open.push(client.try_clone().unwrap());
+        open.push(server.try_clone().unwrap());
+    }
+    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let forward = thread::spawn(move || {
+        let _ = io::copy(&mut c_read, &mut s_write);
+        let _ = s_write.shutdown(Shutdown::Write);
+    });
+    let (mut s_read, mut c_write) = (server, client);
+    let _ = io::copy(&mut s_read, &mut c_write);
+    let _ = c_write.shutdown(Shutdown::Both);
+    let _ = forward.join();
+}
+
+/// Reads HTTP requests on a keep-alive connection and answers each with the current
+/// fault, until the fault changes or the client leaves.
+fn answer_with_faults(stream: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>) {
+    shared
+        .open
+        .lock()
+        .unwrap()
+        .push(stream.try_clone().unwrap());
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let Some((head, body)) = read_message(&mut reader) else {
+            return;
+        };
+        let response = match *shared.fault.lock().unwrap() {
+            Fault::Throttle => throttling_response(),
+            Fault::Deny => error_response(403, "AccessDenied", "User is not authorized"),
+            Fault::RejectContaining(needle) => {
+                if !contains(&body, needle.as_bytes()) {
+                    let Some(answer) = forward(upstream, &head, &body) else {
+                        return;
+                    };
+                    if stream.write_all(&answer).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                invalid_parameter_response()
+            }
+            Fault::Status(code) => {
+                let body = b"service unavailable";
+                let mut r = format!(
+                    "HTTP/1.1 {code} Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(body);
+                r
+            }
+            _ => return,
+        };
+        shared.answered_with_fault.fetch_add(1, Ordering::SeqCst);
+        if stream.write_all(&response).is_err() {
+            return;
+        }
+    }
+}
+
+/// One HTTP message (head with its final CRLF, and body by Content-Length).
+fn read_message(reader: &mut impl BufRead) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.extend_from_slice(line.as_bytes());
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+/// Sends one request upstream on a fresh connection and returns the whole answer.
+fn forward(upstream: SocketAddr, head: &[u8], body: &[u8]) -> Option<Vec<u8>> {
+    let mut server = TcpStream::connect(upstream).ok()?;
+    server.write_all(head).ok()?;
+    server.write_all(body).ok()?;
+    let (head, body) = read_message(&mut BufReader::new(server))?;
+    Some([head, body].concat())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A CBOR text string: major type 3 with the length in the low bits (under 24 bytes).
+fn cbor_text(out: &mut Vec<u8>, text: &str) {
+    out.push(0x60 | text.len() as u8);
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// HTTP 400 `InvalidParameterValue`, as CloudWatch answers a datum it will not take.
+fn invalid_parameter_response() -> Vec<u8> {
+    error_response(400, "InvalidParameterValue", "bad datum")
+}
+
+/// A CloudWatch error in Smithy RPC v2 CBOR: `{"__type": code, "message": message}`.
+fn error_response(status: u16, code: &str, message: &str) -> Vec<u8> {
+    let mut body = vec![0xa2];
+    for text in ["__type", code, "message", message] {
+        cbor_text(&mut body, text);
+    }
+    let mut response = format!(
+        "HTTP/1.1 {status} Error\r\nsmithy-protocol: rpc-v2-cbor\r\nContent-Type: application/cbor\r\n\
+         x-amzn-query-error: {code};Sender\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    response
+}
+
+/// HTTP 400 with a Smithy RPC v2 CBOR error body `{"__type": "Throttling", "message":
+/// "Rate exceeded"}`, encoded by hand (text strings: major type 3, length in the low bits).
+fn throttling_response() -> Vec<u8> {
+    let mut body = vec![0xa2];
+    for text in ["__type", "Throttling", "message", "Rate exceeded"] {
+        cbor_text(&mut body, text);
+    }
+    let mut response = format!(
+        "HTTP/1.1 400 Bad Request\r\nsmithy-protocol: rpc-v2-cbor\r\nContent-Type: application/cbor\r\n\
+         x-amzn-query-error: Throttling;Sender\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    response
+}
