@@ -7,10 +7,10 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the proxy does with traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,21 @@ struct Shared {
     answered_with_fault: AtomicUsize,
     /// Connections refused, reset or held.
     connections_faulted: AtomicUsize,
+    /// When bytes last went through, in ms since `started`.
+    last_traffic_ms: AtomicU64,
+    started: Instant,
+}
+
+impl Shared {
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_traffic_ms.store(ms, Ordering::SeqCst);
+    }
+
+    fn quiet_for(&self) -> Duration {
+        let last = self.last_traffic_ms.load(Ordering::SeqCst);
+        Duration::from_millis((self.started.elapsed().as_millis() as u64).saturating_sub(last))
+    }
 }
 
 pub struct FaultProxy {
@@ -61,6 +76,8 @@ impl FaultProxy {
             open: Mutex::new(Vec::new()),
             answered_with_fault: AtomicUsize::new(0),
             connections_faulted: AtomicUsize::new(0),
+            last_traffic_ms: AtomicU64::new(0),
+            started: Instant::now(),
         });
         let accept_shared = Arc::clone(&shared);
         thread::spawn(move || accept_loop(Some(listener), addr, upstream, &accept_shared));
@@ -72,8 +89,18 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
-    /// Switches behaviour; any fault also cuts the connections already open.
+    /// Switches behaviour; any fault also cuts the connections already open. The cut
+    /// waits (at most 2 s) for a quiet moment between requests: cutting a request whose
+    /// answer is on its way makes the agent resend it, an at-least-once duplicate that
+    /// would blur what the outage tests check.
     pub fn set(&self, fault: Fault) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while fault != Fault::None
+            && self.shared.quiet_for() < Duration::from_millis(150)
+            && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(10));
+        }
         *self.shared.fault.lock().unwrap() = fault;
         if fault != Fault::None {
             for stream in self.shared.open.lock().unwrap().drain(..) {
@@ -164,15 +191,32 @@ fn pipe(client: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>) {
         open.push(client.try_clone().unwrap());
         open.push(server.try_clone().unwrap());
     }
-    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (c_read, s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let upstream_shared = Arc::clone(shared);
     let forward = thread::spawn(move || {
-        let _ = io::copy(&mut c_read, &mut s_write);
+        copy(c_read, &s_write, &upstream_shared);
         let _ = s_write.shutdown(Shutdown::Write);
     });
-    let (mut s_read, mut c_write) = (server, client);
-    let _ = io::copy(&mut s_read, &mut c_write);
-    let _ = c_write.shutdown(Shutdown::Both);
+    copy(server, &client, shared);
+    let _ = client.shutdown(Shutdown::Both);
     let _ = forward.join();
+}
+
+/// Copies until EOF or an error, noting when traffic passes.
+fn copy(mut from: TcpStream, mut to: &TcpStream, shared: &Shared) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                shared.touch();
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                shared.touch();
+            }
+        }
+    }
 }
 
 /// Reads HTTP requests on a keep-alive connection and answers each with the current
