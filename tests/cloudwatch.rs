@@ -86,14 +86,8 @@ async fn publishes_both_metrics_with_service_dimension_in_percent_on_period_boun
 
     // Read back through the real API.
     let client = server.client();
-    let listed = client
-        .list_metrics()
-        .namespace(NAMESPACE)
-        .send()
-        .await
-        .unwrap();
     let mut listed_names = BTreeSet::new();
-    for metric in listed.metrics() {
+    for metric in server.listed(NAMESPACE).await {
         listed_names.insert(metric.metric_name().unwrap().to_owned());
         let dims = metric.dimensions();
         assert_eq!(dims.len(), 1);
@@ -172,14 +166,7 @@ async fn sigterm_mid_window_delivers_the_partial_window_and_exits_0_within_2_s()
     );
     assert!(total_count(&sent, "CPUUtilization") >= 1.0);
     assert!(total_count(&sent, "MemoryUtilization") >= 2.0);
-    let listed = server
-        .client()
-        .list_metrics()
-        .namespace(NAMESPACE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(listed.metrics().len(), 2);
+    assert_eq!(server.listed(NAMESPACE).await.len(), 2);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -224,14 +211,7 @@ async fn dry_run_prints_json_lines_and_sends_nothing() {
         }
     }
     assert_eq!(server.call_count(), 0, "the server received nothing");
-    let listed = server
-        .client()
-        .list_metrics()
-        .namespace(NAMESPACE)
-        .send()
-        .await
-        .unwrap();
-    assert!(listed.metrics().is_empty());
+    assert!(server.listed(NAMESPACE).await.is_empty());
 }
 
 #[test]

@@ -140,6 +140,17 @@ impl TestServer {
         aws_sdk_cloudwatch::Client::from_conf(config)
     }
 
+    /// The metrics the server lists in `namespace`, read through the real API.
+    pub async fn listed(&self, namespace: &str) -> Vec<aws_sdk_cloudwatch::types::Metric> {
+        let listed = self
+            .client()
+            .list_metrics()
+            .namespace(namespace)
+            .send()
+            .await;
+        listed.expect("ListMetrics answers").metrics().to_vec()
+    }
+
     /// Environment for an agent that publishes here with fake credentials.
     pub fn agent_env(&self) -> Vec<(&'static str, String)> {
         vec![
