@@ -23,8 +23,9 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// On shutdown, a last sample is taken only if the previous one is at least this old;
 /// a CPU delta over a few milliseconds is mostly rounding of 10 ms ticks.
 const MIN_FINAL_SAMPLE_GAP: Duration = Duration::from_millis(500);
-/// Windows waiting for delivery. Delivery is normally idle; this only fills when
-/// CloudWatch is unreachable for about this many periods.
+/// Windows handed over while delivery is busy with one request (at most
+/// `--request-timeout`); the send queue behind it holds any backlog, so this never fills
+/// unless delivery itself is stuck.
 const QUEUE_CAPACITY: usize = 1024;
 /// While sampling keeps failing, the error is logged again at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -43,10 +44,15 @@ pub enum StartError {
 /// What the loop needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Window length in seconds.
     pub period_secs: u64,
+    /// How long the final flush may take.
     pub flush_timeout: Duration,
+    /// How windows become datums.
     pub encoding: Encoding,
+    /// Most datums the send queue holds.
     pub buffer_size: usize,
+    /// Longest wait between retries.
     pub retry_max_backoff: Duration,
 }
 
