@@ -136,6 +136,14 @@ pub struct Opts {
     )]
     pub request_timeout: String,
 
+    /// In wrapper mode, signal the command's whole process group (like tini -g)
+    #[arg(long, env = "CWMA_SIGNAL_GROUP")]
+    pub signal_group: bool,
+
+    /// Command to run and wrap: metrics are flushed when it exits, with its exit status
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+
     /// Root directory under which /proc is read (for tests on fixture trees)
     #[arg(
         long,

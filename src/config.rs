@@ -48,6 +48,10 @@ pub struct Config {
     pub retry_max_backoff: Duration,
     /// Longest one PutMetricData attempt may take.
     pub request_timeout: Duration,
+    /// Wrapper mode: the command to run as a child (empty: the agent runs alone).
+    pub command: Vec<String>,
+    /// Forward signals to the child's whole process group.
+    pub signal_group: bool,
     /// Directory under which `proc/` is read; `/` outside tests.
     pub root: PathBuf,
 }
@@ -122,6 +126,13 @@ impl Config {
         let request_timeout = parse_seconds("--request-timeout", &opts.request_timeout)?;
         let scope = resolve_scope(opts.scope, opts.ecs_metadata_uri, opts.ecs_dimensions)?;
         let metrics = metric_set(&opts.metrics, &scope)?;
+        if opts.signal_group && opts.command.is_empty() {
+            return Err(invalid(
+                "--signal-group",
+                "true",
+                "only applies to a wrapped command: cloudwatch_metrics_agent [options] -- CMD",
+            ));
+        }
         let output = if opts.dry_run {
             Output::DryRun
         } else {
@@ -148,6 +159,8 @@ impl Config {
             buffer_size,
             retry_max_backoff,
             request_timeout,
+            command: opts.command,
+            signal_group: opts.signal_group,
             root: opts.root,
         })
     }

@@ -15,6 +15,8 @@
 //! - [`delivery`]: the send queue: batches within API limits, the one retry layer (backoff
 //!   with jitter), what is dropped and when, the bounded final flush.
 //! - [`shutdown`]: SIGTERM/SIGINT as one future.
+//! - [`supervise`]: wrapper mode: the workload as a child, signals forwarded, zombies
+//!   reaped, its exit status passed on.
 //! - [`agent`]: the loop that joins the stages and the bounded final flush.
 
 pub mod agent;
@@ -25,3 +27,4 @@ pub mod delivery;
 pub mod publish;
 pub mod sample;
 pub mod shutdown;
+pub mod supervise;

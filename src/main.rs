@@ -1,12 +1,13 @@
 //! `cloudwatch_metrics_agent`: parse the command line, start logging, run, and map the
-//! outcome to an exit status (0 clean, 1 data not delivered on shutdown, 2 bad input).
+//! outcome to an exit status (0 clean, 1 data not delivered on shutdown, 2 bad input; in
+//! wrapper mode the command's status, or 126/127 when it cannot be started).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use cloudwatch_metrics_agent::agent::{self, StartError};
+use cloudwatch_metrics_agent::agent::{self, Outcome, StartError};
 use cloudwatch_metrics_agent::cli::Opts;
 use cloudwatch_metrics_agent::config::Config;
 
@@ -38,14 +39,27 @@ fn main() -> ExitCode {
     // Do not wait for a DNS lookup or similar blocking work still in flight.
     runtime.shutdown_background();
     match outcome {
-        Ok(report) if report.unflushed > 0 => {
-            eprintln!(
-                "error: {} datums could not be delivered within the flush timeout ({:?})",
-                report.unflushed, flush_timeout
-            );
-            ExitCode::FAILURE
+        Ok(Outcome {
+            report,
+            child_status,
+        }) => {
+            if report.unflushed > 0 {
+                eprintln!(
+                    "error: {} datums could not be delivered within the flush timeout ({:?})",
+                    report.unflushed, flush_timeout
+                );
+            }
+            // Wrapping a command, its status is the one that matters to the caller.
+            match child_status {
+                Some(code) => ExitCode::from(code),
+                None if report.unflushed > 0 => ExitCode::FAILURE,
+                None => ExitCode::SUCCESS,
+            }
         }
-        Ok(_) => ExitCode::SUCCESS,
+        Err(StartError::Spawn(e)) => {
+            eprintln!("cloudwatch_metrics_agent: {e}");
+            ExitCode::from(e.exit_code())
+        }
         Err(e @ (StartError::Connect(_) | StartError::Scope(_))) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

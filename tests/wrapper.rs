@@ -1,0 +1,222 @@
+//! Wrapper mode: `cloudwatch_metrics_agent [options] -- CMD [ARGS…]`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Agent, TestServer, agent_command, wait_until};
+use serde_json::Value;
+
+const DRY_RUN: [&str; 8] = [
+    "--namespace",
+    "Wrap/Test",
+    "-s",
+    "job",
+    "--period",
+    "1",
+    "--dry-run",
+    "--scope",
+];
+
+/// Dry-run arguments, host scope, then `--` and the command.
+fn args<'a>(extra: &[&'a str], command: &[&'a str]) -> Vec<&'a str> {
+    [&DRY_RUN[..], &["host"], extra, &["--"], command].concat()
+}
+
+fn published_memory_samples(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .flat_map(|r| r["MetricData"].as_array().unwrap().clone())
+        .filter(|d| d["MetricName"] == "MemoryUtilization")
+        .map(|d| {
+            d["Counts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_f64().unwrap())
+                .sum::<f64>() as usize
+        })
+        .sum()
+}
+
+#[test]
+fn the_childs_exit_status_is_the_agents_and_its_window_is_published() {
+    let out = agent_command(&args(&[], &["sh", "-c", "sleep 1.2; exit 7"]), &[])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(published_memory_samples(&stdout) >= 2, "{stdout}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_childs_status_and_its_metrics_reach_the_server() {
+    let server = TestServer::start();
+    let args = [
+        "--namespace",
+        "Wrap/Test",
+        "-s",
+        "job",
+        "--period",
+        "1",
+        "--scope",
+        "host",
+        "--",
+    ];
+    let out = agent_command(
+        &[&args[..], &["sh", "-c", "sleep 1.2; exit 7"]].concat(),
+        &server.agent_env(),
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !server.accepted_puts().is_empty(),
+        "the window was published"
+    );
+    assert_eq!(server.listed("Wrap/Test").await.len(), 2);
+}
+
+#[test]
+fn a_child_killed_by_sigterm_makes_the_agent_exit_143() {
+    let out = agent_command(&args(&[], &["sh", "-c", "kill -TERM $$"]), &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(143));
+}
+
+#[test]
+fn sigterm_is_forwarded_and_the_agent_waits_for_the_child_then_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let script = format!(
+        "trap 'echo cleaned > {}; exit 3' TERM; while :; do sleep 0.1; done",
+        marker.display()
+    );
+    let mut agent = Agent::spawn(
+        &args(&[], &["sh", "-c", &script]),
+        &[("RUST_LOG", "info".into())],
+    );
+    agent.wait_for_log(&["started sh"], Duration::from_secs(10));
+    agent.signal("TERM");
+    let status = agent.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(3), "the child's status");
+    assert!(marker.exists(), "the child got SIGTERM and cleaned up");
+    let log = agent.rest_of_log().join("\n");
+    assert!(log.contains("forwarding SIGTERM"), "{log}");
+    let mut stdout = String::new();
+    while let Ok(line) = agent.stdout.try_recv() {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    assert!(
+        published_memory_samples(&stdout) >= 1,
+        "metrics were flushed: {stdout}"
+    );
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry; only a running or sleeping process counts.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn signal_group_ends_the_childs_workers_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("worker.pid");
+    let script = format!("sleep 1000 & echo $! > {}; wait", pidfile.display());
+    let mut agent = Agent::spawn(
+        &args(&["--signal-group"], &["sh", "-c", &script]),
+        &[("RUST_LOG", "info".into())],
+    );
+    let worker: u32 = wait_until(Duration::from_secs(10), "the worker's pid", || {
+        std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
+    });
+    assert!(alive(worker));
+    agent.signal("TERM");
+    let status = agent.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(143), "sh was ended by SIGTERM");
+    wait_until(Duration::from_secs(5), "the worker to be gone", || {
+        (!alive(worker)).then_some(())
+    });
+}
+
+#[test]
+fn a_command_that_is_not_found_exits_127_and_one_not_executable_126() {
+    let out = agent_command(&args(&[], &["no-such-command-xyz"]), &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("no-such-command-xyz: command not found"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let out = agent_command(&args(&[], &[script.to_str().unwrap()]), &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(126));
+}
+
+#[test]
+fn signal_group_without_a_command_is_refused() {
+    let out = agent_command(&[&DRY_RUN[..], &["host", "--signal-group"]].concat(), &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn as_pid_1_it_reaps_orphaned_zombies() {
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!("skipped: unshare --pid --fork --mount-proc is not permitted here");
+        return;
+    }
+    // Three orphans that exit after their parent; then count the zombies left in the
+    // namespace and exit with that count.
+    let script = "for i in 1 2 3; do sh -c 'sleep 0.2 &'; done; sleep 1.5; \
+                  exit $(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)";
+    let agent = env!("CARGO_BIN_EXE_cloudwatch_metrics_agent");
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", agent])
+        .args(args(&[], &["sh", "-c", script]))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "zombies left (exit status = their count): {stderr}"
+    );
+    assert!(Path::new("/proc/1").exists());
+}
