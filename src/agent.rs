@@ -13,7 +13,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::aggregate::Aggregator;
 use crate::config::{Config, Output, Scope};
 use crate::delivery::{self, Report};
-use crate::publish::{self, CloudWatch, Dimension, DryRun, Encoding, Publisher};
+use crate::publish::{self, CloudWatch, Dimension, DryRun, Emf, Encoding, Publisher};
 use crate::sample::ecs::Task;
 use crate::sample::{CgroupSource, EcsSource, HostSource, Sample, Source, cgroup};
 use crate::shutdown::Signals;
@@ -42,6 +42,8 @@ pub enum StartError {
     Signals(#[from] std::io::Error),
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    #[error("dimensions: {0}")]
+    Dimensions(String),
 }
 
 /// What the loop needs from the configuration.
@@ -71,7 +73,8 @@ impl From<&Config> for Settings {
                 service: config.service.clone(),
                 aggregation: config.aggregation,
                 metrics: config.metrics,
-                extra_dimensions: Vec::new(),
+                storage_resolution: config.storage_resolution,
+                extra_dimensions: config.dimensions.clone(),
             },
         }
     }
@@ -167,7 +170,8 @@ async fn measure(
                 () = &mut shutdown => return Ok(Report::default()),
             };
             if *dimensions {
-                settings.encoding.extra_dimensions = ecs_dimensions(source.task());
+                let ecs = ecs_dimensions(source.task());
+                settings.encoding.extra_dimensions.extend(ecs);
             }
             publish(config, &settings, source, shutdown).await
         }
@@ -233,8 +237,19 @@ async fn publish<S: Source>(
     source: S,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> Result<Report, StartError> {
+    let mut settings = settings.clone();
+    if config.ec2_dimensions {
+        let ec2 = tokio::select! {
+            dimensions = crate::ec2::dimensions() => dimensions,
+            () = &mut shutdown => return Ok(Report::default()),
+        };
+        settings.encoding.extra_dimensions.extend(ec2);
+    }
+    check_dimensions(&settings.encoding.extra_dimensions)?;
+    let settings = &settings;
     match &config.output {
         Output::DryRun => Ok(run(settings, source, DryRun, shutdown, SystemTime::now).await),
+        Output::Emf => Ok(run(settings, source, Emf, shutdown, SystemTime::now).await),
         Output::CloudWatch {
             region,
             endpoint_url,
@@ -266,6 +281,30 @@ async fn connect_ecs(metadata_uri: &str, root: &Path) -> EcsSource {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(30));
     }
+}
+
+/// The dimensions from `--dimension`, ECS and EC2 together: unique, and within
+/// CloudWatch's 30 per metric with `ServiceName`.
+fn check_dimensions(extra: &[Dimension]) -> Result<(), StartError> {
+    let names: Vec<&str> = extra.iter().map(|d| d.name.as_str()).collect();
+    if let Some(twice) = names
+        .iter()
+        .enumerate()
+        .find(|(i, n)| names[..*i].contains(n))
+    {
+        return Err(StartError::Dimensions(format!(
+            "{} is given twice",
+            twice.1
+        )));
+    }
+    if extra.len() + 1 > crate::config::MAX_DIMENSIONS {
+        return Err(StartError::Dimensions(format!(
+            "{} dimensions with ServiceName; CloudWatch takes at most {}",
+            extra.len() + 1,
+            crate::config::MAX_DIMENSIONS
+        )));
+    }
+    Ok(())
 }
 
 /// `ClusterName` (short name) and `TaskDefinitionFamily` of the task.
@@ -523,6 +562,7 @@ mod tests {
                 service: "svc".into(),
                 aggregation: Aggregation::Distribution,
                 metrics: MetricSet::default(),
+                storage_resolution: None,
                 extra_dimensions: Vec::new(),
             },
         }

@@ -39,9 +39,30 @@ pub struct Opts {
     )]
     pub period: String,
 
-    /// Print each request as a JSON line on stdout instead of sending it (no AWS needed)
+    /// Print each request as a JSON line on stdout instead of sending it (--output dry-run)
     #[arg(long, short = 'd', visible_alias = "dryrun", env = "CWMA_DRY_RUN")]
     pub dry_run: bool,
+
+    /// Where metrics go: PutMetricData, Embedded Metric Format lines on stdout, or a preview
+    #[arg(long, env = "CWMA_OUTPUT", value_enum, value_name = "OUTPUT")]
+    pub output: Option<OutputKind>,
+
+    /// CloudWatch storage resolution in seconds, 1 or 60 (default: 1 when --period < 60)
+    #[arg(long, env = "CWMA_STORAGE_RESOLUTION", value_name = "SECS")]
+    pub storage_resolution: Option<String>,
+
+    /// Extra dimension Name=Value on every metric, repeatable (env: A=1,B=2)
+    #[arg(
+        long = "dimension",
+        env = "CWMA_DIMENSIONS",
+        value_name = "NAME=VALUE",
+        value_delimiter = ','
+    )]
+    pub dimensions: Vec<String>,
+
+    /// Add InstanceId, InstanceType and AutoScalingGroupName from EC2 instance metadata
+    #[arg(long, env = "CWMA_EC2_DIMENSIONS")]
+    pub ec2_dimensions: bool,
 
     /// How each window is sent: all samples as Values/Counts, or median and max
     #[arg(
@@ -186,4 +207,15 @@ pub enum Metric {
     Memory,
     /// CPUThrottledPercent: share of CFS periods throttled (cgroup scope)
     Throttling,
+}
+
+/// Where metrics go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputKind {
+    /// PutMetricData through the AWS SDK
+    Cloudwatch,
+    /// CloudWatch Embedded Metric Format, one JSON document per line on stdout
+    Emf,
+    /// The would-be PutMetricData requests as JSON lines on stdout; nothing sent
+    DryRun,
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::cli::{self, Aggregation, Metric, Opts};
-use crate::publish::MetricSet;
+use crate::cli::{self, Aggregation, Metric, Opts, OutputKind};
+use crate::publish::{Dimension, MetricSet, SERVICE_DIMENSION};
 
 /// Longest namespace CloudWatch accepts (PutMetricData API reference, `Namespace`).
 pub const MAX_NAMESPACE_LEN: usize = 255;
@@ -20,6 +20,11 @@ pub const MAX_FLUSH_TIMEOUT_SECS: f64 = 3_600.0;
 /// Largest `--buffer-size`: a datum takes at most a few KiB, so this bounds memory to
 /// tens of MiB at worst.
 pub const MAX_BUFFER_SIZE: usize = 100_000;
+/// Dimensions a metric may have (PutMetricData API reference, `Dimensions`: 30);
+/// `ServiceName` takes one.
+pub const MAX_DIMENSIONS: usize = 30;
+/// Longest dimension name (API reference, `Dimension.Name`).
+pub const MAX_DIMENSION_NAME_LEN: usize = 255;
 /// Longest `--retry-max-backoff` and `--request-timeout`.
 pub const MAX_WAIT_SECS: f64 = 3_600.0;
 
@@ -38,6 +43,12 @@ pub struct Config {
     pub scope: Scope,
     /// Which metrics are sent.
     pub metrics: MetricSet,
+    /// `Some(1)` for high-resolution metrics; `None` for CloudWatch's standard 60 s.
+    pub storage_resolution: Option<u32>,
+    /// `--dimension` pairs, after `ServiceName`.
+    pub dimensions: Vec<Dimension>,
+    /// Add the EC2 instance's dimensions, read at start.
+    pub ec2_dimensions: bool,
     /// Where the requests go.
     pub output: Output,
     /// How long the final publish on SIGTERM/SIGINT may take.
@@ -68,6 +79,8 @@ pub enum Output {
     },
     /// One JSON line per request on stdout; nothing sent.
     DryRun,
+    /// Embedded Metric Format documents on stdout, for CloudWatch Logs to extract.
+    Emf,
 }
 
 /// What the numbers describe. `--scope auto` is resolved here as far as the input tells
@@ -126,6 +139,9 @@ impl Config {
         let request_timeout = parse_seconds("--request-timeout", &opts.request_timeout)?;
         let scope = resolve_scope(opts.scope, opts.ecs_metadata_uri, opts.ecs_dimensions)?;
         let metrics = metric_set(&opts.metrics, &scope)?;
+        let storage_resolution =
+            storage_resolution(opts.storage_resolution.as_deref(), period_secs)?;
+        let dimensions = parse_dimensions(&opts.dimensions)?;
         if opts.signal_group && opts.command.is_empty() {
             return Err(invalid(
                 "--signal-group",
@@ -133,8 +149,21 @@ impl Config {
                 "only applies to a wrapped command: cloudwatch_metrics_agent [options] -- CMD",
             ));
         }
-        let output = if opts.dry_run {
+        let kind = match (opts.dry_run, opts.output) {
+            (true, Some(kind)) if kind != OutputKind::DryRun => {
+                return Err(invalid(
+                    "--dry-run",
+                    "true",
+                    format!("contradicts --output {kind:?}; --dry-run means --output dry-run"),
+                ));
+            }
+            (true, _) => OutputKind::DryRun,
+            (false, kind) => kind.unwrap_or(OutputKind::Cloudwatch),
+        };
+        let output = if kind == OutputKind::DryRun {
             Output::DryRun
+        } else if kind == OutputKind::Emf {
+            Output::Emf
         } else {
             if let Some(region) = &opts.region {
                 check_region(region)?;
@@ -154,6 +183,9 @@ impl Config {
             aggregation: opts.aggregation,
             scope,
             metrics,
+            storage_resolution,
+            dimensions,
+            ec2_dimensions: opts.ec2_dimensions,
             output,
             flush_timeout,
             buffer_size,
@@ -320,6 +352,64 @@ fn metric_set(metrics: &[Metric], scope: &Scope) -> Result<MetricSet, ConfigErro
         ));
     }
     Ok(set)
+}
+
+/// High resolution (1) by default when windows are shorter than CloudWatch's standard
+/// minute; `None` means standard resolution, CloudWatch's default.
+fn storage_resolution(text: Option<&str>, period_secs: u64) -> Result<Option<u32>, ConfigError> {
+    match text {
+        None if period_secs < 60 => Ok(Some(1)),
+        None => Ok(None),
+        Some("1") => Ok(Some(1)),
+        Some("60") => Ok(None),
+        Some(other) => Err(invalid("--storage-resolution", other, "must be 1 or 60")),
+    }
+}
+
+/// `Name=Value` pairs: names 1–255 and values 1–1024 ASCII characters, names unique, not
+/// `ServiceName`, not starting with `:` (CloudWatch's rules), at most 29.
+fn parse_dimensions(pairs: &[String]) -> Result<Vec<Dimension>, ConfigError> {
+    const FLAG: &str = "--dimension";
+    let mut dimensions: Vec<Dimension> = Vec::with_capacity(pairs.len());
+    for pair in pairs.iter().filter(|p| !p.trim().is_empty()) {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(invalid(FLAG, pair, "must be Name=Value"));
+        };
+        let rule = if name.is_empty() || name.len() > MAX_DIMENSION_NAME_LEN {
+            Some(format!(
+                "the name must be 1 to {MAX_DIMENSION_NAME_LEN} characters"
+            ))
+        } else if value.is_empty() || value.len() > MAX_DIMENSION_VALUE_LEN {
+            Some(format!(
+                "the value must be 1 to {MAX_DIMENSION_VALUE_LEN} characters"
+            ))
+        } else if !pair.is_ascii() || name.trim().is_empty() || value.trim().is_empty() {
+            Some("name and value must be ASCII and not blank".to_owned())
+        } else if name.starts_with(':') {
+            Some("the name must not start with ':'".to_owned())
+        } else if name == SERVICE_DIMENSION || dimensions.iter().any(|d| d.name == name) {
+            Some(format!(
+                "{name} is given twice (ServiceName comes from --service)"
+            ))
+        } else {
+            None
+        };
+        if let Some(rule) = rule {
+            return Err(invalid(FLAG, pair, rule));
+        }
+        dimensions.push(Dimension {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        });
+    }
+    if dimensions.len() > MAX_DIMENSIONS - 1 {
+        return Err(invalid(
+            FLAG,
+            &format!("{} dimensions", dimensions.len()),
+            format!("at most {} besides ServiceName", MAX_DIMENSIONS - 1),
+        ));
+    }
+    Ok(dimensions)
 }
 
 fn parse_buffer_size(text: &str) -> Result<usize, ConfigError> {
@@ -578,6 +668,80 @@ mod tests {
             let e = error(&with(&[flag, bad]));
             assert!(e.contains(flag) && e.contains(&format!("{bad:?}")), "{e}");
         }
+    }
+
+    #[test]
+    fn outputs_and_storage_resolution() {
+        assert_eq!(
+            config(&with(&["--output", "emf"])).unwrap().output,
+            Output::Emf
+        );
+        assert_eq!(
+            config(&with(&["--output", "dry-run"])).unwrap().output,
+            Output::DryRun
+        );
+        assert_eq!(
+            config(&with(&["--dry-run", "--output", "dry-run"]))
+                .unwrap()
+                .output,
+            Output::DryRun
+        );
+        assert!(error(&with(&["--dry-run", "--output", "emf"])).contains("--dry-run"));
+        assert_eq!(
+            config(&with(&["--period", "5"]))
+                .unwrap()
+                .storage_resolution,
+            Some(1)
+        );
+        assert_eq!(config(&OK).unwrap().storage_resolution, None);
+        let c = config(&with(&["--period", "5", "--storage-resolution", "60"])).unwrap();
+        assert_eq!(c.storage_resolution, None);
+        let c = config(&with(&["--storage-resolution", "1"])).unwrap();
+        assert_eq!(c.storage_resolution, Some(1));
+        assert!(error(&with(&["--storage-resolution", "5"])).contains("1 or 60"));
+    }
+
+    #[test]
+    fn dimension_rules() {
+        let c = config(&with(&[
+            "--dimension",
+            "Env=prod",
+            "--dimension",
+            "Team=a=b",
+        ]))
+        .unwrap();
+        let pairs: Vec<(&str, &str)> = c
+            .dimensions
+            .iter()
+            .map(|d| (d.name.as_str(), d.value.as_str()))
+            .collect();
+        assert_eq!(pairs, [("Env", "prod"), ("Team", "a=b")]);
+        let long_name = format!("{}=v", "n".repeat(256));
+        let long_value = format!("n={}", "v".repeat(1025));
+        for (bad, needle) in [
+            ("Env", "Name=Value"),
+            ("=v", "1 to 255"),
+            ("Env=", "1 to 1024"),
+            (long_name.as_str(), "1 to 255"),
+            (long_value.as_str(), "1 to 1024"),
+            (":x=1", "':'"),
+            ("ServiceName=x", "twice"),
+            ("Env=é", "ASCII"),
+        ] {
+            let e = error(&with(&["--dimension", bad]));
+            assert!(
+                e.contains(needle) && e.contains("--dimension"),
+                "{bad}: {e}"
+            );
+        }
+        let e = error(&with(&["--dimension", "A=1", "--dimension", "A=2"]));
+        assert!(e.contains("twice"), "{e}");
+        let thirty: Vec<String> = (0..30).map(|i| format!("D{i}=v")).collect();
+        let mut args = OK.to_vec();
+        for d in &thirty {
+            args.extend(["--dimension", d.as_str()]);
+        }
+        assert!(error(&args).contains("at most 29"));
     }
 
     #[test]

@@ -362,6 +362,7 @@ mod tests {
             value: Some(value),
             values: Vec::new(),
             counts: Vec::new(),
+            storage_resolution: None,
         }
     }
 

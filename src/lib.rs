@@ -24,6 +24,7 @@ pub mod aggregate;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod ec2;
 pub mod publish;
 pub mod sample;
 pub mod shutdown;

@@ -60,7 +60,7 @@ fn main() -> ExitCode {
             eprintln!("cloudwatch_metrics_agent: {e}");
             ExitCode::from(e.exit_code())
         }
-        Err(e @ (StartError::Connect(_) | StartError::Scope(_))) => {
+        Err(e @ (StartError::Connect(_) | StartError::Scope(_) | StartError::Dimensions(_))) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }

@@ -149,6 +149,7 @@ fn to_sdk(datum: &Datum) -> MetricDatum {
         .set_value(datum.value)
         .set_values(nonempty(&datum.values))
         .set_counts(nonempty(&datum.counts))
+        .set_storage_resolution(datum.storage_resolution.map(|r| r as i32))
         .build()
 }
 
@@ -187,6 +188,7 @@ mod tests {
                 .map(|v| f64::from(v) / 10.0 + f64::from(i % 7))
                 .collect(),
             counts: (0..150).map(|c| f64::from(c % 5 + 1)).collect(),
+            storage_resolution: Some(1),
         };
         let put = PutRequest {
             namespace: "Test/Size".into(),

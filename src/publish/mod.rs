@@ -16,9 +16,11 @@ use crate::cli::Aggregation;
 
 pub mod cloudwatch;
 pub mod dry_run;
+pub mod emf;
 
 pub use cloudwatch::CloudWatch;
 pub use dry_run::DryRun;
+pub use emf::Emf;
 
 /// Most distinct values one datum may carry in `Values` (PutMetricData API reference,
 /// `MetricDatum.Values`: "up to 150 unique values").
@@ -57,6 +59,9 @@ pub struct Datum {
     pub values: Vec<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub counts: Vec<f64>,
+    /// `Some(1)` for a high-resolution metric; absent means CloudWatch's standard 60 s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_resolution: Option<u32>,
 }
 
 /// A `Name`/`Value` dimension.
@@ -95,6 +100,8 @@ pub struct Encoding {
     pub service: String,
     pub aggregation: Aggregation,
     pub metrics: MetricSet,
+    /// `Some(1)` for high-resolution metrics.
+    pub storage_resolution: Option<u32>,
     /// Dimensions after `ServiceName` on every datum (e.g. the ECS cluster and family).
     pub extra_dimensions: Vec<Dimension>,
 }
@@ -140,6 +147,7 @@ pub fn encode(window: &Window, encoding: &Encoding) -> Option<PutRequest> {
         value,
         values,
         counts,
+        storage_resolution: encoding.storage_resolution,
     };
     for (name, max_name, histogram, _) in metrics.into_iter().filter(|m| m.3) {
         match encoding.aggregation {
@@ -309,6 +317,7 @@ mod tests {
             service: "web".into(),
             aggregation,
             metrics: MetricSet::default(),
+            storage_resolution: None,
             extra_dimensions: Vec::new(),
         }
     }

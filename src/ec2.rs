@@ -1,0 +1,74 @@
+//! `--ec2-dimensions`: `InstanceId`, and `InstanceType` and `AutoScalingGroupName` where
+//! the instance has them, read once at start from the instance metadata service (IMDSv2,
+//! through the AWS SDK's own client, which honours `AWS_EC2_METADATA_SERVICE_ENDPOINT`).
+//! A failure costs the dimensions, with a warning, never the agent.
+
+use std::time::Duration;
+
+use aws_config::imds;
+use aws_config::provider_config::ProviderConfig;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+use crate::publish::Dimension;
+
+/// Each metadata request; the service answers in milliseconds on an instance.
+const TIMEOUT: Duration = Duration::from_secs(1);
+/// The whole lookup, so that start-up off EC2 is delayed by at most this.
+const LOOKUP_BUDGET: Duration = Duration::from_secs(2);
+
+/// The metadata paths behind each dimension; only `InstanceId` is required.
+const PATHS: [(&str, &str); 3] = [
+    ("InstanceId", "/latest/meta-data/instance-id"),
+    ("InstanceType", "/latest/meta-data/instance-type"),
+    // Readable only where instance metadata tags are enabled.
+    (
+        "AutoScalingGroupName",
+        "/latest/meta-data/tags/instance/aws:autoscaling:groupName",
+    ),
+];
+
+/// The EC2 dimensions of this instance, or none (with a warning) when the metadata
+/// service cannot tell.
+pub async fn dimensions() -> Vec<Dimension> {
+    match tokio::time::timeout(LOOKUP_BUDGET, lookup()).await {
+        Ok(Ok(dimensions)) => dimensions,
+        Ok(Err(e)) => {
+            log::warn!("--ec2-dimensions: no instance metadata ({e}); sending without them");
+            Vec::new()
+        }
+        Err(_) => {
+            log::warn!(
+                "--ec2-dimensions: the instance metadata service did not answer within \
+                 {LOOKUP_BUDGET:?}; sending without them"
+            );
+            Vec::new()
+        }
+    }
+}
+
+async fn lookup() -> Result<Vec<Dimension>, imds::client::error::ImdsError> {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let client = imds::Client::builder()
+        .configure(&ProviderConfig::without_region().with_http_client(http))
+        .max_attempts(1)
+        .connect_timeout(TIMEOUT)
+        .read_timeout(TIMEOUT)
+        .build();
+    let mut dimensions = Vec::new();
+    for (name, path) in PATHS {
+        match client.get(path).await {
+            Ok(value) => dimensions.push(Dimension {
+                name: name.to_owned(),
+                value: value.as_ref().to_owned(),
+            }),
+            Err(e) if name == "InstanceId" => return Err(e),
+            Err(e) => log::debug!("no {name} in the instance metadata: {e}"),
+        }
+    }
+    for d in &dimensions {
+        log::info!("dimension {}={}", d.name, d.value);
+    }
+    Ok(dimensions)
+}
