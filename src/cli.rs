@@ -181,7 +181,7 @@ pub struct Opts {
 pub enum Aggregation {
     /// All samples as Values/Counts (CloudWatch computes any statistic)
     Distribution,
-    /// The median as the metric and the maximum as Max<metric>, like the original agent
+    /// The median, and the maximum as MaxCPUUtilization etc., like the original agent
     MedianMax,
 }
 

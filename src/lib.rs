@@ -8,12 +8,14 @@
 //!
 //! - [`cli`]: the flags and environment variables exactly as the user typed them.
 //! - [`config`]: the checked [`config::Config`] the agent runs with; every rule lives here.
-//! - [`sample`]: pure parsers of `/proc` files and the sources that read them under a root.
+//! - [`sample`]: where samples come from, one module per scope (host `/proc`, cgroup v1/v2,
+//!   the ECS task metadata endpoint): pure parsers, and sources that read under a root.
 //! - [`aggregate`]: samples → wall-clock-aligned windows with their statistics.
 //! - [`publish`]: windows → `PutMetricData` requests (pure), and the publishers that send
-//!   them: CloudWatch through the AWS SDK, or JSON lines on stdout for `--dry-run`.
+//!   them: CloudWatch through the AWS SDK, EMF documents or dry-run JSON lines on stdout.
 //! - [`delivery`]: the send queue: batches within API limits, the one retry layer (backoff
 //!   with jitter), what is dropped and when, the bounded final flush.
+//! - [`ec2`]: `--ec2-dimensions` from the instance metadata service, read once at start.
 //! - [`shutdown`]: SIGTERM/SIGINT as one future.
 //! - [`supervise`]: wrapper mode: the workload as a child, signals forwarded, zombies
 //!   reaped, its exit status passed on.
