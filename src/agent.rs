@@ -105,6 +105,7 @@ pub async fn main(config: Config) -> Result<Outcome, StartError> {
         });
     }
     let supervisor = Supervisor::spawn(&config.command, config.signal_group)?;
+    let child = supervisor.pid();
     let status = std::sync::Arc::new(std::sync::Mutex::new(None));
     let child_exit = {
         let status = std::sync::Arc::clone(&status);
@@ -114,7 +115,14 @@ pub async fn main(config: Config) -> Result<Outcome, StartError> {
             *status.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
         }
     };
-    let report = measure(&config, std::pin::pin!(child_exit)).await?;
+    let report = match measure(&config, std::pin::pin!(child_exit)).await {
+        Ok(report) => report,
+        Err(e) => {
+            // The agent cannot run as asked: do not leave the command running unwatched.
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGTERM);
+            return Err(e);
+        }
+    };
     let child_status = *status.lock().unwrap_or_else(|e| e.into_inner());
     Ok(Outcome {
         report,

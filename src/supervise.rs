@@ -115,6 +115,11 @@ impl Supervisor {
         }
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> Pid {
+        self.child
+    }
+
     fn forward(&self, sig: Signal) {
         let target = if self.group {
             Pid::from_raw(-self.child.as_raw())

@@ -102,15 +102,19 @@ fn a_child_killed_by_sigterm_makes_the_agent_exit_143() {
 fn sigterm_is_forwarded_and_the_agent_waits_for_the_child_then_flushes() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("marker");
+    let ready = dir.path().join("ready");
     let script = format!(
-        "trap 'echo cleaned > {}; exit 3' TERM; while :; do sleep 0.1; done",
-        marker.display()
+        "trap 'echo cleaned > {}; exit 3' TERM; touch {}; while :; do sleep 0.1; done",
+        marker.display(),
+        ready.display()
     );
     let mut agent = Agent::spawn(
         &args(&[], &["sh", "-c", &script]),
         &[("RUST_LOG", "info".into())],
     );
-    agent.wait_for_log(&["started sh"], Duration::from_secs(10));
+    wait_until(Duration::from_secs(10), "the trap to be set", || {
+        ready.exists().then_some(())
+    });
     agent.signal("TERM");
     let status = agent.wait(Duration::from_secs(5));
     assert_eq!(status.code(), Some(3), "the child's status");
@@ -181,6 +185,39 @@ fn a_command_that_is_not_found_exits_127_and_one_not_executable_126() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(126));
+}
+
+#[test]
+fn a_start_up_error_after_the_command_started_ends_the_command_too() {
+    // No cgroup filesystem under this root: --scope cgroup fails after the spawn.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc-2cpu");
+    let env = [
+        ("CWMA_ROOT", root.display().to_string()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let base = [
+        "--namespace",
+        "N",
+        "-s",
+        "w",
+        "-d",
+        "--scope",
+        "cgroup",
+        "--",
+    ];
+    let out = agent_command(&[&base[..], &["sleep", "1000"]].concat(), &env)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let child: u32 = stderr
+        .lines()
+        .find_map(|l| l.split("started sleep as pid ").nth(1))
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the child's pid is logged: {stderr}"));
+    wait_until(Duration::from_secs(5), "the command to be ended", || {
+        (!alive(child)).then_some(())
+    });
 }
 
 #[test]
