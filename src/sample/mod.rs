@@ -20,7 +20,7 @@ pub use host::HostSource;
 /// One reading of the metrics, in percent (0–100). `None` means "not measured this
 /// time" (the first CPU reading has nothing to compare with; a file could not be read),
 /// never zero.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct Sample {
     pub cpu: Option<f64>,
     pub memory: Option<f64>,
@@ -50,21 +50,32 @@ pub enum SampleError {
     Endpoint { url: String, reason: String },
 }
 
-impl PartialEq for SampleError {
-    /// Compares by path and kind; `io::Error` itself has no equality.
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Read { path: a, source: x }, Self::Read { path: b, source: y }) => {
-                a == b && x.kind() == y.kind()
-            }
-            (Self::Parse { path: a, source: x }, Self::Parse { path: b, source: y }) => {
-                a == b && x == y
-            }
-            (Self::Endpoint { url: a, reason: x }, Self::Endpoint { url: b, reason: y }) => {
-                a == b && x == y
-            }
-            _ => false,
-        }
+/// The whole machine (or VM): what utilization is measured against when a cgroup or task
+/// has no limit of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Machine {
+    /// Online CPUs (`cpuN` lines of `/proc/stat`; else what the OS reports; at least 1).
+    pub cpus: usize,
+    /// `MemTotal` of `/proc/meminfo` in bytes; 0 when unreadable.
+    pub memory_bytes: u64,
+}
+
+impl Machine {
+    /// Reads `<root>/proc/stat` and `<root>/proc/meminfo` into `buf`. The figures are
+    /// fallbacks, so a failed read falls back in turn rather than failing.
+    pub fn read(root: &Path, buf: &mut String) -> Machine {
+        let cpus = read_into(&root.join("proc/stat"), buf)
+            .ok()
+            .and_then(|()| procfs::parse_stat(buf).ok())
+            .map(|s| s.online_cpus)
+            .filter(|n| *n > 0)
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+            .unwrap_or(1);
+        let memory_bytes = read_into(&root.join("proc/meminfo"), buf)
+            .ok()
+            .and_then(|()| procfs::parse_meminfo(buf).ok())
+            .map_or(0, |m| m.total_kib * 1024);
+        Machine { cpus, memory_bytes }
     }
 }
 

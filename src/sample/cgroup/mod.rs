@@ -7,8 +7,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::procfs::{self, ParseError};
-use super::{Sample, SampleError, Source, read_into};
+use super::procfs::ParseError;
+use super::{Machine, Sample, SampleError, Source, read_into};
 
 pub mod parse;
 
@@ -216,7 +216,7 @@ impl CgroupSource {
             prev_throttling: None,
             buf: String::with_capacity(4096),
         };
-        source.limits = source.read_limits()?;
+        source.limits = source.read_limits();
         source.read_cpu_nanos()?;
         source.read_memory_bytes()?;
         Ok(source)
@@ -310,19 +310,22 @@ impl CgroupSource {
         Ok(parse::keyed(text, "nr_throttled").zip(parse::keyed(text, "nr_periods")))
     }
 
-    fn read_limits(&mut self) -> Result<Limits, SampleError> {
-        let available = self.available_cpus();
+    /// The limits as the files say now. Missing files mean "no limit here", so this
+    /// cannot fail; the machine's figures are read once for both fallbacks.
+    fn read_limits(&mut self) -> Limits {
+        let machine = Machine::read(&self.root, &mut self.buf);
+        let available = self.cpuset_cpus().unwrap_or(machine.cpus as f64);
         let quota = self.cpu_quota();
-        let host_memory = self.host_memory_bytes();
+        let host_memory = machine.memory_bytes;
         let limit = self
             .memory_limit()
             .filter(|l| host_memory == 0 || *l < host_memory);
-        Ok(Limits {
+        Limits {
             cpus: quota.map_or(available, |q| q.min(available)),
             cpu_quota: quota.is_some(),
             memory_bytes: limit.unwrap_or(host_memory),
             memory_limit: limit.is_some(),
-        })
+        }
     }
 
     /// The tightest CFS quota of the cgroup and its ancestors, in CPUs.
@@ -357,8 +360,8 @@ impl CgroupSource {
         tightest
     }
 
-    /// CPUs the cgroup may run on: its cpuset, else the machine's online CPUs.
-    fn available_cpus(&mut self) -> f64 {
+    /// CPUs the cgroup's cpuset lets it run on, where there is one.
+    fn cpuset_cpus(&mut self) -> Option<f64> {
         let names: &[&str] = match self.layout.version {
             Version::V2 => &["cpuset.cpus.effective"],
             Version::V1 => &["cpuset.effective_cpus", "cpuset.cpus"],
@@ -370,20 +373,11 @@ impl CgroupSource {
                     .ok()
                     .and_then(|t| parse::cpuset_count(t).ok());
                 if let Some(n) = count.filter(|n| *n > 0) {
-                    return n as f64;
+                    return Some(n as f64);
                 }
             }
         }
-        let stat = self.root.join("proc/stat");
-        let online = self
-            .read(&stat)
-            .ok()
-            .and_then(|t| procfs::parse_stat(t).ok())
-            .map(|s| s.online_cpus)
-            .filter(|n| *n > 0);
-        online
-            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-            .unwrap_or(1) as f64
+        None
     }
 
     /// The tightest memory limit of the cgroup and its ancestors, in bytes.
@@ -410,14 +404,6 @@ impl CgroupSource {
             }
         }
     }
-
-    fn host_memory_bytes(&mut self) -> u64 {
-        let path = self.root.join("proc/meminfo");
-        self.read(&path)
-            .ok()
-            .and_then(|t| procfs::parse_meminfo(t).ok())
-            .map_or(0, |m| m.total_kib * 1024)
-    }
 }
 
 impl Source for CgroupSource {
@@ -426,15 +412,11 @@ impl Source for CgroupSource {
         self.samples_since_limits += 1;
         if self.samples_since_limits >= LIMIT_REFRESH {
             self.samples_since_limits = 0;
-            match self.read_limits() {
-                Ok(limits) => {
-                    if limits != self.limits {
-                        log::info!("cgroup limits changed: {limits:?}");
-                    }
-                    self.limits = limits;
-                }
-                Err(e) => sample.errors.push(e),
+            let limits = self.read_limits();
+            if limits != self.limits {
+                log::info!("cgroup limits changed: {limits:?}");
             }
+            self.limits = limits;
         }
         match self.read_cpu_nanos() {
             Ok(nanos) => {

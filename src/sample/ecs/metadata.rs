@@ -11,6 +11,9 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use serde::Deserialize;
 
+/// The instance (or Fargate micro-VM) the task runs on: the last resort for capacity.
+pub use crate::sample::Machine as Instance;
+
 /// Containers of this type are ECS's network plumbing, not the workload.
 const PAUSE_CONTAINER: &str = "CNI_PAUSE";
 /// ECS CPU units per vCPU (task definition `cpu`).
@@ -99,13 +102,6 @@ impl Task {
             memory_source,
         }
     }
-}
-
-/// The instance (or Fargate micro-VM) the task runs on: the last resort for capacity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Instance {
-    pub cpus: usize,
-    pub memory_bytes: u64,
 }
 
 /// The denominators of the task's utilization.

@@ -14,8 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::procfs;
-use super::{Sample, SampleError, Source, read_into};
+use super::{Machine, Sample, SampleError, Source};
 
 pub mod metadata;
 
@@ -128,19 +127,7 @@ fn log_capacity(task: &Task, capacity: &Capacity) {
 /// Online CPUs and memory of the instance, for tasks without limits; the figures are
 /// only used if the task has none, so a failed read falls back to what Rust can tell.
 fn read_instance(root: &Path) -> Instance {
-    let mut buf = String::new();
-    let cpus = read_into(&root.join("proc/stat"), &mut buf)
-        .ok()
-        .and_then(|()| procfs::parse_stat(&buf).ok())
-        .map(|s| s.online_cpus)
-        .filter(|n| *n > 0)
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(1);
-    let memory_bytes = read_into(&root.join("proc/meminfo"), &mut buf)
-        .ok()
-        .and_then(|()| procfs::parse_meminfo(&buf).ok())
-        .map_or(0, |m| m.total_kib * 1024);
-    Instance { cpus, memory_bytes }
+    Machine::read(root, &mut String::new())
 }
 
 /// A keep-alive HTTP/1.1 client for the endpoint (plain HTTP on a link-local address).
