@@ -207,16 +207,29 @@ impl Queue {
     }
 
     /// The oldest datums that fit in one request: at most `MAX_DATUMS_PER_REQUEST` (or the
-    /// bisection limit) and `MAX_REQUEST_BYTES` encoded.
+    /// bisection limit) and `MAX_REQUEST_BYTES` encoded. Windows are not split across
+    /// requests, unless one window alone is over the limits.
     fn next_batch(&mut self) -> Option<PutRequest> {
         let mut bytes = publish::request_overhead(&self.options.namespace);
         let mut take = 0;
-        for datum in self.datums.iter().take(self.batch_limit) {
+        // Where the last window that started inside the batch begins.
+        let mut window_start = 0;
+        for (i, datum) in self.datums.iter().take(self.batch_limit).enumerate() {
+            if i > 0 && datum.timestamp != self.datums[i - 1].timestamp {
+                window_start = i;
+            }
             bytes += publish::encoded_size(datum);
             if take > 0 && bytes > MAX_REQUEST_BYTES {
                 break;
             }
             take += 1;
+        }
+        let cuts_a_window = self
+            .datums
+            .get(take)
+            .is_some_and(|next| take > 0 && next.timestamp == self.datums[take - 1].timestamp);
+        if cuts_a_window && window_start > 0 {
+            take = window_start;
         }
         (take > 0).then(|| PutRequest {
             namespace: self.options.namespace.clone(),
@@ -534,6 +547,32 @@ mod tests {
             queue.next_batch().unwrap().metric_data.len(),
             MAX_DATUMS_PER_REQUEST
         );
+    }
+
+    #[test]
+    fn catching_up_never_splits_a_window_across_requests() {
+        let t = now();
+        let mut queue = Queue::new(options(100_000));
+        for i in 0..400 {
+            let mut w = window(t - 400 + i);
+            w.metric_data
+                .push(datum("CPUThrottledPercent", t - 400 + i, 3.0));
+            queue.push(w);
+        }
+        let mut sent = Vec::new();
+        while let Some(batch) = queue.next_batch() {
+            assert!(batch.metric_data.len() <= MAX_DATUMS_PER_REQUEST);
+            sent.push(batch.metric_data);
+        }
+        assert_eq!(sent[0].len(), 999, "333 whole windows of 3 datums");
+        for pair in sent.windows(2) {
+            let (last, first) = (pair[0].last().unwrap(), pair[1].first().unwrap());
+            assert_ne!(
+                last.timestamp, first.timestamp,
+                "a window split across requests"
+            );
+        }
+        assert_eq!(sent.iter().map(Vec::len).sum::<usize>(), 1200);
     }
 
     #[test]
