@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::http::read_message;
 use common::{Agent, TestServer, agent_command};
 use serde_json::Value;
 
@@ -236,26 +237,11 @@ fn start_imds() -> Imds {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut stream = stream;
                 loop {
-                    let mut request = String::new();
-                    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                    let Some(request) = read_message(&mut reader) else {
                         return;
-                    }
-                    let mut token = None;
-                    loop {
-                        let mut header = String::new();
-                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if header == "\r\n" {
-                            break;
-                        }
-                        let (name, value) = header.split_once(':').unwrap_or(("", ""));
-                        if name.eq_ignore_ascii_case("x-aws-ec2-metadata-token") {
-                            token = Some(value.trim().to_owned());
-                        }
-                    }
-                    let mut parts = request.split_whitespace();
-                    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    };
+                    let token = request.header("x-aws-ec2-metadata-token");
+                    let (method, path) = (request.method(), request.target());
                     let mut extra = "";
                     let (status, body) = match (method, path) {
                         ("PUT", "/latest/api/token") => {
@@ -263,12 +249,15 @@ fn start_imds() -> Imds {
                             extra = "X-aws-ec2-metadata-token-ttl-seconds: 21600\r\n";
                             (200, TOKEN)
                         }
-                        _ if token.as_deref() != Some(TOKEN) => {
+                        _ if token != Some(TOKEN) => {
                             denied.fetch_add(1, Ordering::SeqCst);
                             (401, "")
                         }
                         ("GET", "/latest/meta-data/instance-id") => (200, "i-0123456789abcdef0"),
                         ("GET", "/latest/meta-data/instance-type") => (200, "m7g.large"),
+                        ("GET", "/latest/meta-data/tags/instance/aws:autoscaling:groupName") => {
+                            (200, "web-asg")
+                        }
                         _ => (404, ""),
                     };
                     let response = format!(
@@ -338,6 +327,7 @@ fn ec2_dimensions_come_from_imdsv2_with_a_token() {
                 {"Name": "ServiceName", "Value": "web"},
                 {"Name": "InstanceId", "Value": "i-0123456789abcdef0"},
                 {"Name": "InstanceType", "Value": "m7g.large"},
+                {"Name": "AutoScalingGroupName", "Value": "web-asg"},
             ])
         );
     }

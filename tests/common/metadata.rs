@@ -2,11 +2,13 @@
 //! keep-alive, one thread per connection, answers chosen per request by the test.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
+
+use super::http::read_message;
 
 /// What the server does with one request.
 pub enum Reply {
@@ -61,20 +63,10 @@ fn serve(stream: TcpStream, handler: &Handler, counts: &Mutex<HashMap<String, us
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut stream = stream;
     loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        let Some(request) = read_message(&mut reader) else {
             return;
-        }
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            if header == "\r\n" || header == "\n" {
-                break;
-            }
-        }
-        let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+        };
+        let target = request.target();
         let path = target
             .find("/task")
             .map_or(target, |i| &target[i..])

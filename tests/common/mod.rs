@@ -3,6 +3,7 @@
 //! and bounded waits.
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod http;
 pub mod metadata;
 pub mod proxy;
 

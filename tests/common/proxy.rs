@@ -5,12 +5,14 @@
 //! Starting a fault also cuts the connections already open, or the SDK's pooled
 //! keep-alive connection would dodge the outage.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::http::{Message, read_message};
 
 /// What the proxy does with traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,15 +232,15 @@ fn answer_with_faults(stream: TcpStream, upstream: SocketAddr, shared: &Arc<Shar
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut stream = stream;
     loop {
-        let Some((head, body)) = read_message(&mut reader) else {
+        let Some(request) = read_message(&mut reader) else {
             return;
         };
         let response = match *shared.fault.lock().unwrap() {
             Fault::Throttle => throttling_response(),
             Fault::Deny => error_response(403, "AccessDenied", "User is not authorized"),
             Fault::RejectContaining(needle) => {
-                if !contains(&body, needle.as_bytes()) {
-                    let Some(answer) = forward(upstream, &head, &body) else {
+                if !contains(&request.body, needle.as_bytes()) {
+                    let Some(answer) = forward(upstream, &request) else {
                         return;
                     };
                     if stream.write_all(&answer).is_err() {
@@ -267,37 +269,13 @@ fn answer_with_faults(stream: TcpStream, upstream: SocketAddr, shared: &Arc<Shar
     }
 }
 
-/// One HTTP message (head with its final CRLF, and body by Content-Length).
-fn read_message(reader: &mut impl BufRead) -> Option<(Vec<u8>, Vec<u8>)> {
-    let mut head = Vec::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        head.extend_from_slice(line.as_bytes());
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).ok()?;
-    Some((head, body))
-}
-
 /// Sends one request upstream on a fresh connection and returns the whole answer.
-fn forward(upstream: SocketAddr, head: &[u8], body: &[u8]) -> Option<Vec<u8>> {
+fn forward(upstream: SocketAddr, request: &Message) -> Option<Vec<u8>> {
     let mut server = TcpStream::connect(upstream).ok()?;
-    server.write_all(head).ok()?;
-    server.write_all(body).ok()?;
-    let (head, body) = read_message(&mut BufReader::new(server))?;
-    Some([head, body].concat())
+    server.write_all(request.head.as_bytes()).ok()?;
+    server.write_all(&request.body).ok()?;
+    let answer = read_message(&mut BufReader::new(server))?;
+    Some([answer.head.into_bytes(), answer.body].concat())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
