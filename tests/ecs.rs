@@ -186,7 +186,7 @@ fn endpoint_faults_skip_samples_with_a_warning_and_never_publish_a_bogus_value()
             (_, n) => Reply::Json(stats_at(&stats, n, &rates, &[])),
         }
     });
-    let mut agent = Agent::spawn(&DRY_RUN, &agent_env(&server, "warn"));
+    let mut agent = Agent::spawn(&DRY_RUN, &agent_env(&server, "debug"));
     let (_, cpu, memory) = collect_values(&agent, 5);
     agent.signal("TERM");
     assert!(
@@ -204,6 +204,17 @@ fn endpoint_faults_skip_samples_with_a_warning_and_never_publish_a_bogus_value()
         log.contains("WARN") && log.contains("/task/stats: HTTP 500"),
         "{log}"
     );
+    // Three failures in a row: one warning, the rest at debug level (rate-limited).
+    let warnings = log
+        .lines()
+        .filter(|l| l.starts_with("[WARN") && l.contains("/task/stats"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
+    assert!(
+        log.contains("/task/stats: no answer within 500ms"),
+        "the 500 ms timeout: {log}"
+    );
+    assert!(log.contains("/task/stats: bad JSON"), "{log}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -18,7 +19,7 @@ pub enum Reply {
     Status(u16),
     /// Says nothing for this long, then closes the connection.
     Hang(Duration),
-    /// 200 whose body stops half-way through (the declared length is the full one).
+    /// 200 with only the first half of this JSON body (a complete HTTP answer).
     Truncated(String),
 }
 
@@ -30,6 +31,8 @@ pub struct MetadataServer {
     pub uri: String,
     /// Requests seen per path.
     counts: Arc<Mutex<HashMap<String, usize>>>,
+    /// Connections accepted.
+    connections: Arc<AtomicUsize>,
 }
 
 impl MetadataServer {
@@ -44,13 +47,25 @@ impl MetadataServer {
         let counts = Arc::new(Mutex::new(HashMap::new()));
         let handler: Arc<Handler> = Arc::new(handler);
         let shared = Arc::clone(&counts);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (handler, counts) = (Arc::clone(&handler), Arc::clone(&shared));
                 thread::spawn(move || serve(stream, &*handler, &counts));
             }
         });
-        MetadataServer { uri, counts }
+        MetadataServer {
+            uri,
+            counts,
+            connections,
+        }
+    }
+
+    /// How many connections the agent opened.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// How many requests `path` (e.g. `/task`) has had.
@@ -86,9 +101,7 @@ fn serve(stream: TcpStream, handler: &Handler, counts: &Mutex<HashMap<String, us
             }
             Reply::Truncated(body) => {
                 let half = &body[..body.len() / 2];
-                let _ =
-                    stream.write_all((head(200, "application/json", body.len()) + half).as_bytes());
-                return;
+                head(200, "application/json", half.len()) + half
             }
         };
         if stream.write_all(response.as_bytes()).is_err() {
