@@ -146,6 +146,96 @@ fn alive(pid: u32) -> bool {
 }
 
 #[test]
+fn a_second_sigint_or_sigterm_is_forwarded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ready, count) = (dir.path().join("ready"), dir.path().join("count"));
+    // Counts the signals it gets; the second one ends it with status 5.
+    let script = format!(
+        "n=0; trap 'n=$((n+1)); echo $n > {count}; [ $n -ge 2 ] && exit 5' TERM INT; \
+         touch {ready}; while :; do sleep 0.1; done",
+        count = count.display(),
+        ready = ready.display()
+    );
+    let mut agent = Agent::spawn(&args(&[], &["sh", "-c", &script]), &[]);
+    wait_until(Duration::from_secs(10), "the trap to be set", || {
+        ready.exists().then_some(())
+    });
+    agent.signal("TERM");
+    wait_until(Duration::from_secs(5), "the first signal to arrive", || {
+        (std::fs::read_to_string(&count).ok()?.trim() == "1").then_some(())
+    });
+    agent.signal("INT");
+    assert_eq!(agent.wait(Duration::from_secs(5)).code(), Some(5));
+}
+
+/// The parent pid of a live process.
+fn parent_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|p| p.trim().parse().ok())
+}
+
+#[test]
+fn orphaned_grandchildren_are_adopted_and_reaped_by_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("orphan.pid");
+    // The inner shell exits at once, orphaning its `sleep`.
+    let script = format!("sh -c 'sleep 1 & echo $! > {}'; sleep 3", pidfile.display());
+    let mut agent = Agent::spawn(&args(&[], &["sh", "-c", &script]), &[]);
+    let orphan: u32 = wait_until(Duration::from_secs(10), "the orphan's pid", || {
+        std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
+    });
+    // A child subreaper, not the host's init, becomes its parent.
+    wait_until(
+        Duration::from_secs(5),
+        "the agent to adopt the orphan",
+        || (parent_of(orphan)? == agent.pid()).then_some(()),
+    );
+    // Once it exits it is reaped: no zombie is left while the agent runs.
+    wait_until(Duration::from_secs(5), "the orphan to be reaped", || {
+        std::fs::metadata(format!("/proc/{orphan}"))
+            .is_err()
+            .then_some(())
+    });
+    assert_eq!(agent.wait(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn auto_scope_in_wrapper_mode_measures_the_shared_container() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cgroup/v2-namespaced");
+    let env = [
+        ("CWMA_ROOT", root.display().to_string()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let base = [
+        "--namespace",
+        "N",
+        "-s",
+        "w",
+        "--period",
+        "1",
+        "-d",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1.2",
+    ];
+    let out = agent_command(&base, &env).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("scope: cgroup (auto: the cgroup has limits)"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"Values\":[50.0]"),
+        "memory against the limit"
+    );
+}
+
+#[test]
 fn signal_group_ends_the_childs_workers_too() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("worker.pid");
