@@ -85,6 +85,41 @@ fn auto_picks_the_host_without_container_or_limits() {
 }
 
 #[test]
+fn auto_picks_the_cgroup_in_a_container_even_without_limits() {
+    // The unlimited v1 tree, as seen from inside a Docker container.
+    let tree = tempfile::tempdir().unwrap();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", fixture("v1-apart-unlimited")))
+        .arg(tree.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    fs::write(tree.path().join(".dockerenv"), "").unwrap();
+    let env = [
+        ("CWMA_ROOT", tree.path().display().to_string()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let mut agent = Agent::spawn(&DRY_RUN, &env);
+    let line = agent
+        .stdout
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a dry-run line");
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(2)).success());
+    let log = agent.rest_of_log().join("\n");
+    assert!(
+        log.contains("scope: cgroup (auto: running in a container)"),
+        "{log}"
+    );
+    assert_eq!(
+        values(&line, "MemoryUtilization"),
+        [10.0],
+        "the cgroup's working set of host memory"
+    );
+}
+
+#[test]
 fn scope_cgroup_without_a_cgroup_filesystem_exits_2() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc-2cpu");
     let env = [("CWMA_ROOT", root.display().to_string())];

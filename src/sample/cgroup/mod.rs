@@ -650,6 +650,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn limits_are_read_again_every_60_samples() {
+        let tree = copy_of("v2-namespaced");
+        let mut s = source(tree.path());
+        assert_eq!(s.sample().await.memory, Some(50.0));
+        // The container is resized to 512 MiB; the new limit counts within a minute.
+        fs::write(
+            tree.path().join("sys/fs/cgroup/memory.max"),
+            format!("{}\n", 512 * MIB),
+        )
+        .unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..LIMIT_REFRESH {
+            seen.push(s.sample().await.memory.unwrap());
+        }
+        assert_eq!(seen.first(), Some(&50.0), "not re-read every second");
+        assert_eq!(
+            seen.last(),
+            Some(&25.0),
+            "re-read within {LIMIT_REFRESH} samples"
+        );
+    }
+
+    #[tokio::test]
     async fn a_file_gone_mid_run_costs_that_metric_with_an_error_not_a_zero() {
         let tree = copy_of("v1-quota");
         let mut s = source(tree.path());
