@@ -170,6 +170,48 @@ async fn sigterm_mid_window_delivers_the_partial_window_and_exits_0_within_2_s()
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn region_and_endpoint_url_flags_override_the_environment() {
+    let server = TestServer::start();
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        // Nothing listens here: only --endpoint-url can make the data arrive.
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".to_owned()),
+        ("RUST_LOG", "debug".to_owned()),
+    ];
+    let args = [
+        "--namespace",
+        NAMESPACE,
+        "-s",
+        "web",
+        "--period",
+        "3600",
+        "--region",
+        "eu-west-1",
+    ];
+    let mut agent = Agent::spawn(
+        &[&args[..], &["--endpoint-url", &server.endpoint]].concat(),
+        &env,
+    );
+    agent.wait_for_log(&["sample at", "cpu Some("], Duration::from_secs(10));
+    agent.signal("TERM");
+    assert_eq!(agent.wait(Duration::from_secs(3)).code(), Some(0));
+    let in_eu = server
+        .client_in("eu-west-1")
+        .list_metrics()
+        .namespace(NAMESPACE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_eu.metrics().len(), 2, "published in --region");
+    assert!(
+        server.listed(NAMESPACE).await.is_empty(),
+        "nothing in AWS_REGION's us-east-1"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn dry_run_prints_json_lines_and_sends_nothing() {
     let server = TestServer::start();
     // An endpoint and no credentials: a dry run must need neither.

@@ -122,12 +122,17 @@ impl TestServer {
 
     /// An SDK client for reading the data back through the real API.
     pub fn client(&self) -> aws_sdk_cloudwatch::Client {
+        self.client_in(REGION)
+    }
+
+    /// The same in another region: moto keeps each region's metrics apart.
+    pub fn client_in(&self, region: &str) -> aws_sdk_cloudwatch::Client {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .build_https();
         let config = aws_sdk_cloudwatch::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
+            .region(Region::new(region.to_owned()))
             .endpoint_url(&self.endpoint)
             .credentials_provider(Credentials::new(
                 "AKIDTEST",
