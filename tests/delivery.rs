@@ -230,6 +230,10 @@ fn a_small_buffer_bounds_the_queue_during_an_outage() {
         &["--buffer-size", "5", "--flush-timeout", "1"],
     );
     let dropped = agent.wait_for_log(&["dropped the", "--buffer-size"], Duration::from_secs(20));
+    // More windows arrive at a full queue: each drops datums, none logs again yet.
+    for _ in 0..3 {
+        agent.wait_for_log(&["queue: 5 datums"], Duration::from_secs(5));
+    }
     agent.signal("TERM");
     assert_eq!(
         agent.wait(Duration::from_secs(4)).code(),
@@ -248,6 +252,12 @@ fn a_small_buffer_bounds_the_queue_during_an_outage() {
         "queue exceeded --buffer-size: {sizes:?}"
     );
     assert!(dropped.contains("oldest datums"), "{dropped}");
+    let drop_warnings = agent
+        .log
+        .iter()
+        .filter(|l| l.contains("dropped the"))
+        .count();
+    assert_eq!(drop_warnings, 1, "drops are logged at most once a minute");
     assert_eq!(server.call_count(), 0, "nothing got through");
 }
 
