@@ -145,7 +145,7 @@ async fn measure(
     );
     let root = config.root.as_path();
     match &config.scope {
-        Scope::Host => host(config, &settings, shutdown, "asked for").await,
+        Scope::Host => host(config, settings, shutdown, "asked for").await,
         Scope::Cgroup => {
             let source = match cgroup::detect(root) {
                 Ok(Some(layout)) => CgroupSource::new(root, layout),
@@ -154,18 +154,18 @@ async fn measure(
             }
             .map_err(|e| StartError::Scope(e.to_string()))?;
             log_cgroup(&source, "asked for");
-            publish(config, &settings, source, shutdown).await
+            publish(config, settings, source, shutdown).await
         }
         Scope::CgroupOrHost => match auto_cgroup(root) {
             Ok((source, why)) => {
                 log_cgroup(&source, why);
-                publish(config, &settings, source, shutdown).await
+                publish(config, settings, source, shutdown).await
             }
             Err(why) => {
                 if config.metrics.throttling {
                     log::warn!("CPU throttling is measured only in the cgroup scope; not sent");
                 }
-                host(config, &settings, shutdown, &why).await
+                host(config, settings, shutdown, &why).await
             }
         },
         Scope::EcsTask {
@@ -181,14 +181,14 @@ async fn measure(
                 let ecs = ecs_dimensions(source.task());
                 settings.encoding.extra_dimensions.extend(ecs);
             }
-            publish(config, &settings, source, shutdown).await
+            publish(config, settings, source, shutdown).await
         }
     }
 }
 
 async fn host(
     config: &Config,
-    settings: &Settings,
+    settings: Settings,
     shutdown: Pin<&mut impl Future<Output = ()>>,
     why: &str,
 ) -> Result<Report, StartError> {
@@ -241,11 +241,10 @@ fn log_cgroup(source: &CgroupSource, why: &str) {
 /// Runs `source` with the publisher the configuration asks for.
 async fn publish<S: Source>(
     config: &Config,
-    settings: &Settings,
+    mut settings: Settings,
     source: S,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> Result<Report, StartError> {
-    let mut settings = settings.clone();
     if config.ec2_dimensions {
         let ec2 = tokio::select! {
             dimensions = crate::ec2::dimensions() => dimensions,
