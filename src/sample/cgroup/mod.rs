@@ -649,6 +649,17 @@ mod tests {
         assert!(second.cpu.is_some_and(|c| c > 0.0));
     }
 
+    #[test]
+    fn without_quota_or_cpuset_the_limit_is_the_online_cpus() {
+        let tree = copy_of("v2-host-path");
+        let dir = tree
+            .path()
+            .join("sys/fs/cgroup/system.slice/app.slice/app.service");
+        fs::remove_file(dir.join("cpuset.cpus.effective")).unwrap();
+        // The fixture's /proc/stat lists four CPUs.
+        assert_eq!(source(tree.path()).limits().cpus, 4.0);
+    }
+
     #[tokio::test]
     async fn limits_are_read_again_every_60_samples() {
         let tree = copy_of("v2-namespaced");
