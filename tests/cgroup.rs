@@ -49,12 +49,7 @@ fn auto_picks_the_cgroup_with_limits_and_reports_memory_against_its_limit() {
         ("RUST_LOG", "info".to_owned()),
     ];
     let mut agent = Agent::spawn(&DRY_RUN, &env);
-    let line = agent
-        .stdout
-        .recv_timeout(Duration::from_secs(10))
-        .expect("a dry-run line");
-    agent.signal("TERM");
-    assert!(agent.wait(Duration::from_secs(2)).success());
+    let line = agent.first_line_then_stop();
     assert_eq!(values(&line, "MemoryUtilization"), [50.0]);
     let log = agent.rest_of_log().join("\n");
     assert!(
@@ -71,12 +66,7 @@ fn auto_picks_the_host_without_container_or_limits() {
         ("RUST_LOG", "info".to_owned()),
     ];
     let mut agent = Agent::spawn(&DRY_RUN, &env);
-    agent
-        .stdout
-        .recv_timeout(Duration::from_secs(10))
-        .expect("a dry-run line");
-    agent.signal("TERM");
-    assert!(agent.wait(Duration::from_secs(2)).success());
+    agent.first_line_then_stop();
     let log = agent.rest_of_log().join("\n");
     assert!(
         log.contains("scope: host") && log.contains("no cgroup limits"),
@@ -101,12 +91,7 @@ fn auto_picks_the_cgroup_in_a_container_even_without_limits() {
         ("RUST_LOG", "info".to_owned()),
     ];
     let mut agent = Agent::spawn(&DRY_RUN, &env);
-    let line = agent
-        .stdout
-        .recv_timeout(Duration::from_secs(10))
-        .expect("a dry-run line");
-    agent.signal("TERM");
-    assert!(agent.wait(Duration::from_secs(2)).success());
+    let line = agent.first_line_then_stop();
     let log = agent.rest_of_log().join("\n");
     assert!(
         log.contains("scope: cgroup (auto: running in a container)"),

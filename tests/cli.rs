@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::{Agent, agent_command};
 use serde_json::Value;
@@ -155,12 +154,7 @@ fn dry_run_on_a_fixture_tree_reports_the_fixture_memory_and_no_cpu() {
         ("CWMA_DRY_RUN", "true".to_owned()),
     ];
     let mut agent = Agent::spawn(&["--namespace", "N", "-s", "web", "--period", "1"], &env);
-    let line = agent
-        .stdout
-        .recv_timeout(Duration::from_secs(10))
-        .expect("a JSON line");
-    agent.signal("TERM");
-    assert!(agent.wait(Duration::from_secs(2)).success());
+    let line = agent.first_line_then_stop();
     let request: Value = serde_json::from_str(&line).unwrap();
     let data = request["MetricData"].as_array().unwrap();
     // The fixture's counters never move, so there is no CPU delta to report.
@@ -185,12 +179,7 @@ fn median_max_dry_run_sends_value_and_max_metrics() {
         "median-max",
     ];
     let mut agent = Agent::spawn(&args, &env);
-    let line = agent
-        .stdout
-        .recv_timeout(Duration::from_secs(10))
-        .expect("a JSON line");
-    agent.signal("TERM");
-    assert!(agent.wait(Duration::from_secs(2)).success());
+    let line = agent.first_line_then_stop();
     let request: Value = serde_json::from_str(&line).unwrap();
     let got: Vec<(String, f64)> = request["MetricData"]
         .as_array()

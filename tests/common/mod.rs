@@ -271,6 +271,19 @@ impl Agent {
         wait_until(timeout, "the agent to exit", || child.try_wait().unwrap())
     }
 
+    /// The first stdout line (a dry-run request or an EMF document); then SIGTERM and a
+    /// clean exit within 2 s.
+    pub fn first_line_then_stop(&mut self) -> String {
+        let line = self
+            .stdout
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line on stdout");
+        self.signal("TERM");
+        let status = self.wait(Duration::from_secs(2));
+        assert!(status.success(), "exit {status:?}");
+        line
+    }
+
     /// Everything left on stderr after exit.
     pub fn rest_of_log(&mut self) -> Vec<String> {
         while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(2)) {
