@@ -168,6 +168,41 @@ fn a_second_sigint_or_sigterm_is_forwarded_again() {
     assert_eq!(agent.wait(Duration::from_secs(5)).code(), Some(5));
 }
 
+#[test]
+fn hup_quit_usr1_usr2_and_winch_are_forwarded_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ready, got) = (dir.path().join("ready"), dir.path().join("got"));
+    let names = ["HUP", "QUIT", "USR1", "USR2", "WINCH"];
+    let traps: String = names
+        .iter()
+        .map(|n| format!("trap 'echo {n} >> {}' {n}; ", got.display()))
+        .collect();
+    let script = format!(
+        "{traps}touch {}; while :; do sleep 0.1; done",
+        ready.display()
+    );
+    let mut agent = Agent::spawn(&args(&[], &["sh", "-c", &script]), &[]);
+    wait_until(Duration::from_secs(10), "the traps to be set", || {
+        ready.exists().then_some(())
+    });
+    for name in names {
+        agent.signal(name);
+        wait_until(Duration::from_secs(5), "the child to get it", || {
+            std::fs::read_to_string(&got)
+                .ok()?
+                .lines()
+                .any(|l| l == name)
+                .then_some(())
+        });
+    }
+    agent.signal("TERM");
+    assert_eq!(
+        agent.wait(Duration::from_secs(5)).code(),
+        Some(143),
+        "still running until TERM"
+    );
+}
+
 /// The parent pid of a live process.
 fn parent_of(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
