@@ -155,6 +155,8 @@ fn dry_run_on_a_fixture_tree_reports_the_fixture_memory_and_no_cpu() {
     ];
     let mut agent = Agent::spawn(&["--namespace", "N", "-s", "web", "--period", "1"], &env);
     let line = agent.first_line_then_stop();
+    // Without RUST_LOG only errors are logged, and there are none.
+    assert_eq!(agent.rest_of_log(), Vec::<String>::new());
     let request: Value = serde_json::from_str(&line).unwrap();
     let data = request["MetricData"].as_array().unwrap();
     // The fixture's counters never move, so there is no CPU delta to report.
