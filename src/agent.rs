@@ -15,7 +15,7 @@ use crate::config::{Config, Output, Scope};
 use crate::delivery::{self, Report};
 use crate::publish::{self, CloudWatch, Dimension, DryRun, Emf, Encoding, Publisher};
 use crate::sample::ecs::Task;
-use crate::sample::{CgroupSource, EcsSource, HostSource, Sample, Source, cgroup};
+use crate::sample::{self, CgroupSource, EcsSource, Sample, ScopedSource, Source, cgroup};
 use crate::shutdown::Signals;
 use crate::supervise::{SpawnError, Supervisor};
 
@@ -143,9 +143,23 @@ async fn measure(
         config.period_secs,
         config.aggregation
     );
+    match open_source(config, &mut settings, shutdown.as_mut()).await? {
+        Some((source, _)) => publish(config, settings, source, shutdown).await,
+        None => Ok(Report::default()),
+    }
+}
+
+/// The source for the configured scope, with a line saying what it measures (also
+/// logged), adding the scope's dimensions to `settings`. `None` when `shutdown` came
+/// first, which only waiting for the ECS task metadata endpoint can take long enough for.
+pub(crate) async fn open_source(
+    config: &Config,
+    settings: &mut Settings,
+    shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Result<Option<(ScopedSource, String)>, StartError> {
     let root = config.root.as_path();
-    match &config.scope {
-        Scope::Host => host(config, settings, shutdown, "asked for").await,
+    let (source, what) = match &config.scope {
+        Scope::Host => host_scope(root, "asked for"),
         Scope::Cgroup => {
             let source = match cgroup::detect(root) {
                 Ok(Some(layout)) => CgroupSource::new(root, layout),
@@ -153,47 +167,53 @@ async fn measure(
                 Err(e) => Err(e),
             }
             .map_err(|e| StartError::Scope(e.to_string()))?;
-            log_cgroup(&source, "asked for");
-            publish(config, settings, source, shutdown).await
+            let what = describe_cgroup(&source, "asked for");
+            (ScopedSource::Cgroup(Box::new(source)), what)
         }
         Scope::CgroupOrHost => match auto_cgroup(root) {
             Ok((source, why)) => {
-                log_cgroup(&source, why);
-                publish(config, settings, source, shutdown).await
+                let what = describe_cgroup(&source, why);
+                (ScopedSource::Cgroup(Box::new(source)), what)
             }
             Err(why) => {
                 if config.metrics.throttling {
                     log::warn!("CPU throttling is measured only in the cgroup scope; not sent");
                 }
-                host(config, settings, shutdown, &why).await
+                host_scope(root, &why)
             }
         },
         Scope::EcsTask {
             metadata_uri,
             dimensions,
         } => {
-            log::info!("scope: ecs-task (task metadata endpoint {metadata_uri})");
+            log::info!("scope: ecs-task (task metadata endpoint {metadata_uri}): waiting for it");
             let source = tokio::select! {
-                source = connect_ecs(metadata_uri, &config.root) => source,
-                () = &mut shutdown => return Ok(Report::default()),
+                source = connect_ecs(metadata_uri, root) => source,
+                () = shutdown => return Ok(None),
             };
             if *dimensions {
                 let ecs = ecs_dimensions(source.task());
                 settings.encoding.extra_dimensions.extend(ecs);
             }
-            publish(config, settings, source, shutdown).await
+            let what = format!(
+                "ecs-task: task {} of {} ({} containers)",
+                source.task().family,
+                source.task().cluster_name(),
+                source.task().measured().count()
+            );
+            (ScopedSource::Ecs(Box::new(source)), what)
         }
-    }
+    };
+    log::info!("scope: {what}");
+    Ok(Some((source, what)))
 }
 
-async fn host(
-    config: &Config,
-    settings: Settings,
-    shutdown: Pin<&mut impl Future<Output = ()>>,
-    why: &str,
-) -> Result<Report, StartError> {
-    log::info!("scope: host, /proc of the whole machine ({why})");
-    publish(config, settings, HostSource::new(&config.root), shutdown).await
+fn host_scope(root: &Path, why: &str) -> (ScopedSource, String) {
+    let what = format!("host, the whole machine ({why})");
+    (
+        ScopedSource::Host(Box::new(sample::host_source(root))),
+        what,
+    )
 }
 
 /// `--scope auto` outside ECS: the agent's cgroup when it is in a container or under a
@@ -218,10 +238,10 @@ fn auto_cgroup(root: &Path) -> Result<(CgroupSource, &'static str), String> {
     }
 }
 
-fn log_cgroup(source: &CgroupSource, why: &str) {
+fn describe_cgroup(source: &CgroupSource, why: &str) -> String {
     let limits = source.limits();
-    log::info!(
-        "scope: cgroup ({why}): {}; CPU limit {} CPUs ({}), memory limit {} MiB ({})",
+    format!(
+        "cgroup ({why}): {}; CPU limit {} CPUs ({}), memory limit {} MiB ({})",
         source.layout(),
         limits.cpus,
         if limits.cpu_quota {
@@ -235,7 +255,7 @@ fn log_cgroup(source: &CgroupSource, why: &str) {
         } else {
             "host memory, no limit"
         },
-    );
+    )
 }
 
 /// Runs `source` with the publisher the configuration asks for.
@@ -292,7 +312,7 @@ async fn connect_ecs(metadata_uri: &str, root: &Path) -> EcsSource {
 
 /// The dimensions from `--dimension`, ECS and EC2 together: unique, and within
 /// CloudWatch's 30 per metric with `ServiceName`.
-fn check_dimensions(extra: &[Dimension]) -> Result<(), StartError> {
+pub(crate) fn check_dimensions(extra: &[Dimension]) -> Result<(), StartError> {
     let names: Vec<&str> = extra.iter().map(|d| d.name.as_str()).collect();
     if let Some(twice) = names
         .iter()

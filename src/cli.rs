@@ -1,9 +1,10 @@
 //! The command line as the user typed it: flags and environment variables, no checks
 //! beyond what clap does, no I/O. [`crate::config::Config`] turns this into what runs.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 /// Samples CPU and memory utilization once a second and publishes them to Amazon
 /// CloudWatch each period.
@@ -12,7 +13,9 @@ use clap::{Parser, ValueEnum};
     name = "cloudwatch_metrics_agent",
     version,
     about,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "Before a new deployment, `cloudwatch_metrics_agent check [OPTIONS]` tests it: \
+                  region, credentials, one sample and one real request, with the same options."
 )]
 pub struct Opts {
     /// CloudWatch namespace to publish under (required; not starting with "AWS/")
@@ -174,6 +177,36 @@ pub struct Opts {
         hide = true
     )]
     pub root: PathBuf,
+}
+
+/// What the command line asks for: a run, or the `check` preflight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Run,
+    Check,
+}
+
+const CHECK_ABOUT: &str = "Preflight: resolves the region and credentials (saying where they came \
+    from, never their values), reads one sample in the chosen scope and sends it once, then \
+    exits 0, or 1 naming what is wrong. Takes the same options as a run.";
+
+/// Parses the arguments (the program name first). `check` as the first word selects the
+/// preflight, which takes exactly the options of a run (so it can be tried with a
+/// deployment's own flags and environment).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<(Mode, Opts), clap::Error> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    if args.get(1).is_some_and(|a| a == "check") {
+        args.remove(1);
+        let command = Opts::command()
+            .name("cloudwatch_metrics_agent check")
+            .bin_name("cloudwatch_metrics_agent check")
+            .about(CHECK_ABOUT)
+            .after_help("")
+            .mut_arg("command", |arg| arg.hide(true));
+        let matches = command.try_get_matches_from(args)?;
+        return Ok((Mode::Check, Opts::from_arg_matches(&matches)?));
+    }
+    Ok((Mode::Run, Opts::try_parse_from(args)?))
 }
 
 /// What one window becomes in CloudWatch.

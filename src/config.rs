@@ -328,7 +328,26 @@ fn resolve_scope(
             "needs the ecs-task scope (ECS_CONTAINER_METADATA_URI_V4 set by ECS)",
         ));
     }
-    Ok(resolved)
+    for_platform(resolved, cfg!(target_os = "linux"))
+}
+
+/// cgroups and ECS task metadata exist only on Linux: elsewhere `auto` is `host`, and
+/// asking for either by name is an error rather than a silent switch.
+fn for_platform(scope: Scope, linux: bool) -> Result<Scope, ConfigError> {
+    let name = match scope {
+        _ if linux => return Ok(scope),
+        Scope::Host | Scope::CgroupOrHost => return Ok(Scope::Host),
+        Scope::Cgroup => "cgroup",
+        Scope::EcsTask { .. } => "ecs-task",
+    };
+    Err(invalid(
+        "--scope",
+        name,
+        format!(
+            "is Linux-only; on {} use --scope host",
+            std::env::consts::OS
+        ),
+    ))
 }
 
 fn metric_set(metrics: &[Metric], scope: &Scope) -> Result<MetricSet, ConfigError> {
@@ -632,6 +651,31 @@ mod tests {
             Scope::Cgroup
         );
         assert_eq!(config(&OK).unwrap().scope, Scope::CgroupOrHost);
+    }
+
+    #[test]
+    fn off_linux_auto_is_host_and_linux_only_scopes_are_refused() {
+        assert_eq!(
+            for_platform(Scope::CgroupOrHost, false).unwrap(),
+            Scope::Host
+        );
+        assert_eq!(for_platform(Scope::Host, false).unwrap(), Scope::Host);
+        let e = for_platform(Scope::Cgroup, false).unwrap_err().to_string();
+        assert!(e.contains("\"cgroup\"") && e.contains("Linux-only"), "{e}");
+        let ecs = Scope::EcsTask {
+            metadata_uri: "http://169.254.170.2/v4/x".into(),
+            dimensions: false,
+        };
+        let e = for_platform(ecs.clone(), false).unwrap_err().to_string();
+        assert!(
+            e.contains("\"ecs-task\"") && e.contains("Linux-only"),
+            "{e}"
+        );
+        assert_eq!(for_platform(ecs.clone(), true).unwrap(), ecs);
+        assert_eq!(
+            for_platform(Scope::CgroupOrHost, true).unwrap(),
+            Scope::CgroupOrHost
+        );
     }
 
     #[test]

@@ -20,9 +20,11 @@
 //! - [`supervise`]: wrapper mode: the workload as a child, signals forwarded, zombies
 //!   reaped, its exit status passed on.
 //! - [`agent`]: the loop that joins the stages and the bounded final flush.
+//! - [`check`]: the `check` preflight: region, credentials, one sample, one request.
 
 pub mod agent;
 pub mod aggregate;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod delivery;

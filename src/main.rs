@@ -1,19 +1,20 @@
 //! `cloudwatch_metrics_agent`: parse the command line, start logging, run, and map the
 //! outcome to an exit status (0 clean, 1 data not delivered on shutdown, 2 bad input; in
-//! wrapper mode the command's status, or 126/127 when it cannot be started).
+//! wrapper mode the command's status, or 126/127 when it cannot be started; for `check`,
+//! 1 when a step fails).
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
 
 use cloudwatch_metrics_agent::agent::{self, Outcome, StartError};
-use cloudwatch_metrics_agent::cli::Opts;
+use cloudwatch_metrics_agent::check;
+use cloudwatch_metrics_agent::cli::{self, Mode};
 use cloudwatch_metrics_agent::config::Config;
 
 fn main() -> ExitCode {
-    let opts = match Opts::try_parse() {
-        Ok(opts) => opts,
+    let (mode, opts) = match cli::parse(std::env::args_os()) {
+        Ok(parsed) => parsed,
         Err(e) => return clap_exit(&e),
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
@@ -24,6 +25,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if mode == Mode::Check && !config.command.is_empty() {
+        eprintln!(
+            "error: check takes no command to wrap (found {:?})",
+            config.command[0]
+        );
+        return ExitCode::from(2);
+    }
     let flush_timeout = config.flush_timeout;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -35,6 +43,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if mode == Mode::Check {
+        let passed = runtime.block_on(check::run(&config)).is_ok();
+        runtime.shutdown_background();
+        return if passed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let outcome = runtime.block_on(agent::main(config));
     // Do not wait for a DNS lookup or similar blocking work still in flight.
     runtime.shutdown_background();

@@ -166,6 +166,7 @@ impl Supervisor {
 
 /// As PID 1 the kernel hands us every orphan already; elsewhere ask for them, so that
 /// grandchildren are reaped here rather than by the host's init.
+#[cfg(target_os = "linux")]
 fn become_reaper() {
     if nix::unistd::getpid().as_raw() != 1
         && let Err(e) = nix::sys::prctl::set_child_subreaper(true)
@@ -173,3 +174,7 @@ fn become_reaper() {
         log::warn!("cannot become a child subreaper: {e}");
     }
 }
+
+/// Only Linux has child subreapers; elsewhere orphans go to launchd/init as usual.
+#[cfg(not(target_os = "linux"))]
+fn become_reaper() {}

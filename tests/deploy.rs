@@ -56,10 +56,212 @@ fn ecs_sidecar_is_non_essential_starts_after_the_app_and_has_time_to_flush() {
 #[test]
 fn readme_shows_the_deploy_files_as_they_are() {
     let readme = read("README.md");
-    for path in ["deploy/ecs-task-definition.json", "deploy/iam-policy.json"] {
+    for path in [
+        "deploy/ecs-task-definition.json",
+        "deploy/iam-policy.json",
+        UNIT,
+        ENV_FILE,
+    ] {
         assert!(
             readme.contains(&read(path)),
             "README's copy of {path} is out of date"
         );
     }
+}
+
+/// `Key=Value` lines of a systemd unit, with their section; comments dropped.
+fn unit_settings(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut settings = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+        } else if let Some((key, value)) = line.split_once('=') {
+            settings.push((section.clone(), key.to_owned(), value.to_owned()));
+        } else {
+            panic!("not a unit file line: {line:?}");
+        }
+    }
+    settings
+}
+
+const UNIT: &str = "deploy/cloudwatch_metrics_agent.service";
+const ENV_FILE: &str = "deploy/cloudwatch_metrics_agent.env";
+
+#[test]
+fn systemd_unit_runs_unprivileged_in_a_read_only_system() {
+    let settings = unit_settings(&read(UNIT));
+    let service = |key: &str| -> Vec<&str> {
+        settings
+            .iter()
+            .filter(|(s, k, _)| s == "Service" && k == key)
+            .map(|(_, _, v)| v.as_str())
+            .collect()
+    };
+    for (key, value) in [
+        ("DynamicUser", "yes"),
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("AmbientCapabilities", ""),
+        ("ProtectHome", "yes"),
+        ("PrivateDevices", "yes"),
+        ("ExecStart", "/usr/local/bin/cloudwatch_metrics_agent"),
+        ("EnvironmentFile", "/etc/cloudwatch_metrics_agent.env"),
+        ("KillSignal", "SIGTERM"),
+        ("RestartPreventExitStatus", "2"),
+    ] {
+        assert_eq!(service(key), [value], "{key}");
+    }
+    let stop: u64 = service("TimeoutStopSec")[0].parse().unwrap();
+    assert!(stop > 5, "systemd waits longer than the 5 s flush timeout");
+    // /proc/stat and /proc/meminfo are not per-process files: ProcSubset=pid hides them.
+    assert!(service("ProcSubset").is_empty());
+    assert!(
+        service("Environment").contains(&"CWMA_SCOPE=host"),
+        "a service's own cgroup holds only the agent: the host is what to measure"
+    );
+}
+
+/// systemd itself loads the unit (with paths into this checkout) and rates its exposure.
+#[test]
+fn systemd_accepts_the_unit() {
+    let analyze = Path::new("/usr/bin/systemd-analyze");
+    if !analyze.exists() {
+        eprintln!("skipped: no systemd-analyze on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = read(UNIT)
+        .replace(
+            "/usr/local/bin/cloudwatch_metrics_agent",
+            env!("CARGO_BIN_EXE_cloudwatch_metrics_agent"),
+        )
+        .replace(
+            "/etc/cloudwatch_metrics_agent.env",
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(ENV_FILE)
+                .to_string_lossy(),
+        );
+    let path = dir.path().join("cloudwatch_metrics_agent.service");
+    std::fs::write(&path, unit).unwrap();
+    let verify = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && !stderr.contains(&*path.to_string_lossy()),
+        "systemd-analyze verify: {stderr}"
+    );
+    let security = std::process::Command::new(analyze)
+        .args(["security", "--offline=yes", "--threshold=20"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    let exposure = report
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for"))
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    eprintln!("systemd exposure level: {exposure}");
+    assert!(exposure <= 2.0, "exposure {exposure} (0 safest, 10 unsafe)");
+}
+
+/// The example env file, as systemd reads it: `KEY=VALUE` lines.
+fn env_file() -> Vec<(String, String)> {
+    read(ENV_FILE)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("{l:?}"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn env_file_names_only_real_settings_and_the_agent_accepts_them() {
+    use clap::CommandFactory;
+    let command = cloudwatch_metrics_agent::cli::Opts::command();
+    let known: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    let env = env_file();
+    for (key, _) in &env {
+        assert!(
+            !key.starts_with("CWMA_") || known.contains(key),
+            "{key} is not a variable the agent reads"
+        );
+    }
+    // The unit's own Environment= comes first; the file may override it.
+    let mut vars = vec![("CWMA_SCOPE".to_owned(), "host".to_owned())];
+    vars.extend(env);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cloudwatch_metrics_agent"))
+        .args(["check", "--dry-run"])
+        .env_clear()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(vars)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("sample: host") && stdout.contains(r#""Namespace":"MyCompany/Hosts""#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"{"Name":"Environment","Value":"production"}"#),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn container_image_is_the_static_binary_alone_run_as_nobody() {
+    let dockerfile = read("Dockerfile");
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let last_from = instructions
+        .iter()
+        .rposition(|l| l.starts_with("FROM "))
+        .unwrap();
+    let final_stage = &instructions[last_from..];
+    assert_eq!(final_stage[0], "FROM scratch");
+    let copies: Vec<&&str> = final_stage
+        .iter()
+        .filter(|l| l.starts_with("COPY"))
+        .collect();
+    assert_eq!(copies.len(), 2, "the binary and the CA bundle: {copies:?}");
+    assert!(
+        copies
+            .iter()
+            .any(|c| c.contains("x86_64-unknown-linux-musl/release/"))
+    );
+    assert!(copies.iter().any(|c| c.contains("ca-certificates.crt")));
+    let user = final_stage
+        .iter()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER");
+    let uid: u32 = user.split(':').next().unwrap().parse().unwrap();
+    assert_ne!(uid, 0, "not root");
+    assert_eq!(
+        final_stage.last(),
+        Some(&r#"ENTRYPOINT ["/cloudwatch_metrics_agent"]"#)
+    );
+    assert!(dockerfile.contains("--locked --target x86_64-unknown-linux-musl"));
 }

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
@@ -36,50 +36,68 @@ pub enum ConnectError {
 }
 
 impl CloudWatch {
-    /// A client from the standard AWS chains (environment, profile files, ECS task role,
-    /// EC2 instance role; `AWS_ENDPOINT_URL`), with `region` and `endpoint_url`
-    /// overriding them when given. Credentials are resolved on the first call, so an
-    /// agent started before its role is ready still comes up.
-    /// Each call is one attempt of at most `request_timeout` (the SDK never times out a
-    /// server that accepts and stays silent); retries are the delivery queue's, the one
-    /// retry layer, so the SDK's own are off.
+    /// A client from [`sdk_config`].
     pub async fn connect(
         region: Option<String>,
         endpoint_url: Option<String>,
         request_timeout: Duration,
     ) -> Result<Self, ConnectError> {
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT.min(request_timeout))
-                    .operation_attempt_timeout(request_timeout)
-                    .operation_timeout(request_timeout)
-                    .build(),
-            );
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
-        let region = config.region().ok_or(ConnectError::NoRegion)?;
+        let config = sdk_config(region, endpoint_url, request_timeout).await?;
         log::info!(
-            "publishing to CloudWatch in {region}{}",
+            "publishing to CloudWatch in {}{}",
+            config.region().map_or("", |r| r.as_ref()),
             config
                 .endpoint_url()
                 .map(|url| format!(" at {url}"))
                 .unwrap_or_default()
         );
-        Ok(CloudWatch {
-            client: Client::new(&config),
-        })
+        Ok(CloudWatch::new(&config))
     }
+
+    /// A client for a loaded configuration.
+    pub fn new(config: &SdkConfig) -> Self {
+        CloudWatch {
+            client: Client::new(config),
+        }
+    }
+}
+
+/// The SDK configuration from the standard AWS chains (environment, profile files, ECS
+/// task role, EC2 instance role; `AWS_ENDPOINT_URL`), with `region` and `endpoint_url`
+/// overriding them when given. Credentials are resolved on the first call, so an agent
+/// started before its role is ready still comes up.
+/// Each call is one attempt of at most `request_timeout` (the SDK never times out a
+/// server that accepts and stays silent); retries are the delivery queue's, the one
+/// retry layer, so the SDK's own are off.
+pub async fn sdk_config(
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    request_timeout: Duration,
+) -> Result<SdkConfig, ConnectError> {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT.min(request_timeout))
+                .operation_attempt_timeout(request_timeout)
+                .operation_timeout(request_timeout)
+                .build(),
+        );
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(ConnectError::NoRegion);
+    }
+    Ok(config)
 }
 
 impl Publisher for CloudWatch {
@@ -107,7 +125,7 @@ impl Publisher for CloudWatch {
 
 /// The error and its causes, one after the other: short, and never the request itself
 /// (so never a signature or a credential).
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {

@@ -11,11 +11,50 @@ use thiserror::Error;
 pub mod cgroup;
 pub mod ecs;
 pub mod host;
+pub mod mach;
 pub mod procfs;
 
 pub use cgroup::CgroupSource;
 pub use ecs::EcsSource;
 pub use host::HostSource;
+
+/// The host scope's source on this platform: `/proc` on Linux, Mach statistics on macOS.
+#[cfg(not(target_os = "macos"))]
+pub type PlatformHostSource = HostSource;
+/// The host scope's source on this platform: `/proc` on Linux, Mach statistics on macOS.
+#[cfg(target_os = "macos")]
+pub type PlatformHostSource = mach::MachHostSource;
+
+/// The host scope on this platform: `/proc` under `root`.
+#[cfg(not(target_os = "macos"))]
+pub fn host_source(root: &Path) -> PlatformHostSource {
+    HostSource::new(root)
+}
+
+/// The host scope on this platform: the Mach host statistics (there is no `/proc`).
+#[cfg(target_os = "macos")]
+pub fn host_source(_root: &Path) -> PlatformHostSource {
+    mach::MachHostSource::new()
+}
+
+/// The source a scope resolved to. One type, so the sampling loop is compiled once
+/// (boxed: the sources differ in size, and there is one for the whole run).
+#[derive(Debug)]
+pub enum ScopedSource {
+    Host(Box<PlatformHostSource>),
+    Cgroup(Box<CgroupSource>),
+    Ecs(Box<EcsSource>),
+}
+
+impl Source for ScopedSource {
+    async fn sample(&mut self) -> Sample {
+        match self {
+            ScopedSource::Host(source) => source.sample().await,
+            ScopedSource::Cgroup(source) => source.sample().await,
+            ScopedSource::Ecs(source) => source.sample().await,
+        }
+    }
+}
 
 /// One reading of the metrics, in percent (0–100). `None` means "not measured this
 /// time" (the first CPU reading has nothing to compare with; a file could not be read),

@@ -1,0 +1,276 @@
+//! `cloudwatch_metrics_agent check`: a preflight for a new deployment. It takes the same
+//! flags and environment as a run, then resolves the region and credentials (naming
+//! where they came from, never their values), reads one sample in the chosen scope, and
+//! sends it as one real request (printed instead with `--dry-run` or `--output emf`).
+//! Each step prints one line on stdout; the first failure says what is wrong and ends it.
+
+use std::fmt::Display;
+use std::pin::pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use aws_credential_types::credential_feature::AwsCredentialFeature;
+use aws_credential_types::provider::ProvideCredentials;
+
+use crate::agent::{self, SAMPLE_INTERVAL, Settings};
+use crate::aggregate::Aggregator;
+use crate::config::{Config, Output};
+use crate::publish::cloudwatch::{self, sdk_config};
+use crate::publish::{CloudWatch, DryRun, Emf, ErrorKind, Publisher, PutRequest};
+use crate::sample::Source;
+
+/// A step failed; its line is printed.
+#[derive(Debug)]
+pub struct Failed;
+
+fn ok(step: &str, text: impl Display) {
+    println!("ok    {step}: {text}");
+}
+
+fn fail(step: &str, text: impl Display) -> Failed {
+    println!("FAIL  {step}: {text}");
+    Failed
+}
+
+/// Runs every step in order; `Err` after the first that fails.
+pub async fn run(config: &Config) -> Result<(), Failed> {
+    let mut settings = Settings::from(config);
+    ok(
+        "config",
+        format_args!(
+            "namespace {}, ServiceName={}, period {} s",
+            config.namespace, config.service, config.period_secs
+        ),
+    );
+    // AWS first: it is what most often goes wrong, and costs no sampling time.
+    let cloudwatch = match &config.output {
+        Output::CloudWatch {
+            region,
+            endpoint_url,
+        } => Some(aws(config, region.clone(), endpoint_url.clone()).await?),
+        Output::DryRun | Output::Emf => {
+            ok("aws", "not needed: this output sends nothing");
+            None
+        }
+    };
+
+    let no_wait = pin!(tokio::time::sleep(config.request_timeout));
+    let (mut source, what) = match agent::open_source(config, &mut settings, no_wait).await {
+        Ok(Some(opened)) => opened,
+        Ok(None) => {
+            return Err(fail(
+                "sample",
+                format_args!(
+                    "the ECS task metadata endpoint did not answer within {} s",
+                    config.request_timeout.as_secs()
+                ),
+            ));
+        }
+        Err(e) => return Err(fail("sample", e)),
+    };
+    // CPU use is a rate: it takes two readings.
+    let first = source.sample().await;
+    tokio::time::sleep(SAMPLE_INTERVAL).await;
+    let second = source.sample().await;
+    if let Some(e) = first.errors.iter().chain(&second.errors).next() {
+        return Err(fail("sample", format_args!("{what}: {e}")));
+    }
+    ok(
+        "sample",
+        format_args!(
+            "{what}: CPUUtilization {}, MemoryUtilization {}",
+            percent(second.cpu),
+            percent(second.memory)
+        ),
+    );
+
+    if config.ec2_dimensions {
+        let ec2 = crate::ec2::dimensions().await;
+        settings.encoding.extra_dimensions.extend(ec2);
+    }
+    agent::check_dimensions(&settings.encoding.extra_dimensions)
+        .map_err(|e| fail("dimensions", e))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aggregator = Aggregator::new(config.period_secs);
+    aggregator.add(now, &first);
+    aggregator.add(now, &second);
+    let request = aggregator
+        .finish()
+        .and_then(|window| crate::publish::encode(&window, &settings.encoding))
+        .ok_or_else(|| {
+            fail(
+                "send",
+                "no metric was measured, so there is nothing to send",
+            )
+        })?;
+
+    match (cloudwatch, &config.output) {
+        (Some(cloudwatch), _) => send(&cloudwatch, &request, config).await?,
+        (None, Output::Emf) => print(&Emf, &request).await?,
+        (None, _) => print(&DryRun, &request).await?,
+    }
+    println!("check passed");
+    Ok(())
+}
+
+/// Region, endpoint and credentials, each with where it came from.
+async fn aws(
+    config: &Config,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+) -> Result<CloudWatch, Failed> {
+    let region_flag = region.is_some();
+    let sdk = sdk_config(region, endpoint_url, config.request_timeout)
+        .await
+        .map_err(|e| fail("region", e))?;
+    let region = sdk.region().map_or("", |r| r.as_ref());
+    ok(
+        "region",
+        format_args!("{region} (from {})", region_source(region_flag, region)),
+    );
+    match sdk.endpoint_url() {
+        Some(url) => ok(
+            "endpoint",
+            format_args!("{url} (from --endpoint-url or AWS_ENDPOINT_URL)"),
+        ),
+        None => ok(
+            "endpoint",
+            format_args!("CloudWatch's endpoint in {region}"),
+        ),
+    }
+    credentials(&sdk, config.request_timeout).await?;
+    Ok(CloudWatch::new(&sdk))
+}
+
+fn region_source(flag: bool, region: &str) -> &'static str {
+    let env_is = |name| std::env::var(name).is_ok_and(|v| v == region);
+    if flag {
+        "--region"
+    } else if env_is("AWS_REGION") {
+        "AWS_REGION"
+    } else if env_is("AWS_DEFAULT_REGION") {
+        "AWS_DEFAULT_REGION"
+    } else {
+        "the AWS profile or the EC2 instance metadata"
+    }
+}
+
+/// Resolves credentials now (a run would only find out at its first send) and says which
+/// provider gave them; the keys themselves are never printed.
+async fn credentials(sdk: &SdkConfig, timeout: Duration) -> Result<(), Failed> {
+    let provider = sdk
+        .credentials_provider()
+        .ok_or_else(|| fail("credentials", "no credentials provider is configured"))?;
+    let resolved = tokio::time::timeout(timeout, provider.provide_credentials())
+        .await
+        .map_err(|_| {
+            fail(
+                "credentials",
+                format_args!(
+                    "not resolved within {} s (is the instance metadata service reachable?)",
+                    timeout.as_secs()
+                ),
+            )
+        })?;
+    let credentials = resolved.map_err(|e| {
+        fail(
+            "credentials",
+            format_args!(
+                "none found: {}. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or \
+                 AWS_PROFILE, or run with an ECS task role or an EC2 instance role",
+                one_line(&cloudwatch::describe(&e))
+            ),
+        )
+    })?;
+    let source = credentials
+        .get_property::<Vec<AwsCredentialFeature>>()
+        .and_then(|features| features.iter().find_map(credential_source))
+        .unwrap_or("the AWS default credential chain");
+    let expiry = credentials
+        .expiry()
+        .and_then(|at| at.duration_since(SystemTime::now()).ok())
+        .map(|left| format!(", expiring in {} min", left.as_secs() / 60))
+        .unwrap_or_default();
+    ok("credentials", format_args!("from {source}{expiry}"));
+    Ok(())
+}
+
+/// Where credentials came from, in the words of the AWS docs.
+fn credential_source(feature: &AwsCredentialFeature) -> Option<&'static str> {
+    use AwsCredentialFeature as F;
+    Some(match feature {
+        F::CredentialsEnvVars => "environment variables (AWS_ACCESS_KEY_ID)",
+        F::CredentialsProfile | F::CredentialsProfileSourceProfile => {
+            "the shared config and credentials files (AWS_PROFILE)"
+        }
+        F::CredentialsProcess | F::CredentialsProfileProcess => {
+            "the credential_process of the AWS profile"
+        }
+        F::CredentialsEnvVarsStsWebIdToken
+        | F::CredentialsProfileStsWebIdToken
+        | F::CredentialsStsAssumeRoleWebId => "a web identity token (AWS_WEB_IDENTITY_TOKEN_FILE)",
+        F::CredentialsStsAssumeRole => "an assumed role (role_arn in the AWS profile)",
+        F::CredentialsHttp => "the container credentials endpoint (the ECS task role)",
+        F::CredentialsImds => "the EC2 instance metadata service (the instance role)",
+        _ => return None,
+    })
+}
+
+/// Sends the request for real, turning each kind of failure into what to do about it.
+async fn send(
+    cloudwatch: &CloudWatch,
+    request: &PutRequest,
+    config: &Config,
+) -> Result<(), Failed> {
+    match cloudwatch.publish(request).await {
+        Ok(()) => {
+            ok(
+                "send",
+                format_args!(
+                    "PutMetricData accepted {} datums in namespace {}",
+                    request.metric_data.len(),
+                    request.namespace
+                ),
+            );
+            Ok(())
+        }
+        Err(e) => Err(fail(
+            "send",
+            match e.kind {
+                ErrorKind::Auth => format!(
+                    "not allowed: {}. The role needs cloudwatch:PutMetricData for namespace {} \
+                     (see deploy/iam-policy.json)",
+                    e.message, config.namespace
+                ),
+                ErrorKind::Transient => format!(
+                    "CloudWatch did not answer within {} s or could not be reached: {}",
+                    config.request_timeout.as_secs(),
+                    e.message
+                ),
+                ErrorKind::Throttled => format!("throttled, try again: {}", e.message),
+                ErrorKind::Invalid => format!("the request was refused: {}", e.message),
+            },
+        )),
+    }
+}
+
+/// Prints the request as the output would, without sending it.
+async fn print(publisher: &impl Publisher, request: &PutRequest) -> Result<(), Failed> {
+    publisher
+        .publish(request)
+        .await
+        .map_err(|e| fail("send", e.message))?;
+    ok("send", "printed above, not sent (dry run)");
+    Ok(())
+}
+
+/// The SDK lists each provider it tried on a line of its own.
+fn one_line(text: &str) -> String {
+    text.lines().map(str::trim).collect::<Vec<_>>().join("; ")
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or_else(|| "not measured".to_owned(), |v| format!("{v:.1} %"))
+}

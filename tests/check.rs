@@ -1,0 +1,185 @@
+//! `cloudwatch_metrics_agent check`: the preflight against the test server, and each
+//! failure it must name (no region, no credentials, AccessDenied, unreachable endpoint).
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use common::proxy::{Fault, FaultProxy};
+use common::{Agent, TestServer};
+
+const NAMESPACE: &str = "Test/Check";
+
+/// Runs `check` with `args` to its end: exit status and stdout, stderr lines.
+fn check(args: &[&str], env: &[(&str, String)]) -> (ExitStatus, Vec<String>, Vec<String>) {
+    let args = [
+        &["check", "--namespace", NAMESPACE, "--service", "web"],
+        args,
+    ]
+    .concat();
+    let mut agent = Agent::spawn(&args, env);
+    let status = agent.wait(Duration::from_secs(30));
+    let stdout = agent.stdout.iter().collect();
+    let stderr = agent.stderr.iter().collect();
+    (status, stdout, stderr)
+}
+
+fn line<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{}", lines.join("\n")))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn check_names_its_sources_sends_one_sample_and_never_prints_secrets() {
+    let server = TestServer::start();
+    let mut env = server.agent_env();
+    env.push(("AWS_SESSION_TOKEN", "test-session-token".to_owned()));
+    let root = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/cgroup/v2-namespaced"
+    );
+    let (status, out, err) = check(&["--scope", "cgroup", "--root", root], &env);
+    assert_eq!(status.code(), Some(0), "{out:#?} {err:#?}");
+    assert_eq!(
+        line(&out, "ok    region:"),
+        "ok    region: us-east-1 (from AWS_REGION)"
+    );
+    assert!(line(&out, "ok    endpoint:").contains(&server.endpoint));
+    assert!(
+        line(&out, "ok    credentials:").contains("environment variables"),
+        "{out:#?}"
+    );
+    // The sample is read in the scope asked for: the fixture's 128 of 256 MiB.
+    let sample = line(&out, "ok    sample:");
+    assert!(
+        sample.contains("cgroup v2") && sample.contains("MemoryUtilization 50.0 %"),
+        "{sample}"
+    );
+    assert_eq!(out.last().map(String::as_str), Some("check passed"));
+    for secret in ["AKIDTEST", "test-secret", "test-session-token"] {
+        assert!(
+            !out.iter().chain(&err).any(|l| l.contains(secret)),
+            "{secret} printed"
+        );
+    }
+
+    let puts = server.accepted_puts();
+    assert_eq!(puts.len(), 1, "one request: {puts:#?}");
+    let listed = server.listed(NAMESPACE).await;
+    let mut names: Vec<&str> = listed.iter().filter_map(|m| m.metric_name()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["CPUUtilization", "MemoryUtilization"]);
+}
+
+#[test]
+fn without_a_region_check_says_so_and_exits_1() {
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret".to_owned()),
+    ];
+    let (status, out, _) = check(&["--scope", "host"], &env);
+    assert_eq!(status.code(), Some(1));
+    let fail = line(&out, "FAIL");
+    assert!(
+        fail.starts_with("FAIL  region: no AWS region") && fail.contains("AWS_REGION"),
+        "{fail}"
+    );
+    assert!(!out.iter().any(|l| l.contains("check passed")));
+}
+
+#[test]
+fn without_credentials_check_lists_what_it_tried_on_one_line_and_sends_nothing() {
+    let server = TestServer::start();
+    let mut env = server.agent_env();
+    env.retain(|(k, _)| !k.starts_with("AWS_ACCESS") && !k.starts_with("AWS_SECRET"));
+    let (status, out, _) = check(&["--scope", "host"], &env);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        out.len(),
+        4,
+        "config, region, endpoint, then the failure: {out:#?}"
+    );
+    let fail = &out[3];
+    assert!(
+        fail.starts_with("FAIL  credentials: none found")
+            && fail.contains("Environment")
+            && fail.contains("Ec2InstanceMetadata")
+            && fail.contains("AWS_PROFILE"),
+        "{fail}"
+    );
+    assert_eq!(server.call_count(), 0);
+}
+
+#[test]
+fn access_denied_is_named_with_the_permission_to_grant() {
+    let server = TestServer::start();
+    let proxy = FaultProxy::start(&server.endpoint);
+    proxy.set(Fault::Deny);
+    let mut env = server.agent_env();
+    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL", proxy.url()));
+    let (status, out, _) = check(&["--scope", "host"], &env);
+    assert_eq!(status.code(), Some(1));
+    let fail = line(&out, "FAIL");
+    assert!(
+        fail.starts_with("FAIL  send: not allowed")
+            && fail.contains("AccessDenied")
+            && fail.contains("cloudwatch:PutMetricData")
+            && fail.contains(NAMESPACE),
+        "{fail}"
+    );
+    assert_eq!(proxy.faulted_requests(), 1, "one request, no retries");
+}
+
+#[test]
+fn an_unreachable_endpoint_is_named() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = [
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret".to_owned()),
+    ];
+    let (status, out, _) = check(&["--scope", "host", "--request-timeout", "3"], &env);
+    assert_eq!(status.code(), Some(1));
+    let fail = line(&out, "FAIL");
+    assert!(
+        fail.starts_with("FAIL  send:")
+            && fail.contains("could not be reached")
+            && fail.contains("Connection refused"),
+        "{fail}"
+    );
+}
+
+#[test]
+fn dry_run_check_needs_no_aws_and_prints_the_request_instead() {
+    let (status, out, _) = check(&["--dry-run", "--scope", "host"], &[]);
+    assert_eq!(status.code(), Some(0), "{out:#?}");
+    assert!(line(&out, "ok    aws:").contains("not needed"));
+    let request = line(&out, "{");
+    let request: serde_json::Value = serde_json::from_str(request).unwrap();
+    assert_eq!(request["Namespace"], NAMESPACE);
+    assert!(line(&out, "ok    send:").contains("not sent"));
+}
+
+#[test]
+fn check_refuses_a_command_and_bad_input_with_status_2() {
+    let (status, out, err) = check(&["--dry-run", "--", "sleep", "1"], &[]);
+    assert_eq!(status.code(), Some(2));
+    assert!(out.is_empty());
+    assert_eq!(err.len(), 1, "{err:#?}");
+    assert!(err[0].contains("check takes no command"), "{err:#?}");
+
+    let (status, _, err) = check(&["--dry-run", "--period", "0"], &[]);
+    assert_eq!(status.code(), Some(2));
+    assert!(err.len() == 1 && err[0].contains("--period"), "{err:#?}");
+}
