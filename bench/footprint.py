@@ -17,45 +17,73 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def status_fields(pid, *names):
+    """The named fields of /proc/PID/status; those of a process that already died are missing."""
     fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in names:
-                fields[key] = value.strip()
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in names:
+                    fields[key] = value.strip()
+    except FileNotFoundError:
+        pass
     return fields
 
 
+def start(binary, args, env, stderr=subprocess.DEVNULL):
+    return subprocess.Popen([binary, *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=stderr)
+
+
+def stop_all(procs):
+    """Reads VmHWM and Threads of every process, then SIGTERMs them all at once and reaps
+    each in its own thread: a slow exit neither delays the others' signal (which would add
+    to their CPU time) nor their measured exit time."""
+    fields = [status_fields(p.pid, "VmHWM", "Threads") for p in procs]
+    results = [None] * len(procs)
+
+    def reap(i, proc, sent):
+        _, status, usage = os.wait4(proc.pid, 0)
+        exit_s = time.monotonic() - sent
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        results[i] = {
+            "cpu_ms": round((usage.ru_utime + usage.ru_stime) * 1000, 1),
+            "vmhwm_kb": int(fields[i]["VmHWM"].split()[0]) if "VmHWM" in fields[i] else None,
+            "threads": int(fields[i]["Threads"]) if "Threads" in fields[i] else None,
+            "sigterm_to_exit_ms": round(exit_s * 1000, 1),
+            "exit": proc.returncode,
+        }
+
+    reapers = []
+    for i, proc in enumerate(procs):
+        os.kill(proc.pid, signal.SIGTERM)
+        reapers.append(threading.Thread(target=reap, args=(i, proc, time.monotonic())))
+        reapers[-1].start()
+    for reaper in reapers:
+        reaper.join()
+    return results
+
+
 def measure(binary, args, env, seconds):
-    proc = subprocess.Popen([binary, *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = start(binary, args, env)
     time.sleep(seconds)  # a measurement window, not a wait for a condition
-    fields = status_fields(proc.pid, "VmHWM", "Threads")
-    sent = time.monotonic()
-    os.kill(proc.pid, signal.SIGTERM)
-    _, status, usage = os.wait4(proc.pid, 0)
-    exit_s = time.monotonic() - sent
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return {
-        "cpu_ms": round((usage.ru_utime + usage.ru_stime) * 1000, 1),
-        "vmhwm_kb": int(fields["VmHWM"].split()[0]),
-        "threads": int(fields["Threads"]),
-        "sigterm_to_exit_ms": round(exit_s * 1000, 1),
-        "exit": proc.returncode,
-    }
+    return stop_all([proc])[0]
 
 
-def start_server():
+def start_server(journal=None):
+    """The test server, or (None, None) without the venv. It exits when its stdin closes."""
     python = os.path.join(ROOT, ".venv/bin/python")
     if not os.path.exists(python):
         return None, None
-    server = subprocess.Popen([python, os.path.join(ROOT, "tests/harness/cwserver.py")],
+    extra = ["--journal", journal] if journal else []
+    server = subprocess.Popen([python, os.path.join(ROOT, "tests/harness/cwserver.py"), *extra],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
     endpoint = json.loads(server.stdout.readline())["endpoint"]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::aggregate::Aggregator;
 use crate::config::{Config, Output, Scope};
@@ -18,6 +18,7 @@ use crate::sample::ecs::Task;
 use crate::sample::{self, CgroupSource, EcsSource, Sample, ScopedSource, Source, cgroup};
 use crate::shutdown::Signals;
 use crate::supervise::{SpawnError, Supervisor};
+use crate::ticker::Ticker;
 
 /// Time between samples.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -275,8 +276,16 @@ async fn publish<S: Source>(
     check_dimensions(&settings.encoding.extra_dimensions)?;
     let settings = &settings;
     match &config.output {
-        Output::DryRun => Ok(run(settings, source, DryRun, shutdown, SystemTime::now).await),
-        Output::Emf => Ok(run(settings, source, Emf, shutdown, SystemTime::now).await),
+        Output::DryRun => Ok(run(
+            settings,
+            source,
+            DryRun,
+            ticker(),
+            shutdown,
+            SystemTime::now,
+        )
+        .await),
+        Output::Emf => Ok(run(settings, source, Emf, ticker(), shutdown, SystemTime::now).await),
         Output::CloudWatch {
             region,
             endpoint_url,
@@ -285,9 +294,21 @@ async fn publish<S: Source>(
                 publisher = CloudWatch::connect(region.clone(), endpoint_url.clone(), config.request_timeout) => publisher?,
                 () = &mut shutdown => return Ok(Report::default()),
             };
-            Ok(run(settings, source, publisher, shutdown, SystemTime::now).await)
+            Ok(run(
+                settings,
+                source,
+                publisher,
+                ticker(),
+                shutdown,
+                SystemTime::now,
+            )
+            .await)
         }
     }
+}
+
+fn ticker() -> Ticker {
+    Ticker::new(SAMPLE_INTERVAL)
 }
 
 /// Reads the task document until the endpoint answers: without the task's limits there
@@ -352,14 +373,15 @@ fn ecs_dimensions(task: &Task) -> Vec<Dimension> {
     dimensions
 }
 
-/// Samples `source` every second, publishing each closed window through `publisher`,
-/// until `shutdown` completes; then publishes the partial window, waits for delivery
-/// for at most the flush timeout, and reports what became of the datums. `clock` gives
-/// the wall-clock time that decides each sample's window.
+/// Samples `source` at each tick of `ticker`, publishing each closed window through
+/// `publisher`, until `shutdown` completes; then publishes the partial window, waits
+/// for delivery for at most the flush timeout, and reports what became of the datums.
+/// `clock` gives the wall-clock time that decides each sample's window.
 pub async fn run<S, P, F, C>(
     settings: &Settings,
     mut source: S,
     publisher: P,
+    mut ticker: Ticker,
     shutdown: F,
     clock: C,
 ) -> Report
@@ -386,9 +408,6 @@ where
         errors: ErrorLog::default(),
     };
 
-    let mut ticker = tokio::time::interval(SAMPLE_INTERVAL);
-    // After a stall (a suspended VM), resume on the original grid, without a burst.
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut last_sample = None;
     loop {
@@ -609,7 +628,8 @@ mod tests {
         shutdown: tokio::time::Sleep,
         clock: impl Fn() -> SystemTime,
     ) -> Report {
-        let run = run(settings, Counting(0), recorder, shutdown, clock);
+        let ticker = Ticker::interval(SAMPLE_INTERVAL);
+        let run = run(settings, Counting(0), recorder, ticker, shutdown, clock);
         tokio::time::timeout(Duration::from_secs(7200), run)
             .await
             .expect("the agent returns after shutdown")

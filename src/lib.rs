@@ -19,6 +19,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT as one future.
 //! - [`supervise`]: wrapper mode: the workload as a child, signals forwarded, zombies
 //!   reaped, its exit status passed on.
+//! - [`ticker`]: the once-a-second beat (a timerfd on Linux: one wakeup per sample).
 //! - [`agent`]: the loop that joins the stages and the bounded final flush.
 //! - [`check`]: the `check` preflight: region, credentials, one sample, one request.
 
@@ -33,3 +34,4 @@ pub mod publish;
 pub mod sample;
 pub mod shutdown;
 pub mod supervise;
+pub mod ticker;

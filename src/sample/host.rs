@@ -1,36 +1,32 @@
 //! The host scope: the whole machine (or VM) from `/proc/stat` and `/proc/meminfo`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::procfs::{self, CpuTimes};
-use super::{Sample, SampleError, Source, read_into};
+use super::{ProcFile, Sample, SampleError, Source};
 
 /// Samples the whole machine from `<root>/proc`.
 #[derive(Debug)]
 pub struct HostSource {
-    stat_path: PathBuf,
-    meminfo_path: PathBuf,
+    stat: ProcFile,
+    meminfo: ProcFile,
     /// The previous CPU reading; CPU use is a rate, so it needs two.
     prev_cpu: Option<CpuTimes>,
-    /// Reused across reads so a sample allocates nothing once warm.
-    buf: String,
 }
 
 impl HostSource {
     /// A source reading `<root>/proc/stat` and `<root>/proc/meminfo`.
     pub fn new(root: &Path) -> Self {
         HostSource {
-            stat_path: root.join("proc/stat"),
-            meminfo_path: root.join("proc/meminfo"),
+            stat: ProcFile::new(root.join("proc/stat")),
+            meminfo: ProcFile::new(root.join("proc/meminfo")),
             prev_cpu: None,
-            buf: String::with_capacity(4096),
         }
     }
 
     fn read_cpu(&mut self) -> Result<Option<f64>, SampleError> {
-        read_into(&self.stat_path, &mut self.buf)?;
-        let stat = procfs::parse_stat(&self.buf).map_err(|source| SampleError::Parse {
-            path: self.stat_path.clone(),
+        let stat = procfs::parse_stat(self.stat.read()?).map_err(|source| SampleError::Parse {
+            path: self.stat.path().to_owned(),
             source,
         })?;
         let percent = self
@@ -41,11 +37,11 @@ impl HostSource {
     }
 
     fn read_memory(&mut self) -> Result<f64, SampleError> {
-        read_into(&self.meminfo_path, &mut self.buf)?;
-        let info = procfs::parse_meminfo(&self.buf).map_err(|source| SampleError::Parse {
-            path: self.meminfo_path.clone(),
-            source,
-        })?;
+        let info =
+            procfs::parse_meminfo(self.meminfo.read()?).map_err(|source| SampleError::Parse {
+                path: self.meminfo.path().to_owned(),
+                source,
+            })?;
         Ok(info.used_percent())
     }
 }
@@ -68,6 +64,7 @@ impl Source for HostSource {
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::path::PathBuf;
 
     use super::*;
 

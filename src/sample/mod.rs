@@ -118,6 +118,66 @@ impl Machine {
     }
 }
 
+/// A file read once a sample: opened once, then read again from offset 0 each time
+/// (`/proc` and cgroup files are generated afresh by every read from the start), which
+/// saves the path lookup, open, stat and close that dominate a small read. A failed read
+/// is retried once on a fresh open, for a file that was replaced or a cgroup recreated.
+#[derive(Debug)]
+pub(crate) struct ProcFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    /// Holds the last read; grows until the file fits in one read.
+    buf: Vec<u8>,
+}
+
+impl ProcFile {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        ProcFile {
+            path,
+            file: None,
+            buf: vec![0; 4096],
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole file, as text.
+    pub(crate) fn read(&mut self) -> Result<&str, SampleError> {
+        let len = match self.read_from_start() {
+            Err(_) if self.file.take().is_some() => self.read_from_start(),
+            result => result,
+        };
+        let error = |source| SampleError::Read {
+            path: self.path.clone(),
+            source,
+        };
+        let len = len.map_err(error)?;
+        std::str::from_utf8(&self.buf[..len])
+            .map_err(|e| error(io::Error::new(io::ErrorKind::InvalidData, e)))
+    }
+
+    fn read_from_start(&mut self) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let file = match &self.file {
+            Some(file) => file,
+            None => self.file.insert(std::fs::File::open(&self.path)?),
+        };
+        let mut len = 0;
+        loop {
+            let n = file.read_at(&mut self.buf[len..], len as u64)?;
+            len += n;
+            // A short read is the end: a regular file or a seq_file (all of /proc and
+            // cgroupfs the agent reads) fills the whole buffer when it has the bytes.
+            if n == 0 || len < self.buf.len() {
+                return Ok(len);
+            }
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+    }
+}
+
 /// Reads a whole file into `buf`, reusing its allocation across samples.
 pub(crate) fn read_into(path: &Path, buf: &mut String) -> Result<(), SampleError> {
     use std::io::Read;
@@ -129,4 +189,42 @@ pub(crate) fn read_into(path: &Path, buf: &mut String) -> Result<(), SampleError
             path: path.to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    #[test]
+    fn proc_file_rereads_from_the_start_and_grows_to_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        let mut file = ProcFile::new(path.clone());
+        let missing = file.read().unwrap_err().to_string();
+        assert!(missing.contains(&*path.to_string_lossy()), "{missing}");
+
+        std::fs::write(&path, "first").unwrap();
+        assert_eq!(file.read().unwrap(), "first");
+        // Rewritten in place, as the kernel regenerates a /proc file: read afresh.
+        let long = "x".repeat(10_000);
+        std::fs::write(&path, &long).unwrap();
+        assert_eq!(file.read().unwrap(), long);
+        std::fs::write(&path, "short").unwrap();
+        assert_eq!(file.read().unwrap(), "short");
+    }
+
+    #[test]
+    fn proc_file_of_a_process_that_is_gone_fails_with_its_path() {
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        let path = PathBuf::from(format!("/proc/{}/stat", child.id()));
+        let mut file = ProcFile::new(path.clone());
+        assert!(file.read().unwrap().contains("(sleep)"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // The open descriptor now fails (ESRCH); the retry on a fresh open fails too.
+        let error = file.read().unwrap_err().to_string();
+        assert!(error.contains(&*path.to_string_lossy()), "{error}");
+    }
 }

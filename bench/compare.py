@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""This agent beside the original agent 0.1.8 and a C cost floor, in the same run.
+
+Why side by side: the machine is shared and noisy, so numbers taken at different times do
+not compare. The programs of a mode run concurrently, for the same --seconds, and so see
+the same noise: in dry-run this agent, the original and the floor (bench/floor.c: only the
+two /proc reads a second); publishing, this agent and the original, both to one test
+server (bench/footprint.py starts it), under different namespaces. The floor has nothing
+to publish, so it has no publishing row.
+
+Measures (bench/footprint.py): CPU time user+sys from wait4, VmHWM and Threads from
+/proc/PID/status just before SIGTERM, SIGTERM-to-exit time; plus the stripped binary size.
+Then ratios against the original and the floor, with the targets. Each program's exit
+status is reported, never judged: the original takes up to ~1.8 s to exit (it finishes a
+900 ms sleep twice). It also samples every 900 ms + its work, not every second, so it
+takes ~10 % more samples than this agent and the floor in the same time.
+
+The original is built once into the scratch dir with `cargo install` (~5 min). Not
+`--locked`: its Cargo.lock pins aws-config 1.1.1, which predates AWS_ENDPOINT_URL support
+(1.1.9), so a locked build would ignore the test server and publish to AWS itself. What
+`cargo install` resolves today honours it; the aws-config version found in the binary is
+printed, and publishing mode skips the original unless that version is >= 1.1.9.
+
+    python3 bench/compare.py                 # both modes, 40 s each, period 5
+    python3 bench/compare.py --repeat 3 --json results.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+import footprint
+from footprint import ROOT
+
+DEFAULT_BINARY = "target/x86_64-unknown-linux-musl/release/cloudwatch_metrics_agent"
+BUILD_HINT = ("build it first (README, Footprint): CC_x86_64_unknown_linux_musl=musl-gcc "
+              "cargo build --release --target x86_64-unknown-linux-musl")
+ORIGINAL_VERSION = "0.1.8"
+DEFAULT_SCRATCH = "~/.cache/cloudwatch_metrics_agent/bench"
+MEASURES = ("cpu_ms", "vmhwm_kb", "threads", "sigterm_to_exit_ms")
+NAMES = {"this": "this agent", "original": f"original {ORIGINAL_VERSION}", "floor": "C floor"}
+
+
+# ---------------------------------------------------------------- the three programs
+def resolve_binary(path):
+    """A path as given, else relative to the repository, so the script runs from anywhere."""
+    for candidate in (path, os.path.join(ROOT, path)):
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    sys.exit(f"no binary at {path}: {BUILD_HINT}")
+
+
+def build_floor(scratch):
+    """Compiles bench/floor.c, statically with musl like the agent when musl-gcc is there."""
+    src = os.path.join(ROOT, "bench/floor.c")
+    out = os.path.join(scratch, "floor")
+    if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
+        return out
+    for cmd in (["musl-gcc", "-static", "-O2"], ["cc", "-O2"]):
+        if shutil.which(cmd[0]) and subprocess.run([*cmd, "-o", out, src]).returncode == 0:
+            return out
+    sys.exit("cannot compile bench/floor.c: install musl-tools or a C compiler")
+
+
+def build_original(scratch):
+    """The original agent from crates.io, built once (see the module docstring: no --locked)."""
+    binary = os.path.join(scratch, "original/bin/cloudwatch_metrics_agent")
+    if os.path.exists(binary):
+        return binary
+    if not shutil.which("cargo"):
+        sys.exit("cargo is needed to build the original agent")
+    log = os.path.join(scratch, "original-build.log")
+    print(f"building the original agent {ORIGINAL_VERSION} (about 5 min; log: {log})",
+          file=sys.stderr)
+    cmd = ["cargo", "install", "--root", os.path.join(scratch, "original"),
+           "cloudwatch_metrics_agent", "--version", ORIGINAL_VERSION,
+           "--target-dir", os.path.join(scratch, "original-target")]
+    with open(log, "w") as out:
+        if subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
+            sys.exit(f"building the original agent failed: see {log}")
+    return binary
+
+
+def aws_config_version(binary):
+    """The aws-config crate version compiled into a binary (from its panic-location paths)."""
+    with open(binary, "rb") as f:
+        found = re.search(rb"aws-config-(\d+)\.(\d+)\.(\d+)", f.read())
+    return tuple(int(x) for x in found.groups()) if found else None
+
+
+def stripped_mb(binary, out):
+    """Size of a stripped copy; stripping an already stripped binary changes nothing."""
+    subprocess.run(["strip", "-o", out, binary], check=True)
+    return round(os.path.getsize(out) / 1e6, 2)
+
+
+def programs(opts, scratch):
+    """name -> (binary, {mode: args}); a mode missing from the dict has no counterpart."""
+    period = str(opts.period)
+    this = ["--namespace", "Bench", "--service", "bench", "--period", period,
+            "--scope", opts.scope]
+    original = ["--namespace", "BenchOriginal", "--service-name", "bench", "--period", period]
+    return {
+        "this": (resolve_binary(opts.binary),
+                 {"dry-run": this + ["--dry-run"], "publishing": this}),
+        "original": (build_original(scratch),
+                     {"dry-run": original + ["--dryrun"], "publishing": original}),
+        "floor": (build_floor(scratch), {"dry-run": []}),
+    }
+
+
+def clean_env(scratch):
+    """PATH and nothing of the caller's AWS setup: no IMDS, no config or credential files."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.path.join(scratch, "no-such-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": os.path.join(scratch, "no-such-aws-credentials")}
+
+
+# ---------------------------------------------------------------- one run of a mode
+def run_mode(progs, mode, seconds, env, scratch):
+    """Starts every program that has this mode, lets them run, stops them all at once."""
+    names = [n for n, (_, modes) in progs.items() if mode in modes]
+    procs, logs = [], {}
+    for name in names:
+        binary, modes = progs[name]
+        logs[name] = open(os.path.join(scratch, f"{name}-{mode}.stderr"), "w")
+        procs.append(footprint.start(binary, modes[mode], env, stderr=logs[name]))
+    time.sleep(seconds)  # the measurement window
+    results = dict(zip(names, footprint.stop_all(procs)))
+    for name, log in logs.items():
+        log.close()
+        if results[name]["vmhwm_kb"] is None:
+            sys.exit(f"{NAMES[name]} died early ({mode}): see {log.name}")
+    return results
+
+
+def journal_counts(path):
+    """Namespace -> {requests, datums, windows} accepted, from cwserver's --journal (one JSON
+    line per call: op, status, input). Windows are distinct timestamps: this agent may
+    batch two windows into one request."""
+    counts = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                entry = json.loads(line)
+                if entry["op"] == "PutMetricData" and 200 <= entry["status"] < 300:
+                    data = entry["input"]["MetricData"]
+                    c = counts.setdefault(entry["input"]["Namespace"],
+                                          {"requests": 0, "datums": 0, "windows": set()})
+                    c["requests"] += 1
+                    c["datums"] += len(data)
+                    c["windows"].update(d.get("Timestamp") for d in data)
+    for c in counts.values():
+        c["windows"] = len(c["windows"])
+    return counts
+
+
+def run_publishing(progs, seconds, env, scratch):
+    journal = os.path.join(scratch, "journal.jsonl")
+    if os.path.exists(journal):
+        os.remove(journal)
+    server, endpoint = footprint.start_server(journal)
+    try:
+        pub_env = dict(env, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1",
+                       AWS_ACCESS_KEY_ID="AKIDBENCH", AWS_SECRET_ACCESS_KEY="bench")
+        results = run_mode(progs, "publishing", seconds, pub_env, scratch)
+    finally:
+        server.stdin.close()
+        server.wait()
+    counts = journal_counts(journal)
+    none = {"requests": 0, "datums": 0, "windows": 0}
+    received = {name: counts.get(ns, none) for name, ns in
+                (("this", "Bench"), ("original", "BenchOriginal")) if name in results}
+    return results, received
+
+
+# ---------------------------------------------------------------- report
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def fmt_kb(kb):
+    return f"{kb:.0f} kB" if kb < 1000 else f"{kb / 1000:.1f} MB"
+
+
+def fmt_ratio(r):
+    return "n/a" if r is None else f"{r:.2g}×" if r < 10 else f"{r:.0f}×"
+
+
+def verdict(value, limit):
+    if value is None:
+        return "n/a"
+    return "**yes**" if value <= limit else "**no**"
+
+
+def report(medians, statuses, sizes, opts, meta):
+    modes = ["dry-run", "publishing"]
+    print(f"\n### Footprint: {opts.seconds:g} s at `--period {opts.period}`, "
+          f"`--scope {opts.scope}`, median of {opts.repeat} run(s)\n")
+    print("| program | mode | CPU | VmHWM | threads | binary (stripped) | SIGTERM → exit "
+          "| exit status |")
+    print("|---|---|---|---|---|---|---|---|")
+    for mode in modes:
+        for name in NAMES:
+            r = medians.get(mode, {}).get(name)
+            size = fmt_kb(sizes[name] * 1000)
+            if r is None:
+                print(f"| {NAMES[name]} | {mode} | n/a | n/a | n/a | {size} | n/a | n/a |")
+                continue
+            status = ", ".join(str(s) for s in sorted(set(statuses[mode][name])))
+            print(f"| {NAMES[name]} | {mode} | {r['cpu_ms']:.1f} ms | "
+                  f"{fmt_kb(r['vmhwm_kb'])} | {r['threads']:g} | {size} | "
+                  f"{r['sigterm_to_exit_ms']:.0f} ms | {status} |")
+
+    def get(mode, name, key):
+        return medians.get(mode, {}).get(name, {}).get(key)
+
+    rows = [  # measure, mode, key, target vs original, target vs floor, label
+        ("CPU", "dry-run", "cpu_ms", None, 1.5, "≤ 1.5× floor (≈ 0.3× original)"),
+        ("CPU", "publishing", "cpu_ms", 0.5, None, "≤ 0.5× original"),
+        ("VmHWM", "dry-run", "vmhwm_kb", 0.5, None, "≤ 0.5× original"),
+        ("VmHWM", "publishing", "vmhwm_kb", 0.7, None, "≤ 0.7× original"),
+        ("threads", "dry-run", "threads", None, None, "—"),
+        ("threads", "publishing", "threads", None, None, "—"),
+        ("stripped binary", "—", None, 0.5, None, "≤ 0.5× original"),
+        ("SIGTERM → exit", "dry-run", "sigterm_to_exit_ms", None, None, "≤ 100 ms"),
+        ("SIGTERM → exit", "publishing", "sigterm_to_exit_ms", None, None, "—"),
+    ]
+    ratios = []
+    print("\n| measure | mode | this / original | this / floor | target | met |")
+    print("|---|---|---|---|---|---|")
+    for measure, mode, key, vs_orig, vs_floor, label in rows:
+        if key is None:
+            r_orig, r_floor = ratio(sizes["this"], sizes["original"]), None
+        else:
+            this = get(mode, "this", key)
+            r_orig = ratio(this, get(mode, "original", key))
+            r_floor = ratio(this, get(mode, "floor", key)) if key in ("cpu_ms", "vmhwm_kb") \
+                else None
+        if vs_floor is not None:
+            met = verdict(r_floor, vs_floor)
+        elif vs_orig is not None:
+            met = verdict(r_orig, vs_orig)
+        elif key == "sigterm_to_exit_ms" and mode == "dry-run":
+            met = verdict(get(mode, "this", key), 100)
+        else:
+            met = ""
+        floor_cell = fmt_ratio(r_floor) if key in ("cpu_ms", "vmhwm_kb") and mode == "dry-run" \
+            else "n/a"
+        print(f"| {measure} | {mode} | {fmt_ratio(r_orig)} | {floor_cell} | {label} | {met} |")
+        ratios.append({"measure": measure, "mode": mode, "this_over_original": r_orig,
+                       "this_over_floor": r_floor, "target": label,
+                       "met": met.strip("*") or None})
+
+    print(f"\nMachine: {os.cpu_count()} CPUs, Linux {platform.release()}; programs of a mode "
+          "ran concurrently. The original samples every ~0.9 s (about 10 % more samples).")
+    print(f"Original: aws-config {meta['original_aws_config']} inside; "
+          f"{meta['original_publishing_note']}")
+    for i, received in enumerate(meta["received"], 1):
+        parts = [f"{NAMES[n]} {c['requests']} requests, {c['datums']} datums, "
+                 f"{c['windows']} windows" for n, c in received.items()]
+        print(f"Run {i}, publishing: accepted by the test server: " + "; ".join(parts)
+              + f" (expected ≈ {opts.seconds / opts.period + 1:.0f} windows each)")
+    return ratios
+
+
+def median_results(runs):
+    """mode -> name -> measure -> median over the runs."""
+    out = {}
+    for mode in runs[0]:
+        out[mode] = {name: {k: statistics.median(run[mode][name][k] for run in runs)
+                            for k in MEASURES}
+                     for name in runs[0][mode]}
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("binary", nargs="?", default=DEFAULT_BINARY, help="this agent")
+    ap.add_argument("--seconds", type=float, default=40, help="run length per mode")
+    ap.add_argument("--period", type=int, default=5)
+    ap.add_argument("--scope", choices=("host", "auto"), default="host",
+                    help="this agent's scope; host reads exactly what the floor reads")
+    ap.add_argument("--repeat", type=int, default=1, help="runs to take the median of")
+    ap.add_argument("--mode", choices=("both", "dry-run", "publishing"), default="both")
+    ap.add_argument("--scratch", default=DEFAULT_SCRATCH,
+                    help="where the original agent and the floor are built")
+    ap.add_argument("--json", metavar="PATH", help="also write the raw numbers here")
+    opts = ap.parse_args()
+
+    scratch = os.path.expanduser(opts.scratch)
+    os.makedirs(scratch, exist_ok=True)
+    progs = programs(opts, scratch)
+    sizes = {name: stripped_mb(binary, os.path.join(scratch, f"{name}.stripped"))
+             for name, (binary, _) in progs.items()}
+    version = aws_config_version(progs["original"][0])
+    meta = {"original_aws_config": ".".join(map(str, version)) if version else "unknown",
+            "received": [], "binaries": {n: b for n, (b, _) in progs.items()}}
+    if version is not None and version >= (1, 1, 9):
+        meta["original_publishing_note"] = "it honours AWS_ENDPOINT_URL."
+    else:
+        del progs["original"][1]["publishing"]
+        meta["original_publishing_note"] = ("it may ignore AWS_ENDPOINT_URL (needs aws-config "
+                                            ">= 1.1.9), so it is left out of publishing mode.")
+    modes = ["dry-run", "publishing"] if opts.mode == "both" else [opts.mode]
+    if "publishing" in modes and not os.path.exists(os.path.join(ROOT, ".venv/bin/python")):
+        print("no .venv (run ./scripts/test once to create it): publishing mode skipped",
+              file=sys.stderr)
+        modes.remove("publishing")
+
+    env = clean_env(scratch)
+    runs = []
+    for i in range(opts.repeat):
+        run = {}
+        for mode in modes:
+            print(f"run {i + 1}/{opts.repeat}: {mode}, {opts.seconds:g} s", file=sys.stderr,
+                  flush=True)
+            if mode == "dry-run":
+                run[mode] = run_mode(progs, mode, opts.seconds, env, scratch)
+            else:
+                run[mode], received = run_publishing(progs, opts.seconds, env, scratch)
+                meta["received"].append(received)
+                for name, c in received.items():
+                    if c["requests"] == 0:
+                        print(f"WARNING: no PutMetricData from {NAMES[name]} reached the "
+                              f"test server: see {scratch}/{name}-publishing.stderr",
+                              file=sys.stderr)
+        runs.append(run)
+
+    medians = median_results(runs)
+    statuses = {mode: {name: [run[mode][name]["exit"] for run in runs] for name in runs[0][mode]}
+                for mode in modes}
+    ratios = report(medians, statuses, sizes, opts, meta)
+    if opts.json:
+        with open(opts.json, "w") as f:
+            json.dump({"options": vars(opts), "meta": meta, "stripped_mb": sizes, "runs": runs,
+                       "median": medians, "ratios": ratios}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+//! The once-a-second beat of sampling. On Linux it is a timerfd in the reactor: one
+//! wakeup per sample. A tokio interval wakes twice for a deadline a second away (once
+//! when its timer-wheel slot comes due, once at the deadline) and its re-arm pokes the
+//! reactor's eventfd, which together cost more than the sample itself. Elsewhere, and
+//! under tests' paused time, it is a tokio interval.
+
+use std::time::Duration;
+
+use tokio::time::{Interval, MissedTickBehavior};
+
+/// Ticks every period, the first at once. Ticks missed while the process was busy or
+/// stopped are skipped, not caught up in a burst.
+#[derive(Debug)]
+pub enum Ticker {
+    #[cfg(target_os = "linux")]
+    TimerFd(tokio::io::unix::AsyncFd<timerfd::Timer>),
+    Interval(Interval),
+}
+
+impl Ticker {
+    /// The cheapest ticker this platform has.
+    pub fn new(period: Duration) -> Ticker {
+        #[cfg(target_os = "linux")]
+        match timerfd::Timer::start(period).and_then(|timer| {
+            // SAFETY: `Timer` owns its descriptor, which stays open and unchanged until
+            // the `AsyncFd` drops it.
+            unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    timer,
+                    tokio::io::Interest::READABLE,
+                )
+            }
+            .map_err(|e| e.into_parts().1)
+        }) {
+            Ok(fd) => return Ticker::TimerFd(fd),
+            Err(e) => log::warn!("no timerfd ({e}): sampling on tokio's timer"),
+        }
+        Ticker::interval(period)
+    }
+
+    /// A tokio interval, which follows tokio's clock (and so paused time in tests).
+    pub fn interval(period: Duration) -> Ticker {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        Ticker::Interval(interval)
+    }
+
+    /// Waits for the next tick.
+    pub async fn tick(&mut self) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Ticker::TimerFd(fd) => loop {
+                let Ok(mut ready) = fd.readable().await else {
+                    // Not seen in practice; a sleep keeps a broken reactor from spinning.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return;
+                };
+                // The count of expirations is read and dropped: missed ticks are skipped.
+                match ready.try_io(|fd| fd.get_ref().read_expirations()) {
+                    Ok(_) => {
+                        // Read to empty: not readable until the next expiry, so the next
+                        // tick goes straight to the reactor instead of a read that fails.
+                        ready.clear_ready();
+                        return;
+                    }
+                    Err(_would_block) => continue,
+                }
+            },
+            Ticker::Interval(interval) => {
+                interval.tick().await;
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod timerfd {
+    use std::io;
+    use std::os::fd::{AsFd, AsRawFd, RawFd};
+    use std::time::Duration;
+
+    use nix::sys::time::TimeSpec;
+    use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+
+    /// A non-blocking periodic timerfd on the monotonic clock.
+    #[derive(Debug)]
+    pub struct Timer(TimerFd);
+
+    impl Timer {
+        pub fn start(period: Duration) -> io::Result<Timer> {
+            let flags = TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC;
+            let fd = TimerFd::new(ClockId::CLOCK_MONOTONIC, flags)?;
+            // The first expiry at once (a zero delay would disarm it), then every period.
+            let first = TimeSpec::new(0, 1);
+            fd.set(
+                Expiration::IntervalDelayed(first, TimeSpec::from_duration(period)),
+                TimerSetTimeFlags::empty(),
+            )?;
+            Ok(Timer(fd))
+        }
+
+        pub fn read_expirations(&self) -> io::Result<u64> {
+            let mut count = [0u8; 8];
+            nix::unistd::read(self.0.as_fd(), &mut count)?;
+            Ok(u64::from_ne_bytes(count))
+        }
+    }
+
+    impl AsRawFd for Timer {
+        fn as_raw_fd(&self) -> RawFd {
+            self.0.as_fd().as_raw_fd()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn ticks_at_once_then_every_period_and_skips_missed_ticks() {
+        let period = Duration::from_millis(50);
+        let mut ticker = Ticker::new(period);
+        #[cfg(target_os = "linux")]
+        assert!(matches!(ticker, Ticker::TimerFd(_)), "{ticker:?}");
+        let start = Instant::now();
+        ticker.tick().await;
+        assert!(start.elapsed() < period, "the first tick is immediate");
+        ticker.tick().await;
+        ticker.tick().await;
+        let two = start.elapsed();
+        assert!(two >= period * 2 - Duration::from_millis(1), "{two:?}");
+        // Busy for five periods: one tick is due at once, the rest were skipped.
+        std::thread::sleep(period * 5);
+        let late = Instant::now();
+        ticker.tick().await;
+        assert!(
+            late.elapsed() < period / 2,
+            "the missed tick is due at once"
+        );
+        ticker.tick().await;
+        assert!(
+            late.elapsed() >= period / 2,
+            "and the others are not caught up"
+        );
+    }
+}
