@@ -5,6 +5,7 @@
 //! Each step prints one line on stdout; the first failure says what is wrong and ends it.
 
 use std::fmt::Display;
+use std::io::Write;
 use std::pin::pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,12 +24,17 @@ use crate::sample::Source;
 #[derive(Debug)]
 pub struct Failed;
 
+/// One line on stdout. A closed stdout (`check | head -1`) is not worth a panic.
+fn say(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 fn ok(step: &str, text: impl Display) {
-    println!("ok    {step}: {text}");
+    say(format_args!("ok    {step}: {text}"));
 }
 
 fn fail(step: &str, text: impl Display) -> Failed {
-    println!("FAIL  {step}: {text}");
+    say(format_args!("FAIL  {step}: {text}"));
     Failed
 }
 
@@ -111,7 +117,7 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         (None, Output::Emf) => print(&Emf, &request).await?,
         (None, _) => print(&DryRun, &request).await?,
     }
-    println!("check passed");
+    say(format_args!("check passed"));
     Ok(())
 }
 
