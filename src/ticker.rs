@@ -13,7 +13,10 @@ use tokio::time::{Interval, MissedTickBehavior};
 #[derive(Debug)]
 pub enum Ticker {
     #[cfg(target_os = "linux")]
-    TimerFd(tokio::io::unix::AsyncFd<timerfd::Timer>),
+    TimerFd {
+        fd: tokio::io::unix::AsyncFd<timerfd::Timer>,
+        period: Duration,
+    },
     Interval(Interval),
 }
 
@@ -32,7 +35,7 @@ impl Ticker {
             }
             .map_err(|e| e.into_parts().1)
         }) {
-            Ok(fd) => return Ticker::TimerFd(fd),
+            Ok(fd) => return Ticker::TimerFd { fd, period },
             Err(e) => log::warn!("no timerfd ({e}): sampling on tokio's timer"),
         }
         Ticker::interval(period)
@@ -49,10 +52,10 @@ impl Ticker {
     pub async fn tick(&mut self) {
         match self {
             #[cfg(target_os = "linux")]
-            Ticker::TimerFd(fd) => loop {
+            Ticker::TimerFd { fd, period } => loop {
                 let Ok(mut ready) = fd.readable().await else {
                     // Not seen in practice; a sleep keeps a broken reactor from spinning.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(*period).await;
                     return;
                 };
                 // The count of expirations is read and dropped: missed ticks are skipped.
@@ -124,7 +127,7 @@ mod tests {
         let period = Duration::from_millis(50);
         let mut ticker = Ticker::new(period);
         #[cfg(target_os = "linux")]
-        assert!(matches!(ticker, Ticker::TimerFd(_)), "{ticker:?}");
+        assert!(matches!(ticker, Ticker::TimerFd { .. }), "{ticker:?}");
         let start = Instant::now();
         ticker.tick().await;
         assert!(start.elapsed() < period, "the first tick is immediate");

@@ -183,3 +183,22 @@ fn check_refuses_a_command_and_bad_input_with_status_2() {
     assert_eq!(status.code(), Some(2));
     assert!(err.len() == 1 && err[0].contains("--period"), "{err:#?}");
 }
+
+#[test]
+fn help_tells_of_check_and_check_help_describes_it() {
+    let output = |args: &[&str]| {
+        let out = common::agent_command(args, &[]).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let help = output(&["--help"]);
+    assert!(help.contains("cloudwatch_metrics_agent check"), "{help}");
+    let check_help = output(&["check", "--help"]);
+    assert!(
+        check_help.contains("Preflight")
+            && check_help.contains("Usage: cloudwatch_metrics_agent check [OPTIONS]")
+            && check_help.contains("--namespace")
+            && !check_help.contains("CMD"),
+        "{check_help}"
+    );
+}
