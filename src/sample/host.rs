@@ -25,8 +25,9 @@ impl HostSource {
     }
 
     fn read_cpu(&mut self) -> Result<Option<f64>, SampleError> {
-        let stat = procfs::parse_stat(self.stat.read()?).map_err(|source| SampleError::Parse {
-            path: self.stat.path().to_owned(),
+        let (text, path) = self.stat.read()?;
+        let stat = procfs::parse_stat(text).map_err(|source| SampleError::Parse {
+            path: path.to_owned(),
             source,
         })?;
         let percent = self
@@ -37,11 +38,11 @@ impl HostSource {
     }
 
     fn read_memory(&mut self) -> Result<f64, SampleError> {
-        let info =
-            procfs::parse_meminfo(self.meminfo.read()?).map_err(|source| SampleError::Parse {
-                path: self.meminfo.path().to_owned(),
-                source,
-            })?;
+        let (text, path) = self.meminfo.read()?;
+        let info = procfs::parse_meminfo(text).map_err(|source| SampleError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(info.used_percent())
     }
 }

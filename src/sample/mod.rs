@@ -139,12 +139,8 @@ impl ProcFile {
         }
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The whole file, as text.
-    pub(crate) fn read(&mut self) -> Result<&str, SampleError> {
+    /// The whole file, as text, with its path for the caller's parse errors.
+    pub(crate) fn read(&mut self) -> Result<(&str, &Path), SampleError> {
         let len = match self.read_from_start() {
             Err(_) if self.file.take().is_some() => self.read_from_start(),
             result => result,
@@ -154,8 +150,9 @@ impl ProcFile {
             source,
         };
         let len = len.map_err(error)?;
-        std::str::from_utf8(&self.buf[..len])
-            .map_err(|e| error(io::Error::new(io::ErrorKind::InvalidData, e)))
+        let text = std::str::from_utf8(&self.buf[..len])
+            .map_err(|e| error(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        Ok((text, &self.path))
     }
 
     fn read_from_start(&mut self) -> io::Result<usize> {
@@ -206,13 +203,13 @@ mod tests {
         assert!(missing.contains(&*path.to_string_lossy()), "{missing}");
 
         std::fs::write(&path, "first").unwrap();
-        assert_eq!(file.read().unwrap(), "first");
+        assert_eq!(file.read().unwrap().0, "first");
         // Rewritten in place, as the kernel regenerates a /proc file: read afresh.
         let long = "x".repeat(10_000);
         std::fs::write(&path, &long).unwrap();
-        assert_eq!(file.read().unwrap(), long);
+        assert_eq!(file.read().unwrap().0, long);
         std::fs::write(&path, "short").unwrap();
-        assert_eq!(file.read().unwrap(), "short");
+        assert_eq!(file.read().unwrap().0, "short");
     }
 
     #[test]
@@ -220,7 +217,7 @@ mod tests {
         let mut child = Command::new("sleep").arg("60").spawn().unwrap();
         let path = PathBuf::from(format!("/proc/{}/stat", child.id()));
         let mut file = ProcFile::new(path.clone());
-        assert!(file.read().unwrap().contains("(sleep)"));
+        assert!(file.read().unwrap().0.contains("(sleep)"));
         child.kill().unwrap();
         child.wait().unwrap();
         // The open descriptor now fails (ESRCH); the retry on a fresh open fails too.

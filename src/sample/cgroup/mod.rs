@@ -196,14 +196,75 @@ pub struct CgroupSource {
     samples_since_limits: u32,
     prev_cpu: Option<(u64, Instant)>,
     prev_throttling: Option<(u64, u64)>,
-    /// The files read so far, kept open (a handful: usage, memory, limits).
-    files: Vec<ProcFile>,
+    /// The files read every sample, opened once.
+    usage: UsageFiles,
+    /// For the limit files, read once a minute and closed again.
     buf: String,
+}
+
+/// The files read every sample. `None` where the controller is not mounted for this
+/// cgroup, which a read then reports.
+#[derive(Debug)]
+struct UsageFiles {
+    /// v2 `cpu.stat` (`usage_usec`), v1 `cpuacct.usage`.
+    cpu: Option<ProcFile>,
+    /// v1 `cpuacct.stat`, for kernels without `cpuacct.usage`.
+    cpu_ticks: Option<ProcFile>,
+    /// v2 `memory.current`, v1 `memory.usage_in_bytes`.
+    memory: Option<ProcFile>,
+    memory_stat: Option<ProcFile>,
+    /// `cpu.stat` of the cpu controller (throttled periods).
+    throttling: Option<ProcFile>,
+}
+
+impl UsageFiles {
+    fn new(layout: &Layout) -> Self {
+        let open =
+            |dir: &Option<Dir>, name: &str| dir.as_ref().map(|d| ProcFile::new(d.path.join(name)));
+        let v1 = layout.version == Version::V1;
+        UsageFiles {
+            cpu: open(
+                &layout.cpuacct,
+                if v1 { "cpuacct.usage" } else { "cpu.stat" },
+            ),
+            cpu_ticks: if v1 {
+                open(&layout.cpuacct, "cpuacct.stat")
+            } else {
+                None
+            },
+            memory: open(
+                &layout.memory,
+                if v1 {
+                    "memory.usage_in_bytes"
+                } else {
+                    "memory.current"
+                },
+            ),
+            memory_stat: open(&layout.memory, "memory.stat"),
+            throttling: open(&layout.cpu, "cpu.stat"),
+        }
+    }
+}
+
+/// Reads `file`, or says its controller is not mounted.
+fn read_usage<'a>(
+    file: &'a mut Option<ProcFile>,
+    name: &'static str,
+) -> Result<(&'a str, &'a Path), SampleError> {
+    let file = file.as_mut().ok_or_else(|| SampleError::Read {
+        path: PathBuf::from(name),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "controller not mounted for this cgroup",
+        ),
+    })?;
+    file.read()
 }
 
 impl CgroupSource {
     /// A source for `layout`, after checking that its usage files can be read.
     pub fn new(root: &Path, layout: Layout) -> Result<Self, SampleError> {
+        let usage = UsageFiles::new(&layout);
         let mut source = CgroupSource {
             root: root.to_owned(),
             limits: Limits {
@@ -216,7 +277,7 @@ impl CgroupSource {
             samples_since_limits: 0,
             prev_cpu: None,
             prev_throttling: None,
-            files: Vec::new(),
+            usage,
             buf: String::new(),
         };
         source.limits = source.read_limits();
@@ -233,55 +294,37 @@ impl CgroupSource {
         self.limits
     }
 
+    /// A limit file: read once a minute, so not kept open.
     fn read(&mut self, path: &Path) -> Result<&str, SampleError> {
-        let i = match self.files.iter().position(|f| f.path() == path) {
-            Some(i) => i,
-            None => {
-                self.files.push(ProcFile::new(path.to_owned()));
-                self.files.len() - 1
-            }
-        };
-        self.files[i].read()
-    }
-
-    fn file(dir: &Option<Dir>, name: &str) -> Result<PathBuf, SampleError> {
-        dir.as_ref()
-            .map(|d| d.path.join(name))
-            .ok_or_else(|| SampleError::Read {
-                path: PathBuf::from(name),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "controller not mounted for this cgroup",
-                ),
-            })
+        read_into(path, &mut self.buf)?;
+        Ok(&self.buf)
     }
 
     /// CPU time used by the cgroup since it was created, in nanoseconds.
     fn read_cpu_nanos(&mut self) -> Result<u64, SampleError> {
+        let files = &mut self.usage;
         match self.layout.version {
             Version::V2 => {
-                let path = Self::file(&self.layout.cpuacct, "cpu.stat")?;
-                let text = self.read(&path)?;
+                let (text, path) = read_usage(&mut files.cpu, "cpu.stat")?;
                 let usec =
-                    parse::keyed(text, "usage_usec").ok_or_else(|| missing(&path, "usage_usec"))?;
+                    parse::keyed(text, "usage_usec").ok_or_else(|| missing(path, "usage_usec"))?;
                 Ok(usec * 1000)
             }
-            Version::V1 => {
-                let path = Self::file(&self.layout.cpuacct, "cpuacct.usage")?;
-                match self.read(&path) {
-                    Ok(text) => parse::number_or_max(text)
-                        .and_then(|n| n.ok_or_else(|| not_number(text)))
-                        .map_err(|source| SampleError::Parse { path, source }),
-                    Err(_) => {
-                        // Some kernels only offer ticks split by user and system.
-                        let path = Self::file(&self.layout.cpuacct, "cpuacct.stat")?;
-                        let text = self.read(&path)?;
-                        let ticks = parse::keyed(text, "user").zip(parse::keyed(text, "system"));
-                        let (user, system) = ticks.ok_or_else(|| missing(&path, "user"))?;
-                        Ok((user + system) * (1_000_000_000 / USER_HZ))
-                    }
+            Version::V1 => match read_usage(&mut files.cpu, "cpuacct.usage") {
+                Ok((text, path)) => parse::number_or_max(text)
+                    .and_then(|n| n.ok_or_else(|| not_number(text)))
+                    .map_err(|source| SampleError::Parse {
+                        path: path.to_owned(),
+                        source,
+                    }),
+                Err(_) => {
+                    // Some kernels only offer ticks split by user and system.
+                    let (text, path) = read_usage(&mut files.cpu_ticks, "cpuacct.stat")?;
+                    let ticks = parse::keyed(text, "user").zip(parse::keyed(text, "system"));
+                    let (user, system) = ticks.ok_or_else(|| missing(path, "user"))?;
+                    Ok((user + system) * (1_000_000_000 / USER_HZ))
                 }
-            }
+            },
         }
     }
 
@@ -295,13 +338,14 @@ impl CgroupSource {
                 &["total_inactive_file", "inactive_file", "cache"],
             ),
         };
-        let path = Self::file(&self.layout.memory, usage_file)?;
-        let text = self.read(&path)?;
+        let (text, path) = read_usage(&mut self.usage.memory, usage_file)?;
         let usage = parse::number_or_max(text)
             .and_then(|n| n.ok_or_else(|| not_number(text)))
-            .map_err(|source| SampleError::Parse { path, source })?;
-        let stat = Self::file(&self.layout.memory, "memory.stat")?;
-        let text = self.read(&stat)?;
+            .map_err(|source| SampleError::Parse {
+                path: path.to_owned(),
+                source,
+            })?;
+        let (text, _) = read_usage(&mut self.usage.memory_stat, "memory.stat")?;
         let inactive = inactive_keys
             .iter()
             .find_map(|k| parse::keyed(text, k))
@@ -314,8 +358,7 @@ impl CgroupSource {
         if !self.limits.cpu_quota {
             return Ok(None);
         }
-        let path = Self::file(&self.layout.cpu, "cpu.stat")?;
-        let text = self.read(&path)?;
+        let (text, _) = read_usage(&mut self.usage.throttling, "cpu.stat")?;
         Ok(parse::keyed(text, "nr_throttled").zip(parse::keyed(text, "nr_periods")))
     }
 
