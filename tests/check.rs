@@ -119,9 +119,7 @@ fn access_denied_is_named_with_the_permission_to_grant() {
     let server = TestServer::start();
     let proxy = FaultProxy::start(&server.endpoint);
     proxy.set(Fault::Deny);
-    let mut env = server.agent_env();
-    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
-    env.push(("AWS_ENDPOINT_URL", proxy.url()));
+    let env = server.agent_env_via(&proxy.url());
     let (status, out, _) = check(&["--scope", "host"], &env);
     assert_eq!(status.code(), Some(1));
     let fail = line(&out, "FAIL");

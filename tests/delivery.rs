@@ -17,9 +17,7 @@ const NAMESPACE: &str = "Test/Delivery";
 /// The agent publishing through `proxy`, sampling every second, retrying within
 /// `max_backoff` seconds.
 fn agent(server: &TestServer, proxy: &FaultProxy, max_backoff: &str, extra: &[&str]) -> Agent {
-    let mut env = server.agent_env();
-    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
-    env.push(("AWS_ENDPOINT_URL", proxy.url()));
+    let mut env = server.agent_env_via(&proxy.url());
     env.push(("RUST_LOG", "debug".to_owned()));
     let args = [
         &[

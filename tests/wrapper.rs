@@ -22,7 +22,23 @@ const DRY_RUN: [&str; 8] = [
 
 /// Dry-run arguments, host scope, then `--` and the command.
 fn args<'a>(extra: &[&'a str], command: &[&'a str]) -> Vec<&'a str> {
-    [&DRY_RUN[..], &["host"], extra, &["--"], command].concat()
+    args_in("host", extra, command)
+}
+
+/// Dry-run arguments in `scope`, then `--` and the command.
+fn args_in<'a>(scope: &'a str, extra: &[&'a str], command: &[&'a str]) -> Vec<&'a str> {
+    [&DRY_RUN[..], &[scope], extra, &["--"], command].concat()
+}
+
+/// Environment reading `/proc` and `/sys/fs/cgroup` from a fixture tree, logging at info.
+fn fixture_env(tree: &str) -> [(&'static str, String); 2] {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(tree);
+    [
+        ("CWMA_ROOT", root.display().to_string()),
+        ("RUST_LOG", "info".to_owned()),
+    ]
 }
 
 fn published_memory_samples(stdout: &str) -> usize {
@@ -239,25 +255,9 @@ fn orphaned_grandchildren_are_adopted_and_reaped_by_the_agent() {
 
 #[test]
 fn auto_scope_in_wrapper_mode_measures_the_shared_container() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cgroup/v2-namespaced");
-    let env = [
-        ("CWMA_ROOT", root.display().to_string()),
-        ("RUST_LOG", "info".to_owned()),
-    ];
-    let base = [
-        "--namespace",
-        "N",
-        "-s",
-        "w",
-        "--period",
-        "1",
-        "-d",
-        "--",
-        "sh",
-        "-c",
-        "sleep 1.2",
-    ];
-    let out = agent_command(&base, &env).output().unwrap();
+    let env = fixture_env("cgroup/v2-namespaced");
+    let args = args_in("auto", &[], &["sh", "-c", "sleep 1.2"]);
+    let out = agent_command(&args, &env).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -315,22 +315,8 @@ fn a_command_that_is_not_found_exits_127_and_one_not_executable_126() {
 #[test]
 fn a_start_up_error_after_the_command_started_ends_the_command_too() {
     // No cgroup filesystem under this root: --scope cgroup fails after the spawn.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc-2cpu");
-    let env = [
-        ("CWMA_ROOT", root.display().to_string()),
-        ("RUST_LOG", "info".to_owned()),
-    ];
-    let base = [
-        "--namespace",
-        "N",
-        "-s",
-        "w",
-        "-d",
-        "--scope",
-        "cgroup",
-        "--",
-    ];
-    let out = agent_command(&[&base[..], &["sleep", "1000"]].concat(), &env)
+    let env = fixture_env("proc-2cpu");
+    let out = agent_command(&args_in("cgroup", &[], &["sleep", "1000"]), &env)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -159,8 +159,13 @@ impl TestServer {
 
     /// Environment for an agent that publishes here with fake credentials.
     pub fn agent_env(&self) -> Vec<(&'static str, String)> {
+        self.agent_env_via(&self.endpoint)
+    }
+
+    /// `agent_env`, but reaching the server through `endpoint` (a fault proxy).
+    pub fn agent_env_via(&self, endpoint: &str) -> Vec<(&'static str, String)> {
         vec![
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ENDPOINT_URL", endpoint.to_owned()),
             ("AWS_REGION", REGION.to_owned()),
             ("AWS_ACCESS_KEY_ID", "AKIDTEST".to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "test-secret".to_owned()),
