@@ -167,6 +167,12 @@ fn dry_run_check_needs_no_aws_and_prints_the_request_instead() {
     let request: serde_json::Value = serde_json::from_str(request).unwrap();
     assert_eq!(request["Namespace"], NAMESPACE);
     assert!(line(&out, "ok    send:").contains("not sent"));
+
+    // EMF output: the sample is printed as an EMF document instead.
+    let (status, out, _) = check(&["--output", "emf", "--scope", "host"], &[]);
+    assert_eq!(status.code(), Some(0), "{out:#?}");
+    let doc: serde_json::Value = serde_json::from_str(line(&out, "{")).unwrap();
+    assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
 }
 
 #[test]
