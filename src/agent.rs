@@ -4,13 +4,13 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::aggregate::Aggregator;
+use crate::aggregate::{Aggregator, unix_secs};
 use crate::config::{Config, Output, Scope};
 use crate::delivery::{self, Report};
 use crate::publish::{self, CloudWatch, Dimension, DryRun, Emf, Encoding, Publisher};
@@ -531,13 +531,10 @@ impl ErrorLog {
     }
 }
 
-fn unix_secs(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+    use std::time::UNIX_EPOCH;
 
     use super::*;
     use crate::cli::Aggregation;
@@ -590,11 +587,7 @@ mod tests {
     /// A recent, hour-aligned Unix time: windows start on it, and delivery does not see
     /// the datums as too old.
     fn recent_hour() -> u64 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        now / 3600 * 3600
+        unix_secs(SystemTime::now()) / 3600 * 3600
     }
 
     fn settings(period_secs: u64) -> Settings {

@@ -111,6 +111,13 @@ impl Window {
     }
 }
 
+/// Whole seconds since the Unix epoch at `at` (0 for a clock set before 1970): the time
+/// windows, timestamps and the datums' age are counted in.
+pub fn unix_secs(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Start of the window holding `unix_secs`.
 pub fn window_start(unix_secs: u64, period_secs: u64) -> u64 {
     unix_secs - unix_secs % period_secs

@@ -7,14 +7,14 @@
 use std::fmt::Display;
 use std::io::Write;
 use std::pin::pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_credential_types::credential_feature::AwsCredentialFeature;
 use aws_credential_types::provider::ProvideCredentials;
 
 use crate::agent::{self, SAMPLE_INTERVAL, Settings};
-use crate::aggregate::Aggregator;
+use crate::aggregate::{Aggregator, unix_secs};
 use crate::config::{Config, Output};
 use crate::publish::cloudwatch::{self, sdk_config};
 use crate::publish::{CloudWatch, DryRun, Emf, ErrorKind, Publisher, PutRequest};
@@ -96,9 +96,7 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
     }
     agent::check_dimensions(&settings.encoding.extra_dimensions)
         .map_err(|e| fail("dimensions", e))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = unix_secs(SystemTime::now());
     let mut aggregator = Aggregator::new(config.period_secs);
     aggregator.add(now, &first);
     aggregator.add(now, &second);

@@ -13,11 +13,12 @@
 //! the deadline whatever is left counts as not delivered.
 
 use std::collections::VecDeque;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::aggregate::unix_secs;
 use crate::publish::{
     self, Datum, ErrorKind, MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES, PublishError, Publisher,
     PutRequest, rfc3339,
@@ -98,7 +99,7 @@ pub async fn deliver<P: Publisher>(
             }
             continue;
         }
-        queue.expire(unix_now());
+        queue.expire(unix_secs(SystemTime::now()));
         let Some(request) = queue.next_batch() else {
             continue;
         };
@@ -350,12 +351,6 @@ async fn deadline_passes(deadline: &mut watch::Receiver<Option<Instant>>) {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -441,7 +436,7 @@ mod tests {
     }
 
     fn now() -> u64 {
-        unix_now() / 60 * 60
+        unix_secs(SystemTime::now()) / 60 * 60
     }
 
     #[tokio::test(start_paused = true)]
