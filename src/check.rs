@@ -3,22 +3,26 @@
 //! where they came from, never their values), reads one sample in the chosen scope, and
 //! sends it as one real request (printed instead with `--dry-run` or `--output emf`).
 //! Each step prints one line on stdout; the first failure says what is wrong and ends it.
+//! It goes through the same entry points as a run: the scope from
+//! [`crate::sample::scope`], the dimensions from [`crate::dimensions`], the window from
+//! the aggregator, and each output's own encoding.
 
 use std::fmt::Display;
 use std::io::Write;
-use std::pin::pin;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_credential_types::credential_feature::AwsCredentialFeature;
 use aws_credential_types::provider::ProvideCredentials;
 
-use crate::agent::{self, SAMPLE_INTERVAL, Settings};
 use crate::aggregate::{Aggregator, unix_secs};
 use crate::config::{Config, Output};
-use crate::publish::cloudwatch::{self, sdk_config};
-use crate::publish::{CloudWatch, DryRun, Emf, ErrorKind, Publisher, PutRequest};
+use crate::dimensions;
+use crate::pipeline::SAMPLE_INTERVAL;
+use crate::publish::cloudwatch::{self, Encoding, ErrorKind, Publisher, PutRequest, sdk_config};
+use crate::publish::{CloudWatch, DryRun, Emf, Format};
 use crate::sample::Source;
+use crate::sample::scope::{self, Opened, Opening};
 
 /// A step failed; its line is printed.
 #[derive(Debug)]
@@ -40,12 +44,13 @@ fn fail(step: &str, text: impl Display) -> Failed {
 
 /// Runs every step in order; `Err` after the first that fails.
 pub async fn run(config: &Config) -> Result<(), Failed> {
-    let mut settings = Settings::from(config);
     ok(
         "config",
         format_args!(
             "namespace {}, ServiceName={}, period {} s",
-            config.namespace, config.service, config.period_secs
+            config.namespace,
+            config.service.value(),
+            config.period_secs
         ),
     );
     // AWS first: it is what most often goes wrong, and costs no sampling time.
@@ -60,20 +65,26 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         }
     };
 
-    let no_wait = pin!(tokio::time::sleep(config.request_timeout));
-    let (mut source, what) = match agent::open_source(config, &mut settings, no_wait).await {
-        Ok(Some(opened)) => opened,
-        Ok(None) => {
-            return Err(fail(
-                "sample",
-                format_args!(
-                    "the ECS task metadata endpoint did not answer within {} s",
-                    config.request_timeout.as_secs()
-                ),
-            ));
+    let opening =
+        scope::open(&config.scope, &config.root, config.metrics).map_err(|e| fail("sample", e))?;
+    let opened = match opening {
+        Opening::Ready(opened) => opened,
+        Opening::Ecs(mut connector) => {
+            tokio::time::timeout(config.request_timeout, connector.connect())
+                .await
+                .map_err(|_| {
+                    fail(
+                        "sample",
+                        format_args!(
+                            "the ECS task metadata endpoint did not answer within {} s",
+                            config.request_timeout.as_secs()
+                        ),
+                    )
+                })?
         }
-        Err(e) => return Err(fail("sample", e)),
     };
+    let ecs = opened.ecs_dimensions(&config.scope);
+    let Opened { mut source, what } = opened;
     // CPU use is a rate: it takes two readings.
     let first = source.sample().await;
     tokio::time::sleep(SAMPLE_INTERVAL).await;
@@ -90,30 +101,51 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         ),
     );
 
-    if config.ec2_dimensions {
-        let ec2 = crate::ec2::dimensions().await;
-        settings.encoding.extra_dimensions.extend(ec2);
-    }
-    agent::check_dimensions(&settings.encoding.extra_dimensions)
-        .map_err(|e| fail("dimensions", e))?;
+    let ec2 = if config.ec2_dimensions {
+        dimensions::ec2::dimensions().await
+    } else {
+        Vec::new()
+    };
+    let dimensions = dimensions::assemble(
+        config.service.clone(),
+        &config.dimensions,
+        ecs.into_iter().chain(ec2),
+    );
     let now = unix_secs(SystemTime::now());
-    let mut aggregator = Aggregator::new(config.period_secs);
+    let mut aggregator = Aggregator::new(config.period_secs, config.metrics, dimensions);
     aggregator.add(now, &first);
     aggregator.add(now, &second);
-    let request = aggregator
-        .finish()
-        .and_then(|window| crate::publish::encode(&window, &settings.encoding))
-        .ok_or_else(|| {
-            fail(
-                "send",
-                "no metric was measured, so there is nothing to send",
-            )
-        })?;
+    let window = aggregator.finish().ok_or_else(|| {
+        fail(
+            "send",
+            "no metric was measured, so there is nothing to send",
+        )
+    })?;
 
+    let encoding = Encoding::from(config);
+    let namespace = config.namespace.clone();
     match (cloudwatch, &config.output) {
-        (Some(cloudwatch), _) => send(&cloudwatch, &request, config).await?,
-        (None, Output::Emf) => print(&Emf, &request).await?,
-        (None, _) => print(&DryRun, &request).await?,
+        (Some(cloudwatch), _) => {
+            let request = PutRequest {
+                namespace,
+                metric_data: cloudwatch::encode(&window, &encoding),
+            };
+            send(&cloudwatch, &request, config).await?;
+        }
+        (None, Output::Emf) => print(
+            &Emf {
+                namespace,
+                encoding,
+            },
+            &window,
+        )?,
+        (None, _) => print(
+            &DryRun {
+                namespace,
+                encoding,
+            },
+            &window,
+        )?,
     }
     say(format_args!("check passed"));
     Ok(())
@@ -260,12 +292,17 @@ async fn send(
     }
 }
 
-/// Prints the request as the output would, without sending it.
-async fn print(publisher: &impl Publisher, request: &PutRequest) -> Result<(), Failed> {
-    publisher
-        .publish(request)
-        .await
-        .map_err(|e| fail("send", e.message))?;
+/// Prints the window as the output would, without sending it.
+fn print(format: &impl Format, window: &crate::domain::Window) -> Result<(), Failed> {
+    let mut lines = Vec::new();
+    format.encode(window, &mut lines);
+    let mut stdout = std::io::stdout().lock();
+    lines
+        .iter()
+        .try_for_each(|line| stdout.write_all(line))
+        .and_then(|()| stdout.flush())
+        .map_err(|e| fail("send", format_args!("cannot write to stdout: {e}")))?;
+    drop(stdout);
     ok("send", "printed above, not sent (dry run)");
     Ok(())
 }

@@ -48,7 +48,7 @@ pub struct Opts {
 
     /// Where metrics go: PutMetricData, Embedded Metric Format lines on stdout, or a preview
     #[arg(long, env = "CWMA_OUTPUT", value_enum, value_name = "OUTPUT")]
-    pub output: Option<OutputKind>,
+    pub output: Option<OutputArg>,
 
     /// CloudWatch storage resolution in seconds, 1 or 60 (default: 1 when --period < 60)
     #[arg(long, env = "CWMA_STORAGE_RESOLUTION", value_name = "SECS")]
@@ -73,9 +73,9 @@ pub struct Opts {
         env = "CWMA_AGGREGATION",
         value_enum,
         value_name = "MODE",
-        default_value_t = Aggregation::Distribution
+        default_value_t = AggregationArg::Distribution
     )]
-    pub aggregation: Aggregation,
+    pub aggregation: AggregationArg,
 
     /// What to measure: auto picks ecs-task in ECS, else cgroup in a container or under limits,
     /// else host
@@ -84,9 +84,9 @@ pub struct Opts {
         env = "CWMA_SCOPE",
         value_enum,
         value_name = "SCOPE",
-        default_value_t = Scope::Auto
+        default_value_t = ScopeArg::Auto
     )]
-    pub scope: Scope,
+    pub scope: ScopeArg,
 
     /// Metrics to send, comma-separated: cpu, memory, throttling (cgroup scope only)
     #[arg(
@@ -97,7 +97,7 @@ pub struct Opts {
         value_name = "LIST",
         default_value = "cpu,memory"
     )]
-    pub metrics: Vec<Metric>,
+    pub metrics: Vec<MetricArg>,
 
     /// Add ClusterName and TaskDefinitionFamily dimensions (ecs-task scope only)
     #[arg(long, env = "CWMA_ECS_DIMENSIONS")]
@@ -211,7 +211,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<(Mode, Opts), c
 
 /// What one window becomes in CloudWatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Aggregation {
+pub enum AggregationArg {
     /// All samples as Values/Counts (CloudWatch computes any statistic)
     Distribution,
     /// The median, and the maximum as MaxCPUUtilization etc., like the original agent
@@ -220,7 +220,7 @@ pub enum Aggregation {
 
 /// Which resources the numbers describe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Scope {
+pub enum ScopeArg {
     /// ecs-task in ECS, else cgroup in a container or under limits, else host
     Auto,
     /// The whole machine or VM, from /proc
@@ -233,7 +233,7 @@ pub enum Scope {
 
 /// A metric `--metrics` can select.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Metric {
+pub enum MetricArg {
     /// CPUUtilization
     Cpu,
     /// MemoryUtilization
@@ -244,7 +244,7 @@ pub enum Metric {
 
 /// Where metrics go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputKind {
+pub enum OutputArg {
     /// PutMetricData through the AWS SDK
     Cloudwatch,
     /// CloudWatch Embedded Metric Format, one JSON document per line on stdout

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::cli::{self, Aggregation, Metric, Opts, OutputKind};
-use crate::publish::{Dimension, MetricSet, SERVICE_DIMENSION};
+use crate::cli::{self, AggregationArg, MetricArg, Opts, OutputArg};
+use crate::dimensions::{self, FlagError};
+use crate::domain::{Aggregation, Dimension, Metric, MetricSet};
 
 /// Longest namespace CloudWatch accepts (PutMetricData API reference, `Namespace`).
 pub const MAX_NAMESPACE_LEN: usize = 255;
-/// Longest dimension value CloudWatch accepts (API reference, `Dimension.Value`).
-pub const MAX_DIMENSION_VALUE_LEN: usize = 1024;
 /// Longest period: one day. Longer windows would hold data back for days.
 pub const MAX_PERIOD_SECS: u64 = 86_400;
 /// Longest flush on shutdown; orchestrators kill long before this (ECS waits 30 s).
@@ -20,11 +19,6 @@ pub const MAX_FLUSH_TIMEOUT_SECS: f64 = 3_600.0;
 /// Largest `--buffer-size`: a datum takes at most a few KiB, so this bounds memory to
 /// tens of MiB at worst.
 pub const MAX_BUFFER_SIZE: usize = 100_000;
-/// Dimensions a metric may have (PutMetricData API reference, `Dimensions`: 30);
-/// `ServiceName` takes one.
-pub const MAX_DIMENSIONS: usize = 30;
-/// Longest dimension name (API reference, `Dimension.Name`).
-pub const MAX_DIMENSION_NAME_LEN: usize = 255;
 /// Longest `--retry-max-backoff` and `--request-timeout`.
 pub const MAX_WAIT_SECS: f64 = 3_600.0;
 
@@ -33,8 +27,8 @@ pub const MAX_WAIT_SECS: f64 = 3_600.0;
 pub struct Config {
     /// CloudWatch namespace of every metric.
     pub namespace: String,
-    /// Value of the `ServiceName` dimension on every datum.
-    pub service: String,
+    /// `ServiceName=<--service>`, the first dimension of every metric.
+    pub service: Dimension,
     /// Window length in seconds, 1..=86400; windows start at multiples of it since the epoch.
     pub period_secs: u64,
     /// Shape of each window's datums.
@@ -45,7 +39,8 @@ pub struct Config {
     pub metrics: MetricSet,
     /// `Some(1)` for high-resolution metrics; `None` for CloudWatch's standard 60 s.
     pub storage_resolution: Option<u32>,
-    /// `--dimension` pairs, after `ServiceName`.
+    /// `--dimension` pairs, sent after `ServiceName`; their names, with the ECS and EC2
+    /// ones asked for, are unique and at most 30 with `ServiceName`.
     pub dimensions: Vec<Dimension>,
     /// Add the EC2 instance's dimensions, read at start.
     pub ec2_dimensions: bool,
@@ -131,7 +126,7 @@ impl Config {
             flag: "--service (or CWMA_SERVICE)",
             what: "the ServiceName dimension value, e.g. --service web",
         })?;
-        check_service(&service)?;
+        let service = service_dimension(&service)?;
         let period_secs = parse_period(&opts.period)?;
         let flush_timeout = parse_flush_timeout(&opts.flush_timeout)?;
         let buffer_size = parse_buffer_size(&opts.buffer_size)?;
@@ -141,7 +136,14 @@ impl Config {
         let metrics = metric_set(&opts.metrics, &scope)?;
         let storage_resolution =
             storage_resolution(opts.storage_resolution.as_deref(), period_secs)?;
-        let dimensions = parse_dimensions(&opts.dimensions)?;
+        let ecs_dimensions = matches!(
+            scope,
+            Scope::EcsTask {
+                dimensions: true,
+                ..
+            }
+        );
+        let dimensions = parse_dimensions(&opts.dimensions, ecs_dimensions, opts.ec2_dimensions)?;
         if opts.signal_group && opts.command.is_empty() {
             return Err(invalid(
                 "--signal-group",
@@ -150,19 +152,19 @@ impl Config {
             ));
         }
         let kind = match (opts.dry_run, opts.output) {
-            (true, Some(kind)) if kind != OutputKind::DryRun => {
+            (true, Some(kind)) if kind != OutputArg::DryRun => {
                 return Err(invalid(
                     "--dry-run",
                     "true",
                     format!("contradicts --output {kind:?}; --dry-run means --output dry-run"),
                 ));
             }
-            (true, _) => OutputKind::DryRun,
-            (false, kind) => kind.unwrap_or(OutputKind::Cloudwatch),
+            (true, _) => OutputArg::DryRun,
+            (false, kind) => kind.unwrap_or(OutputArg::Cloudwatch),
         };
-        let output = if kind == OutputKind::DryRun {
+        let output = if kind == OutputArg::DryRun {
             Output::DryRun
-        } else if kind == OutputKind::Emf {
+        } else if kind == OutputArg::Emf {
             Output::Emf
         } else {
             if let Some(region) = &opts.region {
@@ -180,7 +182,10 @@ impl Config {
             namespace,
             service,
             period_secs,
-            aggregation: opts.aggregation,
+            aggregation: match opts.aggregation {
+                AggregationArg::Distribution => Aggregation::Distribution,
+                AggregationArg::MedianMax => Aggregation::MedianMax,
+            },
             scope,
             metrics,
             storage_resolution,
@@ -242,30 +247,9 @@ fn check_namespace(ns: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// CloudWatch's dimension value rules: 1–1024 ASCII characters, not all blank.
-fn check_service(service: &str) -> Result<(), ConfigError> {
-    const FLAG: &str = "--service";
-    if service.trim().is_empty() {
-        return Err(invalid(FLAG, service, "must not be empty or blank"));
-    }
-    if service.len() > MAX_DIMENSION_VALUE_LEN {
-        return Err(invalid(
-            FLAG,
-            service,
-            format!(
-                "is {} characters long; the limit is {MAX_DIMENSION_VALUE_LEN}",
-                service.chars().count()
-            ),
-        ));
-    }
-    if let Some(bad) = service.chars().find(|c| !c.is_ascii()) {
-        return Err(invalid(
-            FLAG,
-            service,
-            format!("has {bad:?}; CloudWatch dimension values must be ASCII"),
-        ));
-    }
-    Ok(())
+/// `--service` is the value of the `ServiceName` dimension: the dimension value rules.
+fn service_dimension(service: &str) -> Result<Dimension, ConfigError> {
+    Dimension::service(service).map_err(|e| invalid("--service", service, e.to_string()))
 }
 
 fn parse_period(text: &str) -> Result<u64, ConfigError> {
@@ -291,16 +275,16 @@ fn parse_flush_timeout(text: &str) -> Result<Duration, ConfigError> {
 
 /// `auto` is `ecs-task` wherever ECS has injected its metadata endpoint, else `host`.
 fn resolve_scope(
-    scope: cli::Scope,
+    scope: cli::ScopeArg,
     metadata_uri: Option<String>,
     dimensions: bool,
 ) -> Result<Scope, ConfigError> {
     let metadata_uri = metadata_uri.filter(|uri| !uri.trim().is_empty());
     let resolved = match (scope, metadata_uri) {
-        (cli::Scope::Host, _) => Scope::Host,
-        (cli::Scope::Cgroup, _) => Scope::Cgroup,
-        (cli::Scope::Auto, None) => Scope::CgroupOrHost,
-        (cli::Scope::Auto | cli::Scope::EcsTask, Some(uri)) => {
+        (cli::ScopeArg::Host, _) => Scope::Host,
+        (cli::ScopeArg::Cgroup, _) => Scope::Cgroup,
+        (cli::ScopeArg::Auto, None) => Scope::CgroupOrHost,
+        (cli::ScopeArg::Auto | cli::ScopeArg::EcsTask, Some(uri)) => {
             if !uri.starts_with("http://") && !uri.starts_with("https://") {
                 return Err(invalid(
                     "ECS_CONTAINER_METADATA_URI_V4",
@@ -313,7 +297,7 @@ fn resolve_scope(
                 dimensions,
             }
         }
-        (cli::Scope::EcsTask, None) => {
+        (cli::ScopeArg::EcsTask, None) => {
             return Err(ConfigError::Missing {
                 flag: "ECS_CONTAINER_METADATA_URI_V4",
                 what: "--scope ecs-task reads the task metadata endpoint that ECS sets in \
@@ -350,20 +334,24 @@ fn for_platform(scope: Scope, linux: bool) -> Result<Scope, ConfigError> {
     ))
 }
 
-fn metric_set(metrics: &[Metric], scope: &Scope) -> Result<MetricSet, ConfigError> {
-    let set = MetricSet {
-        cpu: metrics.contains(&Metric::Cpu),
-        memory: metrics.contains(&Metric::Memory),
-        throttling: metrics.contains(&Metric::Throttling),
-    };
-    if !(set.cpu || set.memory || set.throttling) {
+fn metric_set(metrics: &[MetricArg], scope: &Scope) -> Result<MetricSet, ConfigError> {
+    let chosen: Vec<Metric> = metrics
+        .iter()
+        .map(|m| match m {
+            MetricArg::Cpu => Metric::Cpu,
+            MetricArg::Memory => Metric::Memory,
+            MetricArg::Throttling => Metric::Throttled,
+        })
+        .collect();
+    let set = MetricSet::of(&chosen);
+    if set.is_empty() {
         return Err(invalid(
             "--metrics",
             "",
             "must name at least one of cpu, memory, throttling",
         ));
     }
-    if set.throttling && matches!(scope, Scope::Host | Scope::EcsTask { .. }) {
+    if set.contains(Metric::Throttled) && matches!(scope, Scope::Host | Scope::EcsTask { .. }) {
         return Err(invalid(
             "--metrics",
             "throttling",
@@ -385,50 +373,26 @@ fn storage_resolution(text: Option<&str>, period_secs: u64) -> Result<Option<u32
     }
 }
 
-/// `Name=Value` pairs: names 1–255 and values 1–1024 ASCII characters, names unique, not
-/// `ServiceName`, not starting with `:` (CloudWatch's rules), at most 29.
-fn parse_dimensions(pairs: &[String]) -> Result<Vec<Dimension>, ConfigError> {
+/// `Name=Value` pairs under the dimension rules, with names unique (also against
+/// `ServiceName` and the ECS and EC2 names asked for) and at most 30 in all.
+fn parse_dimensions(pairs: &[String], ecs: bool, ec2: bool) -> Result<Vec<Dimension>, ConfigError> {
     const FLAG: &str = "--dimension";
-    let mut dimensions: Vec<Dimension> = Vec::with_capacity(pairs.len());
+    let mut parsed = Vec::with_capacity(pairs.len());
     for pair in pairs.iter().filter(|p| !p.trim().is_empty()) {
-        let Some((name, value)) = pair.split_once('=') else {
-            return Err(invalid(FLAG, pair, "must be Name=Value"));
-        };
-        let rule = if name.is_empty() || name.len() > MAX_DIMENSION_NAME_LEN {
-            Some(format!(
-                "the name must be 1 to {MAX_DIMENSION_NAME_LEN} characters"
-            ))
-        } else if value.is_empty() || value.len() > MAX_DIMENSION_VALUE_LEN {
-            Some(format!(
-                "the value must be 1 to {MAX_DIMENSION_VALUE_LEN} characters"
-            ))
-        } else if !pair.is_ascii() || name.trim().is_empty() || value.trim().is_empty() {
-            Some("name and value must be ASCII and not blank".to_owned())
-        } else if name.starts_with(':') {
-            Some("the name must not start with ':'".to_owned())
-        } else if name == SERVICE_DIMENSION || dimensions.iter().any(|d| d.name == name) {
-            Some(format!(
-                "{name} is given twice (ServiceName comes from --service)"
-            ))
-        } else {
-            None
-        };
-        if let Some(rule) = rule {
-            return Err(invalid(FLAG, pair, rule));
-        }
-        dimensions.push(Dimension {
-            name: name.to_owned(),
-            value: value.to_owned(),
-        });
+        let dimension = dimensions::parse_flag(pair).map_err(|e| match e {
+            FlagError::NotAPair => invalid(FLAG, pair, "must be Name=Value"),
+            FlagError::Rule(rule) => invalid(FLAG, pair, rule.to_string()),
+        })?;
+        parsed.push(dimension);
     }
-    if dimensions.len() > MAX_DIMENSIONS - 1 {
-        return Err(invalid(
-            FLAG,
-            &format!("{} dimensions", dimensions.len()),
-            format!("at most {} besides ServiceName", MAX_DIMENSIONS - 1),
-        ));
-    }
-    Ok(dimensions)
+    dimensions::check_names(&parsed, ecs, ec2).map_err(|e| {
+        let value = match &e {
+            dimensions::SetError::Twice { name, .. } => name.clone(),
+            dimensions::SetError::TooMany { count, .. } => format!("{count} dimensions"),
+        };
+        invalid(FLAG, &value, e.to_string())
+    })?;
+    Ok(parsed)
 }
 
 fn parse_buffer_size(text: &str) -> Result<usize, ConfigError> {
@@ -489,6 +453,21 @@ fn check_endpoint_url(url: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Configurations for the tests of the layers above.
+#[cfg(test)]
+pub(crate) mod testing {
+    use clap::Parser;
+
+    use super::*;
+
+    /// The configuration of `--namespace NS -s svc` and then `args`, which must be valid.
+    pub fn config(args: &[&str]) -> Config {
+        let argv = [&["agent", "--namespace", "NS", "-s", "svc"][..], args].concat();
+        Config::from_opts(Opts::try_parse_from(argv).expect("clap accepts them"))
+            .expect("a valid configuration")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -519,7 +498,7 @@ mod tests {
     fn defaults_are_one_minute_distribution_to_cloudwatch() {
         let c = config(&OK).unwrap();
         assert_eq!(c.namespace, "My/App");
-        assert_eq!(c.service, "web");
+        assert_eq!(c.service.value(), "web");
         assert_eq!(c.period_secs, 60);
         assert_eq!(c.aggregation, Aggregation::Distribution);
         assert_eq!(c.flush_timeout, Duration::from_secs(5));
@@ -535,10 +514,10 @@ mod tests {
     #[test]
     fn old_spellings_still_work() {
         let c = config(&["--namespace", "N", "--service-name", "svc", "--dryrun"]).unwrap();
-        assert_eq!((c.service.as_str(), c.output), ("svc", Output::DryRun));
+        assert_eq!((c.service.value(), c.output), ("svc", Output::DryRun));
         let c = config(&["--namespace", "N", "-s", "svc2", "-d", "--period", "5"]).unwrap();
         assert_eq!(
-            (c.service.as_str(), c.output, c.period_secs),
+            (c.service.value(), c.output, c.period_secs),
             ("svc2", Output::DryRun, 5)
         );
     }
@@ -598,6 +577,8 @@ mod tests {
         assert!(error(&["--namespace", "N", "--service", &long]).contains("limit is 1024"));
         assert!(config(&["--namespace", "N", "--service", &"s".repeat(1024)]).is_ok());
         assert!(error(&["--namespace", "N", "--service", "café"]).contains("ASCII"));
+        let e = error(&["--namespace", "N", "--service", "web\u{1b}[31m"]);
+        assert!(e.contains("--service") && e.contains("\\u{1b}"), "{e}");
     }
 
     #[test]
@@ -754,23 +735,20 @@ mod tests {
             "Team=a=b",
         ]))
         .unwrap();
-        let pairs: Vec<(&str, &str)> = c
-            .dimensions
-            .iter()
-            .map(|d| (d.name.as_str(), d.value.as_str()))
-            .collect();
+        let pairs: Vec<(&str, &str)> = c.dimensions.iter().map(|d| (d.name(), d.value())).collect();
         assert_eq!(pairs, [("Env", "prod"), ("Team", "a=b")]);
         let long_name = format!("{}=v", "n".repeat(256));
         let long_value = format!("n={}", "v".repeat(1025));
         for (bad, needle) in [
             ("Env", "Name=Value"),
-            ("=v", "1 to 255"),
-            ("Env=", "1 to 1024"),
-            (long_name.as_str(), "1 to 255"),
-            (long_value.as_str(), "1 to 1024"),
+            ("=v", "name must not be empty"),
+            ("Env=", "value must not be empty"),
+            (long_name.as_str(), "limit is 255"),
+            (long_value.as_str(), "limit is 1024"),
             (":x=1", "':'"),
             ("ServiceName=x", "twice"),
             ("Env=é", "ASCII"),
+            ("Env=prod\r", "'\\r'"),
         ] {
             let e = error(&with(&["--dimension", bad]));
             assert!(
@@ -785,16 +763,22 @@ mod tests {
         for d in &thirty {
             args.extend(["--dimension", d.as_str()]);
         }
-        assert!(error(&args).contains("at most 29"));
+        assert!(error(&args).contains("at most 30"));
+        let e = error(&with(&[
+            "--dimension",
+            "InstanceId=i-1",
+            "--ec2-dimensions",
+        ]));
+        assert!(e.contains("by --dimension and by --ec2-dimensions"), "{e}");
     }
 
     #[test]
     fn metrics_rules() {
         assert_eq!(config(&OK).unwrap().metrics, MetricSet::default());
         let c = config(&with(&["--metrics", "cpu,memory,throttling"])).unwrap();
-        assert!(c.metrics.throttling && c.metrics.cpu && c.metrics.memory);
+        assert_eq!(c.metrics.iter().count(), 3);
         let c = config(&with(&["--metrics", "memory"])).unwrap();
-        assert!(!c.metrics.cpu && c.metrics.memory);
+        assert_eq!(c.metrics.iter().collect::<Vec<_>>(), [Metric::Memory]);
         let e = error(&with(&["--scope", "host", "--metrics", "cpu,throttling"]));
         assert!(e.contains("cgroup scope"), "{e}");
     }

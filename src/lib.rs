@@ -4,23 +4,33 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: sampler → aggregator → delivery → publisher.
+//! Data flows one way: sampler → aggregator → delivery → output. Each layer stands on
+//! the ones listed before it.
 //!
+//! - [`domain`]: the vocabulary: metrics, dimensions (and the one validator every
+//!   dimension passes), aggregation modes, a closed window.
+//! - [`dimensions`]: the dimensions of a run from every source (`--service`,
+//!   `--dimension`, ECS and EC2 metadata) and what a broken rule means for each.
 //! - [`cli`]: the flags and environment variables exactly as the user typed them.
-//! - [`config`]: the checked [`config::Config`] the agent runs with; every rule lives here.
-//! - [`sample`]: where samples come from, one module per scope (host `/proc`, cgroup v1/v2,
-//!   the ECS task metadata endpoint): pure parsers, and sources that read under a root.
-//! - [`aggregate`]: samples → wall-clock-aligned windows with their statistics.
-//! - [`publish`]: windows → `PutMetricData` requests (pure), and the publishers that send
-//!   them: CloudWatch through the AWS SDK, EMF documents or dry-run JSON lines on stdout.
-//! - [`delivery`]: the send queue: batches within API limits, the one retry layer (backoff
-//!   with jitter), what is dropped and when, the bounded final flush.
-//! - [`ec2`]: `--ec2-dimensions` from the instance metadata service, read once at start.
+//! - [`config`]: the checked [`config::Config`] the agent runs with; every rule on
+//!   user input lives here.
+//! - [`sample`]: where samples come from: choosing and opening the scope
+//!   ([`sample::scope`]), one module per source (host `/proc`, cgroup v1/v2, the ECS task
+//!   metadata endpoint, macOS), pure parsers, and the one rate helper.
+//! - [`aggregate`]: samples → wall-clock-aligned windows.
+//! - [`publish`]: each output's encoding of windows, within its own limits: CloudWatch
+//!   (and its SDK client and error classes), EMF, dry-run.
+//! - [`stdio`]: stdout and stderr written by a thread of their own through a bounded
+//!   buffer, so a reader that stops reading never stops the agent.
+//! - [`delivery`]: windows to the output without waiting: CloudWatch's send queue (the
+//!   one retry layer), or stdout.
+//! - [`pipeline`]: the sampling loop and the bounded final flush.
+//! - [`agent`]: start-up and wiring: settles output, scope and dimensions before anything
+//!   runs, starts a wrapped command, runs the loop.
 //! - [`shutdown`]: SIGTERM/SIGINT as one future.
-//! - [`supervise`]: wrapper mode: the workload as a child, signals forwarded, zombies
-//!   reaped, its exit status passed on.
+//! - [`supervise`]: wrapper mode: the workload as a child, signals forwarded, orphans
+//!   reaped (never another waiter's child), its exit status passed on.
 //! - [`ticker`]: the once-a-second beat (a timerfd on Linux: one wakeup per sample).
-//! - [`agent`]: the loop that joins the stages and the bounded final flush.
 //! - [`check`]: the `check` preflight: region, credentials, one sample, one request.
 
 pub mod agent;
@@ -29,9 +39,12 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod delivery;
-pub mod ec2;
+pub mod dimensions;
+pub mod domain;
+pub mod pipeline;
 pub mod publish;
 pub mod sample;
 pub mod shutdown;
+pub mod stdio;
 pub mod supervise;
 pub mod ticker;

@@ -1,45 +1,59 @@
 //! `cloudwatch_metrics_agent`: parse the command line, start logging, run, and map the
-//! outcome to an exit status (0 clean, 1 data not delivered on shutdown, 2 bad input; in
-//! wrapper mode the command's status, or 126/127 when it cannot be started; for `check`,
-//! 1 when a step fails).
+//! outcome to an exit status (0 clean, 1 data not delivered on shutdown or no stdout to
+//! write to, 2 bad input; in wrapper mode the command's status, or 126/127 when it
+//! cannot be started; for `check`, 1 when a step fails).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::error::ErrorKind;
 
 use cloudwatch_metrics_agent::agent::{self, Outcome, StartError};
 use cloudwatch_metrics_agent::check;
 use cloudwatch_metrics_agent::cli::{self, Mode};
-use cloudwatch_metrics_agent::config::Config;
+use cloudwatch_metrics_agent::config::{Config, Output};
+use cloudwatch_metrics_agent::delivery::Closed;
+use cloudwatch_metrics_agent::stdio::{self, LogWriter};
+
+/// What is left for stderr gets this long at exit, and never more: a stderr that is not
+/// read must not keep the agent from exiting.
+const STDERR_GRACE: Duration = Duration::from_millis(500);
 
 fn main() -> ExitCode {
+    let code = run();
+    stdio::stderr().drain_blocking(STDERR_GRACE);
+    code
+}
+
+fn run() -> ExitCode {
     let (mode, opts) = match cli::parse(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(e) => return clap_exit(&e),
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error"))
+        .target(env_logger::Target::Pipe(Box::new(LogWriter)))
+        .init();
     let config = match Config::from_opts(opts) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("error: {e}");
+            stdio::eprintln(format_args!("error: {e}"));
             return ExitCode::from(2);
         }
     };
     if mode == Mode::Check && !config.command.is_empty() {
-        eprintln!(
+        stdio::eprintln(format_args!(
             "error: check takes no command to wrap (found {:?})",
             config.command[0]
-        );
+        ));
         return ExitCode::from(2);
     }
-    let flush_timeout = config.flush_timeout;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            stdio::eprintln(format_args!("error: cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -52,39 +66,67 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    let outcome = runtime.block_on(agent::main(config));
+    let outcome = runtime.block_on(agent::run(&config));
     // Do not wait for a DNS lookup or similar blocking work still in flight.
     runtime.shutdown_background();
     match outcome {
-        Ok(Outcome {
-            report,
-            child_status,
-        }) => {
-            if report.unflushed > 0 {
-                eprintln!(
-                    "error: {} datums could not be delivered within the flush timeout ({:?})",
-                    report.unflushed, flush_timeout
-                );
-            }
-            // Wrapping a command, its status is the one that matters to the caller.
-            match child_status {
-                Some(code) => ExitCode::from(code),
-                None if report.unflushed > 0 => ExitCode::FAILURE,
-                None => ExitCode::SUCCESS,
-            }
-        }
+        Ok(outcome) => ExitCode::from(exit_status(&config, &outcome)),
         Err(StartError::Spawn(e)) => {
-            eprintln!("cloudwatch_metrics_agent: {e}");
+            stdio::eprintln(format_args!("cloudwatch_metrics_agent: {e}"));
             ExitCode::from(e.exit_code())
         }
-        Err(e @ (StartError::Connect(_) | StartError::Scope(_) | StartError::Dimensions(_))) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            stdio::eprintln(format_args!("error: {e}"));
+            ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Says what was lost, and picks the status: the command's when wrapping one (what was
+/// lost is still said); else 1 when data was lost or had nowhere to go.
+fn exit_status(config: &Config, outcome: &Outcome) -> u8 {
+    let Outcome {
+        report,
+        closed,
+        child_status,
+    } = *outcome;
+    let on_stdout = report.unit != "datums";
+    if closed.is_none() && report.unflushed > 0 {
+        let (what, earlier) = match report.dropped {
+            _ if !on_stdout => ("could not be delivered", String::new()),
+            0 => ("were not written to stdout", String::new()),
+            n => (
+                "were not written to stdout",
+                format!("; {n} more were dropped earlier while it was blocked"),
+            ),
+        };
+        stdio::eprintln(format_args!(
+            "error: {} {} {what} within the flush timeout ({:?}){earlier}",
+            report.unflushed, report.unit, config.flush_timeout
+        ));
+    }
+    if let Some(code) = child_status {
+        return code;
+    }
+    match closed {
+        // `--dry-run | head`: the preview was cut short on purpose.
+        Some(Closed(failure)) if failure.reader_gone() && config.output == Output::DryRun => 0,
+        Some(Closed(failure)) if failure.reader_gone() => {
+            stdio::eprintln(format_args!(
+                "error: stdout is closed: the {} have nowhere to go",
+                report.unit
+            ));
+            1
+        }
+        Some(Closed(failure)) => {
+            stdio::eprintln(format_args!(
+                "error: cannot write to stdout ({failure}): the {} have nowhere to go",
+                report.unit
+            ));
+            1
+        }
+        None if report.unflushed > 0 => 1,
+        None => 0,
     }
 }
 
@@ -102,6 +144,6 @@ fn clap_exit(e: &clap::Error) -> ExitCode {
         .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .filter(|l| !l.is_empty())
         .collect();
-    eprintln!("{}", line.join(" "));
+    stdio::eprintln(line.join(" "));
     ExitCode::from(2)
 }

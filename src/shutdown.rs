@@ -21,11 +21,11 @@ impl Signals {
         })
     }
 
-    /// Waits for the next SIGTERM or SIGINT and returns its name.
-    pub async fn recv(&mut self) -> &'static str {
+    /// Waits for the next SIGTERM or SIGINT and returns its name and number.
+    pub async fn recv(&mut self) -> (&'static str, i32) {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => ("SIGTERM", SignalKind::terminate().as_raw_value()),
+            _ = self.int.recv() => ("SIGINT", SignalKind::interrupt().as_raw_value()),
         }
     }
 }

@@ -1,10 +1,18 @@
 //! Wrapper mode (`cloudwatch_metrics_agent [options] -- CMD [ARGS…]`): run the workload as
 //! a child, forward signals to it, reap every zombie, and end with its exit status. This
 //! replaces tini plus an entrypoint script that starts the agent in the background.
+//!
+//! Reaping is careful about whose child a zombie is. The command is reaped by its pid, at
+//! once. Other exited children are either orphans the agent adopted (as PID 1, or as a
+//! child subreaper) or processes the agent itself started, such as the AWS SDK's
+//! `credential_process`, whose exit status the SDK waits for: taking it would fail the
+//! credentials. So another child is reaped only after it has stayed unclaimed for
+//! [`ORPHAN_GRACE`], which its own waiter never takes.
 
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{self, Signal};
@@ -13,6 +21,12 @@ use nix::unistd::Pid;
 use thiserror::Error;
 use tokio::signal::unix::{SignalKind, signal as listen};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How long another exited child is left to whoever waits for it before it is reaped as
+/// an orphan. The SDK's waits run on this same thread and take their child within a
+/// turn of the event loop, which never blocks; half a second is ample.
+pub const ORPHAN_GRACE: Duration = Duration::from_millis(500);
 
 /// Signals passed on to the child (as tini does); the rest keep their default meaning.
 const FORWARDED: [Signal; 7] = [
@@ -57,6 +71,8 @@ pub struct Supervisor {
     /// Signals received, from one small task per signal.
     received: mpsc::UnboundedReceiver<Signal>,
     sigchld: tokio::signal::unix::Signal,
+    /// Other exited children, and when each was first seen.
+    zombies: Vec<(Pid, Instant)>,
 }
 
 impl Supervisor {
@@ -98,19 +114,27 @@ impl Supervisor {
             group,
             received,
             sigchld,
+            zombies: Vec::new(),
         })
     }
 
-    /// Forwards signals until the child exits, reaping every zombie on the way, and
-    /// returns the exit status to end with: the child's, or 128 + N if signal N ended it.
+    /// Forwards signals until the child exits, reaping orphans on the way, and returns
+    /// the exit status to end with: the child's, or 128 + N if signal N ended it.
     pub async fn wait(mut self) -> u8 {
         loop {
             if let Some(code) = self.reap() {
                 return code;
             }
+            let next_look = self
+                .zombies
+                .iter()
+                .map(|(_, seen)| *seen + ORPHAN_GRACE)
+                .min();
             tokio::select! {
                 Some(sig) = self.received.recv() => self.forward(sig),
                 _ = self.sigchld.recv() => {}
+                () = tokio::time::sleep_until(next_look.unwrap_or_else(Instant::now)),
+                    if next_look.is_some() => {}
             }
         }
     }
@@ -139,28 +163,110 @@ impl Supervisor {
         }
     }
 
-    /// Reaps every exited child (orphans included); the child's status once it is gone.
-    fn reap(&self) -> Option<u8> {
-        let mut status = None;
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == self.child => {
+    /// The child's status once it has exited; reaps the other children that stayed
+    /// unclaimed for the grace period on the way.
+    fn reap(&mut self) -> Option<u8> {
+        let status = loop {
+            match waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => {
                     log::info!("child exited with status {code}");
-                    status = Some(code as u8);
+                    break Some(code as u8);
                 }
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.child => {
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
                     log::info!("child was killed by {sig}");
-                    status = Some(128 + sig as u8);
+                    break Some(128 + sig as u8);
                 }
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return status,
-                Ok(_) => {}
                 Err(Errno::EINTR) => {}
+                // Still running, or stopped or continued.
+                Ok(_) => break None,
                 Err(e) => {
-                    log::warn!("waitpid: {e}");
-                    return status;
+                    // Only a bug would reap it elsewhere; the status is then unknown.
+                    log::error!("waitpid({}): {e}", self.child);
+                    break Some(1);
+                }
+            }
+        };
+        self.reap_orphans(Instant::now());
+        status
+    }
+
+    /// Reaps the exited children other than the command that have stayed unclaimed for
+    /// [`ORPHAN_GRACE`], and remembers when the others were first seen.
+    #[cfg(target_os = "linux")]
+    fn reap_orphans(&mut self, now: Instant) {
+        let exited = orphans::exited_children(self.child);
+        self.zombies.retain(|(pid, _)| exited.contains(pid));
+        for pid in exited {
+            let seen = match self.zombies.iter().find(|(p, _)| *p == pid) {
+                Some((_, seen)) => *seen,
+                None => {
+                    self.zombies.push((pid, now));
+                    now
+                }
+            };
+            if now >= seen + ORPHAN_GRACE {
+                match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(status) => log::debug!("reaped orphan {pid}: {status:?}"),
+                    Err(e) => log::debug!("orphan {pid} was reaped elsewhere: {e}"),
+                }
+                self.zombies.retain(|(p, _)| *p != pid);
+            }
+        }
+    }
+
+    /// Off Linux the agent adopts no orphans (no subreaper), so only the command is its.
+    #[cfg(not(target_os = "linux"))]
+    fn reap_orphans(&mut self, _now: Instant) {}
+}
+
+/// Finding the exited children without reaping them.
+#[cfg(target_os = "linux")]
+mod orphans {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    use nix::unistd::Pid;
+
+    /// The children other than `command` that have exited and wait to be reaped. From
+    /// `/proc/self/task/*/children` (every child, looked at one by one without reaping);
+    /// where the kernel lacks that file, the one `waitid` shows first.
+    pub fn exited_children(command: Pid) -> Vec<Pid> {
+        let exited = |pid: Pid| {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            matches!(
+                waitid(Id::Pid(pid), flags),
+                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+            )
+        };
+        match children() {
+            Some(children) => children
+                .into_iter()
+                .filter(|pid| *pid != command && exited(*pid))
+                .collect(),
+            None => {
+                let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+                match waitid(Id::All, flags) {
+                    Ok(status) => status
+                        .pid()
+                        .filter(|pid| *pid != command)
+                        .into_iter()
+                        .collect(),
+                    Err(_) => Vec::new(),
                 }
             }
         }
+    }
+
+    /// Every child of every thread of the agent, or `None` without the files.
+    fn children() -> Option<Vec<Pid>> {
+        let mut pids = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let text = std::fs::read_to_string(task.ok()?.path().join("children")).ok()?;
+            pids.extend(
+                text.split_ascii_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .map(Pid::from_raw),
+            );
+        }
+        Some(pids)
     }
 }
 

@@ -195,16 +195,13 @@ fn real_cgroup_v1_quota_and_limit_are_measured() {
         .unwrap()
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    const TEST: &str = "real_cgroup_v1_quota_and_limit_are_measured";
     if !root {
-        println!("skipped: creating cgroups needs root");
-        return;
+        return common::skip(TEST, "creating cgroups needs root");
     }
     let group = match TestGroup::create(&format!("cwma-test-{}", std::process::id())) {
         Ok(group) => group,
-        Err(why) => {
-            println!("skipped: {why}");
-            return;
-        }
+        Err(why) => return common::skip(TEST, &why),
     };
     group.set("cpu", "cpu.cfs_period_us", "100000");
     group.set("cpu", "cpu.cfs_quota_us", "50000");

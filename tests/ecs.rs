@@ -295,3 +295,44 @@ fn scope_host_ignores_the_metadata_endpoint() {
     agent.first_line_then_stop();
     assert_eq!(server.requests("/task") + server.requests("/task/stats"), 0);
 }
+
+#[test]
+fn an_empty_cluster_name_leaves_out_that_dimension_with_a_warning() {
+    let mut task: Value = serde_json::from_str(&fixture("fargate/task.json")).unwrap();
+    task["Cluster"] = Value::from("");
+    let (task, stats) = (task.to_string(), fixture("fargate/stats.json"));
+    let server = MetadataServer::start(move |path, n| match path {
+        "/task" => Reply::Json(task.clone()),
+        _ => Reply::Json(stats_at(&stats, n, &[(APP, 0.25), (SIDECAR, 0.15)], &[])),
+    });
+    let mut agent = Agent::spawn(
+        &[&DRY_RUN[..], &["--ecs-dimensions"]].concat(),
+        &agent_env(&server, "warn"),
+    );
+    let (lines, _, memory) = collect_values(&agent, 2);
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(2)).success());
+    assert!(
+        memory.iter().all(|v| *v == 29.3),
+        "still measured: {memory:?}"
+    );
+    for request in &lines {
+        for d in request["MetricData"].as_array().unwrap() {
+            assert_eq!(
+                d["Dimensions"],
+                serde_json::json!([
+                    {"Name": "ServiceName", "Value": "web"},
+                    {"Name": "TaskDefinitionFamily", "Value": "web-api"},
+                ]),
+                "no empty value, which CloudWatch refuses"
+            );
+        }
+    }
+    let log = agent.rest_of_log();
+    let warnings: Vec<&String> = log.iter().filter(|l| l.contains("ClusterName")).collect();
+    assert_eq!(warnings.len(), 1, "{log:#?}");
+    assert!(
+        warnings[0].contains("WARN") && warnings[0].contains("must not be empty"),
+        "{warnings:?}"
+    );
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Agent, TestServer, agent_command, wait_until};
+use common::{Agent, TestServer, agent_command, launched_agent, wait_until};
 use serde_json::Value;
 
 const DRY_RUN: [&str; 8] = [
@@ -312,23 +312,149 @@ fn a_command_that_is_not_found_exits_127_and_one_not_executable_126() {
     assert_eq!(out.status.code(), Some(126));
 }
 
+/// Runs the agent wrapping a command that would create a file; returns the exit status,
+/// stderr, and whether the command ran.
+fn wrapped_marker(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let script = format!("touch {}", marker.display());
+    let all = [args, &["--", "sh", "-c", &script]].concat();
+    let out = agent_command(&all, env).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr, marker.exists())
+}
+
 #[test]
-fn a_start_up_error_after_the_command_started_ends_the_command_too() {
-    // No cgroup filesystem under this root: --scope cgroup fails after the spawn.
+fn a_scope_that_cannot_work_exits_2_before_the_command_runs() {
+    // No cgroup filesystem under this root: --scope cgroup cannot work.
     let env = fixture_env("proc-2cpu");
-    let out = agent_command(&args_in("cgroup", &[], &["sleep", "1000"]), &env)
-        .output()
-        .unwrap();
+    let args = [&DRY_RUN[..], &["cgroup"]].concat();
+    let (code, stderr, ran) = wrapped_marker(&args, &env);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--scope cgroup cannot work here"),
+        "{stderr}"
+    );
+    assert!(!ran, "the command must not run");
+}
+
+#[test]
+fn a_missing_region_exits_2_before_the_command_runs() {
+    let args = ["--namespace", "Wrap/Test", "-s", "job", "--scope", "host"];
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret".to_owned()),
+    ];
+    let (code, stderr, ran) = wrapped_marker(&args, &env);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no AWS region"), "{stderr}");
+    assert!(!ran, "the command must not run");
+}
+
+#[test]
+fn conflicting_dimensions_exit_2_before_the_command_runs() {
+    let args = [
+        &DRY_RUN[..],
+        &["host", "--dimension", "InstanceId=x", "--ec2-dimensions"],
+    ]
+    .concat();
+    let (code, stderr, ran) = wrapped_marker(&args, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("InstanceId is given twice"), "{stderr}");
+    assert!(!ran, "the command must not run");
+}
+
+/// Wrapper mode publishing with credentials from a profile's `credential_process` (a
+/// script that counts its runs and hands out credentials expiring in `expires_in`
+/// seconds, so that the SDK runs it again at every send when that is short), around
+/// `command`; `launcher` goes before the agent. Asserts that every run of the script
+/// succeeded: the SDK runs it as a child of the agent and waits for its exit status,
+/// which the reaper, adopting orphans all along, must leave to it.
+async fn credential_process_survives_the_reaper(
+    launcher: &[&str],
+    expires_in: u32,
+    command: &str,
+    status: i32,
+) -> usize {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("count");
+    let script = dir.path().join("credentials.sh");
+    let hand_out = r#"
+expires=$(date -u -d "+$EXPIRES_IN seconds" +%Y-%m-%dT%H:%M:%SZ)
+printf '{"Version": 1, "AccessKeyId": "AKIDTEST", "SecretAccessKey": "test-secret", "Expiration": "%s"}\n' "$expires"
+"#;
+    let counting = format!(
+        "#!/bin/sh\necho run >> {}\nEXPIRES_IN={expires_in}",
+        count.display()
+    );
+    std::fs::write(&script, counting + hand_out).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let profile = dir.path().join("config");
+    std::fs::write(
+        &profile,
+        format!("[default]\ncredential_process = {}\n", script.display()),
+    )
+    .unwrap();
+    let env = [
+        ("AWS_ENDPOINT_URL", server.endpoint.clone()),
+        ("AWS_REGION", common::REGION.to_owned()),
+        ("AWS_CONFIG_FILE", profile.display().to_string()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let args = [
+        "--namespace",
+        "Wrap/Creds",
+        "-s",
+        "job",
+        "--period",
+        "1",
+        "--scope",
+        "host",
+        "--",
+        "sh",
+        "-c",
+        command,
+    ];
+    let out = launched_agent(launcher, &args, &env).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let child: u32 = stderr
+    assert_eq!(out.status.code(), Some(status), "{stderr}");
+    assert!(
+        !stderr.contains("No child process") && !stderr.contains("ERROR"),
+        "every credential_process run reached the SDK:\n{stderr}"
+    );
+    let runs = std::fs::read_to_string(&count)
+        .unwrap_or_default()
         .lines()
-        .find_map(|l| l.split("started sleep as pid ").nth(1))
-        .and_then(|pid| pid.trim().parse().ok())
-        .unwrap_or_else(|| panic!("the child's pid is logged: {stderr}"));
-    wait_until(Duration::from_secs(5), "the command to be ended", || {
-        (!alive(child)).then_some(())
-    });
+        .count();
+    let puts = server.accepted_puts();
+    assert!(
+        puts.len() >= 3,
+        "a window a second while the command ran: {puts:#?}"
+    );
+    assert!(!server.listed("Wrap/Creds").await.is_empty());
+    runs
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn credential_process_children_are_not_reaped_from_under_the_sdk() {
+    let runs = credential_process_survives_the_reaper(&[], 3600, "sleep 3; exit 7", 7).await;
+    assert_eq!(runs, 1, "credentials resolved once, then cached");
+}
+
+/// Where tokio cannot wait through a pidfd (kernels before 5.3, older seccomp profiles)
+/// it waits by SIGCHLD, which the reaper gets too, and orphans exiting all along keep
+/// the reaper busy: a reaper that takes any exited child wins that race now and then.
+#[tokio::test(flavor = "current_thread")]
+async fn credential_process_children_survive_a_busy_reaper_without_pidfd() {
+    let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/without_pidfd.py");
+    let python = common::python();
+    let orphans = "for i in $(seq 60); do (sleep 0.05 &); sleep 0.1; done; exit 7";
+    let launcher = [python.to_str().unwrap(), launcher.to_str().unwrap()];
+    // Credentials that are always about to expire: the script runs at every send.
+    let runs = credential_process_survives_the_reaper(&launcher, 5, orphans, 7).await;
+    assert!(runs >= 4, "the SDK ran the script at every send: {runs}");
 }
 
 #[test]
@@ -345,8 +471,10 @@ fn as_pid_1_it_reaps_orphaned_zombies() {
         .args(["--pid", "--fork", "--mount-proc", "true"])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        println!("skipped: unshare --pid --fork --mount-proc is not permitted here");
-        return;
+        return common::skip(
+            "as_pid_1_it_reaps_orphaned_zombies",
+            "unshare --pid --fork --mount-proc is not permitted here",
+        );
     }
     // Three orphans that exit after their parent; then count the zombies left in the
     // namespace and exit with that count.

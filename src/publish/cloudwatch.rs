@@ -1,23 +1,235 @@
-//! Publishing to CloudWatch through the AWS SDK for Rust.
+//! The CloudWatch output: windows → `MetricDatum`s within the `PutMetricData` limits
+//! (pure, and shared with the dry-run preview), what each error CloudWatch answers means
+//! for the data, and the client that sends requests through the AWS SDK for Rust.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_cloudwatch::Client;
-use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_cloudwatch::error::SdkError;
+use aws_sdk_cloudwatch::primitives::{DateTime, DateTimeFormat};
+use aws_sdk_cloudwatch::types::{self as sdk, MetricDatum, StandardUnit};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use serde::{Serialize, Serializer};
 use thiserror::Error;
 
-use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_cloudwatch::error::SdkError;
+use crate::config::Config;
+use crate::domain::{Aggregation, Dimension, Window};
 
-use super::{Datum, ErrorKind, PublishError, Publisher, PutRequest, classify};
-
+/// Most distinct values one datum may carry in `Values` (PutMetricData API reference,
+/// `MetricDatum.Values`: "up to 150 unique values").
+pub const MAX_VALUES_PER_DATUM: usize = 150;
+/// Most datums in one request (PutMetricData API reference, `MetricData`: "up to 1000").
+pub const MAX_DATUMS_PER_REQUEST: usize = 1000;
+/// Most bytes in one request (PutMetricData API reference: "limited to 1 MB in size for
+/// HTTP POST requests"), taken as 10^6 of the uncompressed body to be safe.
+pub const MAX_REQUEST_BYTES: usize = 1_000_000;
 /// A host that does not accept a TCP connection in this long is treated as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How windows become datums; the same for every window of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    pub aggregation: Aggregation,
+    /// `Some(1)` for high-resolution metrics; `None` for CloudWatch's standard 60 s.
+    pub storage_resolution: Option<u32>,
+}
+
+impl From<&Config> for Encoding {
+    fn from(config: &Config) -> Self {
+        Encoding {
+            aggregation: config.aggregation,
+            storage_resolution: config.storage_resolution,
+        }
+    }
+}
+
+/// One `PutMetricData` call's input, with the field names of the API (and of `aws
+/// cloudwatch put-metric-data --cli-input-json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRequest {
+    pub namespace: String,
+    pub metric_data: Vec<Datum>,
+}
+
+/// One `MetricDatum`: either a single `Value` or a distribution as `Values`/`Counts`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Datum {
+    pub metric_name: &'static str,
+    /// Shared by every datum of a run.
+    pub dimensions: Arc<[Dimension]>,
+    /// Seconds since the Unix epoch; the window's start.
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub timestamp: u64,
+    pub unit: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<f64>,
+    /// `Some(1)` for a high-resolution metric; absent means CloudWatch's standard 60 s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_resolution: Option<u32>,
+}
+
+/// The datums of `window`: per metric, its distribution in datums of at most
+/// [`MAX_VALUES_PER_DATUM`] values, or its median and maximum. A window has at most
+/// 1001 distinct values per metric (0.0–100.0 by 0.1), so at most 7 datums each: its
+/// datums always fit one request.
+pub fn encode(window: &Window, encoding: &Encoding) -> Vec<Datum> {
+    let datum = |metric_name, unit, value, (values, counts)| Datum {
+        metric_name,
+        dimensions: Arc::clone(&window.dimensions),
+        timestamp: window.start,
+        unit,
+        value,
+        values,
+        counts,
+        storage_resolution: encoding.storage_resolution,
+    };
+    let mut data = Vec::new();
+    for (metric, distribution) in &window.series {
+        match encoding.aggregation {
+            Aggregation::Distribution => {
+                for chunk in distribution.pairs().chunks(MAX_VALUES_PER_DATUM) {
+                    let pairs = chunk.iter().map(|&(v, n)| (v, f64::from(n))).unzip();
+                    data.push(datum(metric.name(), metric.unit(), None, pairs));
+                }
+            }
+            Aggregation::MedianMax => {
+                if let (Some(median), Some(max)) = (distribution.median(), distribution.max()) {
+                    let none = || (Vec::new(), Vec::new());
+                    data.push(datum(metric.name(), metric.unit(), Some(median), none()));
+                    data.push(datum(metric.max_name(), metric.unit(), Some(max), none()));
+                }
+            }
+        }
+    }
+    data
+}
+
+/// `unix_secs` as RFC 3339 UTC, e.g. `2026-11-25T15:12:00Z`.
+pub fn rfc3339(unix_secs: u64) -> String {
+    i64::try_from(unix_secs)
+        .ok()
+        .and_then(|secs| DateTime::from_secs(secs).fmt(DateTimeFormat::DateTime).ok())
+        .unwrap_or_else(|| format!("@{unix_secs}"))
+}
+
+fn serialize_rfc3339<S: Serializer>(secs: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*secs))
+}
+
+/// An upper bound of the bytes `datum` takes in a `PutMetricData` request body, in the
+/// SDK's RPC v2 CBOR encoding (and in JSON): each map key and string with a 9-byte
+/// length header, every number as a 9-byte double, timestamps as a tagged double. A test
+/// checks it against the body the SDK really sends.
+pub fn encoded_size(datum: &Datum) -> usize {
+    const HEADER: usize = 9;
+    const NUMBER: usize = 9;
+    let text = |s: &str| HEADER + s.len();
+    let field = |name: &str, value: usize| text(name) + value;
+    let dimensions: usize = datum
+        .dimensions
+        .iter()
+        .map(|d| HEADER + field("Name", text(d.name())) + field("Value", text(d.value())))
+        .sum();
+    HEADER
+        + field("MetricName", text(datum.metric_name))
+        + field("Dimensions", HEADER + dimensions)
+        + field("Timestamp", 1 + NUMBER)
+        + field("Unit", text(datum.unit))
+        + field("Value", NUMBER)
+        + field("Values", HEADER + NUMBER * datum.values.len())
+        + field("Counts", HEADER + NUMBER * datum.counts.len())
+        + field("StorageResolution", NUMBER)
+}
+
+/// Bytes of a request body besides its datums.
+pub fn request_overhead(namespace: &str) -> usize {
+    64 + namespace.len()
+}
+
+/// Sends `PutMetricData` requests: the SDK client, or a fake in tests.
+pub trait Publisher {
+    /// Sends one request; `Ok` once CloudWatch has accepted it.
+    fn publish(
+        &self,
+        request: &PutRequest,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// A request that was not accepted, and what kind of failure it was.
+#[derive(Debug, Error)]
+#[error("{message}")]
+pub struct PublishError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl PublishError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        PublishError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a failure means for the datums of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Network error, timeout, 5xx, or anything not known to be permanent: retry.
+    Transient,
+    /// The service asked to slow down: retry, backing off.
+    Throttled,
+    /// Credentials missing, expired or not allowed: retry (they may be fixed or refreshed)
+    /// and tell the user every time.
+    Auth,
+    /// The request itself is invalid: retrying it as is cannot work.
+    Invalid,
+}
+
+/// The kind of a CloudWatch error from its code and HTTP status.
+pub fn classify(code: Option<&str>, status: u16) -> ErrorKind {
+    match code.unwrap_or("") {
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "RequestThrottled" => ErrorKind::Throttled,
+        "InvalidParameterValue"
+        | "InvalidParameterCombination"
+        | "MissingParameter"
+        | "MissingRequiredParameter"
+        | "InvalidParameterValueException"
+        | "InvalidParameterCombinationException"
+        | "MissingRequiredParameterException" => ErrorKind::Invalid,
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "MissingAuthenticationToken"
+        | "IncompleteSignature"
+        | "NotAuthorized"
+        | "AuthFailure" => ErrorKind::Auth,
+        _ if status == 429 => ErrorKind::Throttled,
+        _ if status == 401 || status == 403 => ErrorKind::Auth,
+        _ => ErrorKind::Transient,
+    }
+}
 
 /// Sends requests with `PutMetricData`.
 #[derive(Debug, Clone)]
@@ -36,13 +248,8 @@ pub enum ConnectError {
 }
 
 impl CloudWatch {
-    /// A client from [`sdk_config`].
-    pub async fn connect(
-        region: Option<String>,
-        endpoint_url: Option<String>,
-        request_timeout: Duration,
-    ) -> Result<Self, ConnectError> {
-        let config = sdk_config(region, endpoint_url, request_timeout).await?;
+    /// A client for a loaded configuration (see [`sdk_config`]).
+    pub fn new(config: &SdkConfig) -> Self {
         log::info!(
             "publishing to CloudWatch in {}{}",
             config.region().map_or("", |r| r.as_ref()),
@@ -51,11 +258,6 @@ impl CloudWatch {
                 .map(|url| format!(" at {url}"))
                 .unwrap_or_default()
         );
-        Ok(CloudWatch::new(&config))
-    }
-
-    /// A client for a loaded configuration.
-    pub fn new(config: &SdkConfig) -> Self {
         CloudWatch {
             client: Client::new(config),
         }
@@ -125,7 +327,7 @@ impl Publisher for CloudWatch {
 
 /// The error and its causes, one after the other: short, and never the request itself
 /// (so never a signature or a credential).
-pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
@@ -154,7 +356,12 @@ fn to_sdk(datum: &Datum) -> MetricDatum {
     let dimensions = datum
         .dimensions
         .iter()
-        .map(|d| Dimension::builder().name(&d.name).value(&d.value).build())
+        .map(|d| {
+            sdk::Dimension::builder()
+                .name(d.name())
+                .value(d.value())
+                .build()
+        })
         .collect();
     let nonempty = |v: &Vec<f64>| (!v.is_empty()).then(|| v.clone());
     MetricDatum::builder()
@@ -177,7 +384,161 @@ mod tests {
     use aws_smithy_http_client::test_util::capture_request;
 
     use super::*;
-    use crate::publish::{self, Dimension};
+    use crate::domain::Metric;
+    use crate::domain::testing::test_window;
+
+    const DISTRIBUTION: Encoding = Encoding {
+        aggregation: Aggregation::Distribution,
+        storage_resolution: None,
+    };
+    const MEDIAN_MAX: Encoding = Encoding {
+        aggregation: Aggregation::MedianMax,
+        storage_resolution: None,
+    };
+
+    #[test]
+    fn distribution_sends_values_and_counts_per_metric() {
+        let w = test_window(
+            1_795_619_520,
+            &[
+                (Metric::Cpu, &[10.0, 20.0, 10.0]),
+                (Metric::Memory, &[50.0, 50.0, 50.0]),
+            ],
+            &[],
+        );
+        let data = encode(&w, &DISTRIBUTION);
+        assert_eq!(data.len(), 2);
+        let cpu = &data[0];
+        assert_eq!(cpu.metric_name, "CPUUtilization");
+        assert_eq!(
+            (cpu.values.as_slice(), cpu.counts.as_slice()),
+            (&[10.0, 20.0][..], &[2.0, 1.0][..])
+        );
+        assert_eq!(cpu.value, None);
+        let mem = &data[1];
+        assert_eq!(mem.metric_name, "MemoryUtilization");
+        assert_eq!(
+            (mem.values.as_slice(), mem.counts.as_slice()),
+            (&[50.0][..], &[3.0][..])
+        );
+        for d in &data {
+            assert_eq!(d.unit, "Percent");
+            assert_eq!(d.timestamp, 1_795_619_520);
+            assert_eq!(*d.dimensions, [Dimension::service("web").unwrap()]);
+        }
+    }
+
+    #[test]
+    fn more_than_150_distinct_values_split_into_datums_with_one_timestamp() {
+        let cpu: Vec<f64> = (0..400).map(|i| f64::from(i) / 10.0).collect();
+        let w = test_window(60, &[(Metric::Cpu, &cpu), (Metric::Memory, &[1.0])], &[]);
+        let data = encode(&w, &DISTRIBUTION);
+        let cpu_datums: Vec<&Datum> = data
+            .iter()
+            .filter(|d| d.metric_name == "CPUUtilization")
+            .collect();
+        assert_eq!(cpu_datums.len(), 3, "400 distinct values → 150 + 150 + 100");
+        assert!(
+            cpu_datums
+                .iter()
+                .all(|d| d.values.len() <= MAX_VALUES_PER_DATUM)
+        );
+        assert!(cpu_datums.iter().all(|d| d.timestamp == 60));
+        let total: f64 = cpu_datums.iter().flat_map(|d| d.counts.iter()).sum();
+        assert_eq!(total, 400.0, "no sample lost in the split");
+        assert_eq!(cpu_datums[2].values.len(), 100);
+    }
+
+    #[test]
+    fn a_full_day_of_distinct_values_still_fits_one_request() {
+        let all: Vec<f64> = (0..=1000).map(|i| f64::from(i) / 10.0).collect();
+        let w = test_window(
+            0,
+            &[
+                (Metric::Cpu, &all),
+                (Metric::Memory, &all),
+                (Metric::Throttled, &all),
+            ],
+            &[],
+        );
+        let data = encode(&w, &DISTRIBUTION);
+        assert_eq!(data.len(), 21);
+        assert!(data.len() <= MAX_DATUMS_PER_REQUEST);
+    }
+
+    #[test]
+    fn median_max_sends_the_original_agents_four_metrics() {
+        let w = test_window(
+            120,
+            &[
+                (Metric::Cpu, &[10.0, 30.0, 20.0, 90.0]),
+                (Metric::Memory, &[40.0, 41.0, 42.0]),
+            ],
+            &[],
+        );
+        let got: Vec<(&str, Option<f64>)> = encode(&w, &MEDIAN_MAX)
+            .iter()
+            .map(|d| (d.metric_name, d.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("CPUUtilization", Some(25.0)),
+                ("MaxCPUUtilization", Some(90.0)),
+                ("MemoryUtilization", Some(41.0)),
+                ("MaxMemoryUtilization", Some(42.0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_windows_dimensions_are_on_every_datum() {
+        let w = test_window(
+            0,
+            &[(Metric::Cpu, &[1.0]), (Metric::Memory, &[2.0])],
+            &[("ClusterName", "prod")],
+        );
+        for d in encode(&w, &MEDIAN_MAX) {
+            let names: Vec<&str> = d.dimensions.iter().map(Dimension::name).collect();
+            assert_eq!(names, ["ServiceName", "ClusterName"]);
+        }
+    }
+
+    #[test]
+    fn errors_are_classified_by_code_then_status() {
+        assert_eq!(classify(Some("Throttling"), 400), ErrorKind::Throttled);
+        assert_eq!(classify(None, 429), ErrorKind::Throttled);
+        assert_eq!(
+            classify(Some("InvalidParameterValue"), 400),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            classify(Some("InvalidParameterCombination"), 400),
+            ErrorKind::Invalid
+        );
+        assert_eq!(classify(Some("AccessDenied"), 403), ErrorKind::Auth);
+        assert_eq!(classify(Some("ExpiredToken"), 400), ErrorKind::Auth);
+        assert_eq!(classify(None, 403), ErrorKind::Auth);
+        assert_eq!(
+            classify(Some("InternalServiceError"), 500),
+            ErrorKind::Transient
+        );
+        assert_eq!(classify(None, 503), ErrorKind::Transient);
+        assert_eq!(classify(Some("SomethingNew"), 400), ErrorKind::Transient);
+    }
+
+    #[test]
+    fn json_has_the_put_metric_data_field_names() {
+        let w = test_window(1_795_619_520, &[(Metric::Cpu, &[12.5])], &[]);
+        let request = PutRequest {
+            namespace: "Test/NS".into(),
+            metric_data: encode(&w, &DISTRIBUTION),
+        };
+        assert_eq!(
+            serde_json::to_string(&request).unwrap(),
+            r#"{"Namespace":"Test/NS","MetricData":[{"MetricName":"CPUUtilization","Dimensions":[{"Name":"ServiceName","Value":"web"}],"Timestamp":"2026-11-25T15:12:00Z","Unit":"Percent","Values":[12.5],"Counts":[1.0]}]}"#
+        );
+    }
 
     /// The batch limit relies on `encoded_size`; measure the body the SDK really sends.
     #[tokio::test]
@@ -195,10 +556,7 @@ mod tests {
         };
         let datum = |i: u32| Datum {
             metric_name: "CPUUtilization",
-            dimensions: vec![Dimension {
-                name: "ServiceName".into(),
-                value: format!("service-{i}"),
-            }],
+            dimensions: vec![Dimension::new("ServiceName", format!("service-{i}")).unwrap()].into(),
             timestamp: 1_795_619_520 + u64::from(i),
             unit: "Percent",
             value: None,
@@ -215,12 +573,8 @@ mod tests {
         let _ = publisher.publish(&put).await;
         let sent = request.expect_request();
         let body = sent.body().bytes().expect("an in-memory body").len();
-        let estimate = publish::request_overhead(&put.namespace)
-            + put
-                .metric_data
-                .iter()
-                .map(publish::encoded_size)
-                .sum::<usize>();
+        let estimate = request_overhead(&put.namespace)
+            + put.metric_data.iter().map(encoded_size).sum::<usize>();
         println!("PutMetricData body {body} bytes, estimate {estimate}");
         assert!(body <= estimate, "body {body} > estimate {estimate}");
         assert!(

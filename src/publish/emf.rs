@@ -2,178 +2,168 @@
 //! line each on stdout. With the awslogs or FireLens log driver, or on Lambda, CloudWatch
 //! Logs extracts the metrics: no API call and no `PutMetricData` permission.
 //!
-//! Specification: "Embedded metric format specification" in the CloudWatch user guide.
-//! A document holds at most 100 metrics, 30 dimensions per set and 100 values per metric;
-//! larger windows are split into several documents with the same timestamp.
-
-use std::collections::BTreeMap;
-use std::io::Write;
+//! Specification: "Embedded metric format specification" in the CloudWatch user guide. A
+//! window whose metrics have more values than one document may carry is split into
+//! several documents with the same timestamp.
 
 use serde_json::{Map, Value, json};
 
-use super::{Datum, PublishError, Publisher, PutRequest};
+use super::Format;
+use super::cloudwatch::Encoding;
+use crate::domain::{Aggregation, Distribution, Metric, Window};
 
-/// Most values per metric in one document (EMF specification).
+/// Most values per metric in one document (EMF specification: "up to 100 values").
 pub const MAX_VALUES_PER_METRIC: usize = 100;
-/// Most metrics in one document (EMF specification).
+/// Most metrics in one directive (EMF specification, `Metrics`: "up to 100").
 pub const MAX_METRICS_PER_DOCUMENT: usize = 100;
+/// Longest line worth writing: CloudWatch Logs takes events of up to 256 KiB, and
+/// Docker's `awslogs` driver splits longer lines (at 262,118 bytes, the event limit less
+/// its 26-byte overhead), which would break the JSON. Documents stay far below it (a
+/// test computes the largest possible one).
+pub const MAX_EVENT_BYTES: usize = 262_144 - 26;
 
-/// Writes EMF documents to stdout.
-#[derive(Debug, Default)]
-pub struct Emf;
+/// Encodes windows as EMF documents.
+#[derive(Debug, Clone)]
+pub struct Emf {
+    pub namespace: String,
+    pub encoding: Encoding,
+}
 
-impl Publisher for Emf {
-    async fn publish(&self, request: &PutRequest) -> Result<(), PublishError> {
-        let mut out = Vec::new();
-        for document in documents(request) {
-            serde_json::to_writer(&mut out, &document).map_err(std::io::Error::from)?;
-            out.push(b'\n');
+/// One metric's content in one document: a single value, or a share of a distribution.
+enum Piece<'a> {
+    Single(f64),
+    Pairs(&'a [(f64, u32)]),
+}
+
+impl Format for Emf {
+    const UNIT: &'static str = "documents";
+
+    fn encode(&self, window: &Window, out: &mut Vec<Vec<u8>>) {
+        for document in self.documents(window) {
+            // Serializing a `Value` cannot fail.
+            if let Ok(mut line) = serde_json::to_vec(&document) {
+                line.push(b'\n');
+                out.push(line);
+            }
         }
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(&out)?;
-        stdout.flush()?;
-        Ok(())
     }
 }
 
-/// One metric of one window, merged over its datums.
-struct Metric<'a> {
-    name: &'a str,
-    unit: &'a str,
-    storage_resolution: u32,
-    single: Option<f64>,
-    pairs: Vec<(f64, f64)>,
-}
-
-/// The EMF documents for `request`: per window (timestamp), as many documents as its
-/// largest distribution needs at 100 values each.
-pub fn documents(request: &PutRequest) -> Vec<Value> {
-    let mut windows: BTreeMap<u64, Vec<&Datum>> = BTreeMap::new();
-    for datum in &request.metric_data {
-        windows.entry(datum.timestamp).or_default().push(datum);
-    }
-    let mut documents = Vec::new();
-    for (timestamp, datums) in windows {
-        let mut metrics: Vec<Metric> = Vec::new();
-        for d in &datums {
-            let index = match metrics.iter().position(|m| m.name == d.metric_name) {
-                Some(i) => i,
-                None => {
-                    metrics.push(Metric {
-                        name: d.metric_name,
-                        unit: d.unit,
-                        storage_resolution: d.storage_resolution.unwrap_or(60),
-                        single: None,
-                        pairs: Vec::new(),
-                    });
-                    metrics.len() - 1
-                }
-            };
-            let metric = &mut metrics[index];
-            metric.single = metric.single.or(d.value);
-            metric
-                .pairs
-                .extend(d.values.iter().copied().zip(d.counts.iter().copied()));
-        }
-        let parts = metrics
+impl Emf {
+    /// The documents of `window`: as many as its largest distribution needs at 100
+    /// values each (single values go in the first).
+    pub fn documents(&self, window: &Window) -> Vec<Value> {
+        let metrics: Vec<(&'static str, &'static str, Vec<Piece>)> = window
+            .series
             .iter()
-            .map(|m| m.pairs.len().div_ceil(MAX_VALUES_PER_METRIC))
+            .flat_map(|(metric, distribution)| self.parts(*metric, distribution))
+            .collect();
+        let documents = metrics
+            .iter()
+            .map(|(_, _, parts)| parts.len())
             .max()
-            .unwrap_or(0)
-            .max(1);
-        let dimensions = &datums[0].dimensions;
-        for part in 0..parts {
-            let present: Vec<&Metric> = metrics
+            .unwrap_or(0);
+        let resolution = self.encoding.storage_resolution.unwrap_or(60);
+        let mut out = Vec::new();
+        for i in 0..documents {
+            let present: Vec<(&str, &str, &Piece)> = metrics
                 .iter()
-                .filter(|m| {
-                    if m.single.is_some() {
-                        part == 0
-                    } else {
-                        m.pairs.len() > part * MAX_VALUES_PER_METRIC
-                    }
-                })
+                .filter_map(|(name, unit, parts)| parts.get(i).map(|p| (*name, *unit, p)))
                 .collect();
             for group in present.chunks(MAX_METRICS_PER_DOCUMENT) {
-                let mut doc = Map::new();
                 let definitions: Vec<Value> = group
                     .iter()
-                    .map(|m| json!({"Name": m.name, "Unit": m.unit, "StorageResolution": m.storage_resolution}))
+                    .map(|(name, unit, _)| {
+                        json!({"Name": name, "Unit": unit, "StorageResolution": resolution})
+                    })
                     .collect();
-                let names: Vec<&str> = dimensions.iter().map(|d| d.name.as_str()).collect();
+                let names: Vec<&str> = window.dimensions.iter().map(|d| d.name()).collect();
+                let mut doc = Map::new();
                 doc.insert(
                     "_aws".into(),
                     json!({
-                        "Timestamp": timestamp * 1000,
+                        "Timestamp": window.start.saturating_mul(1000),
                         "CloudWatchMetrics": [{
-                            "Namespace": request.namespace,
+                            "Namespace": self.namespace,
                             "Dimensions": [names],
                             "Metrics": definitions,
                         }],
                     }),
                 );
-                for d in dimensions {
-                    doc.insert(d.name.clone(), Value::from(d.value.clone()));
+                for d in window.dimensions.iter() {
+                    doc.insert(d.name().to_owned(), Value::from(d.value()));
                 }
-                for m in group {
-                    let value = match m.single {
-                        Some(v) => json!(v),
-                        None => {
-                            let chunk = m
-                                .pairs
-                                .chunks(MAX_VALUES_PER_METRIC)
-                                .nth(part)
-                                .unwrap_or(&[]);
-                            let (values, counts): (Vec<f64>, Vec<f64>) =
-                                chunk.iter().copied().unzip();
+                for (name, _, part) in group {
+                    let value = match part {
+                        Piece::Single(v) => json!(v),
+                        Piece::Pairs(pairs) => {
+                            let (values, counts): (Vec<f64>, Vec<u32>) =
+                                pairs.iter().copied().unzip();
                             json!({"Values": values, "Counts": counts})
                         }
                     };
-                    doc.insert(m.name.to_owned(), value);
+                    doc.insert((*name).to_owned(), value);
                 }
-                documents.push(Value::Object(doc));
+                out.push(Value::Object(doc));
             }
         }
+        out
     }
-    documents
+
+    /// The metrics `metric` becomes, each with its parts document by document.
+    fn parts<'a>(
+        &self,
+        metric: Metric,
+        distribution: &'a Distribution,
+    ) -> Vec<(&'static str, &'static str, Vec<Piece<'a>>)> {
+        let unit = metric.unit();
+        match self.encoding.aggregation {
+            Aggregation::Distribution => {
+                let parts = distribution
+                    .pairs()
+                    .chunks(MAX_VALUES_PER_METRIC)
+                    .map(Piece::Pairs)
+                    .collect();
+                vec![(metric.name(), unit, parts)]
+            }
+            Aggregation::MedianMax => match (distribution.median(), distribution.max()) {
+                (Some(median), Some(max)) => vec![
+                    (metric.name(), unit, vec![Piece::Single(median)]),
+                    (metric.max_name(), unit, vec![Piece::Single(max)]),
+                ],
+                _ => Vec::new(),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::Dimension;
+    use crate::domain::dimension::{MAX_DIMENSIONS, MAX_NAME_LEN, MAX_VALUE_LEN};
+    use crate::domain::testing::test_window;
 
-    fn datum(name: &'static str, values: Vec<f64>) -> Datum {
-        Datum {
-            metric_name: name,
-            dimensions: vec![
-                Dimension {
-                    name: "ServiceName".into(),
-                    value: "web".into(),
-                },
-                Dimension {
-                    name: "Env".into(),
-                    value: "prod".into(),
-                },
-            ],
-            timestamp: 1_795_619_520,
-            unit: "Percent",
-            value: None,
-            counts: vec![2.0; values.len()],
-            values,
-            storage_resolution: Some(1),
+    fn emf(aggregation: Aggregation) -> Emf {
+        Emf {
+            namespace: "NS".into(),
+            encoding: Encoding {
+                aggregation,
+                storage_resolution: Some(1),
+            },
         }
     }
 
     #[test]
     fn a_window_is_one_document_with_values_counts_and_dimensions() {
-        let put = PutRequest {
-            namespace: "NS".into(),
-            metric_data: vec![
-                datum("CPUUtilization", vec![1.0, 2.5]),
-                datum("MemoryUtilization", vec![40.0]),
+        let w = test_window(
+            1_795_619_520,
+            &[
+                (Metric::Cpu, &[1.0, 2.5, 1.0, 2.5]),
+                (Metric::Memory, &[40.0, 40.0]),
             ],
-        };
-        let docs = documents(&put);
+            &[("Env", "prod")],
+        );
+        let docs = emf(Aggregation::Distribution).documents(&w);
         assert_eq!(docs.len(), 1);
         let doc = &docs[0];
         assert_eq!(doc["_aws"]["Timestamp"], 1_795_619_520_000u64);
@@ -188,26 +178,17 @@ mod tests {
         assert_eq!(doc["Env"], "prod");
         assert_eq!(
             doc["CPUUtilization"],
-            json!({"Values": [1.0, 2.5], "Counts": [2.0, 2.0]})
+            json!({"Values": [1.0, 2.5], "Counts": [2, 2]})
         );
     }
 
     #[test]
     fn more_than_100_values_split_into_documents_and_lose_nothing() {
-        // Two datums of 150 distinct values each for one metric: 300 values → 3 documents.
-        let first: Vec<f64> = (0..150).map(|v| f64::from(v) / 10.0).collect();
-        let second: Vec<f64> = (150..300).map(|v| f64::from(v) / 10.0).collect();
-        let put = PutRequest {
-            namespace: "NS".into(),
-            metric_data: vec![
-                datum("CPUUtilization", first),
-                datum("CPUUtilization", second),
-                datum("MemoryUtilization", vec![40.0]),
-            ],
-        };
-        let docs = documents(&put);
+        let cpu: Vec<f64> = (0..300).flat_map(|v| [f64::from(v) / 10.0; 2]).collect();
+        let w = test_window(0, &[(Metric::Cpu, &cpu), (Metric::Memory, &[40.0])], &[]);
+        let docs = emf(Aggregation::Distribution).documents(&w);
         assert_eq!(docs.len(), 3);
-        let mut total = 0.0;
+        let mut total = 0;
         for doc in &docs {
             let values = doc["CPUUtilization"]["Values"].as_array().unwrap();
             assert!(values.len() <= MAX_VALUES_PER_METRIC);
@@ -215,8 +196,8 @@ mod tests {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|c| c.as_f64().unwrap())
-                .sum::<f64>();
+                .map(|c| c.as_u64().unwrap())
+                .sum::<u64>();
             let declared: Vec<&str> = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
                 .as_array()
                 .unwrap()
@@ -226,8 +207,9 @@ mod tests {
             for name in declared {
                 assert!(doc.get(name).is_some(), "{name} declared and present");
             }
+            assert_eq!(doc["_aws"]["Timestamp"], 0);
         }
-        assert_eq!(total, 600.0, "300 values × count 2");
+        assert_eq!(total, 600, "300 values × count 2");
         assert!(
             docs[1].get("MemoryUtilization").is_none(),
             "only where it has values"
@@ -235,17 +217,45 @@ mod tests {
     }
 
     #[test]
-    fn windows_of_one_request_get_their_own_documents() {
-        let mut later = datum("CPUUtilization", vec![3.0]);
-        later.timestamp += 60;
-        let put = PutRequest {
-            namespace: "NS".into(),
-            metric_data: vec![datum("CPUUtilization", vec![1.0]), later],
-        };
-        let stamps: Vec<u64> = documents(&put)
-            .iter()
-            .map(|d| d["_aws"]["Timestamp"].as_u64().unwrap())
+    fn median_max_documents_carry_single_values() {
+        let w = test_window(60, &[(Metric::Cpu, &[10.0, 30.0, 20.0, 90.0])], &[]);
+        let docs = emf(Aggregation::MedianMax).documents(&w);
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0]["CPUUtilization"], 25.0);
+        assert_eq!(docs[0]["MaxCPUUtilization"], 90.0);
+    }
+
+    #[test]
+    fn the_largest_possible_document_fits_one_log_event() {
+        let dimensions: Vec<(String, String)> = (0..MAX_DIMENSIONS - 1)
+            .map(|i| {
+                let mut name = format!("D{i}");
+                name.extend(std::iter::repeat_n('n', MAX_NAME_LEN - name.len()));
+                (name, "v".repeat(MAX_VALUE_LEN))
+            })
             .collect();
-        assert_eq!(stamps, [1_795_619_520_000, 1_795_619_580_000]);
+        let refs: Vec<(&str, &str)> = dimensions
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        // Every metric with 1001 distinct values (all of 0.0–100.0, and longer), 29
+        // dimensions besides ServiceName, each of the longest name and value.
+        let all: Vec<f64> = (0..=1000)
+            .flat_map(|i| std::iter::repeat_n(f64::from(i) / 10.0 + 0.0001, 2))
+            .collect();
+        let w = test_window(
+            u64::from(u32::MAX),
+            &[
+                (Metric::Cpu, &all),
+                (Metric::Memory, &all),
+                (Metric::Throttled, &all),
+            ],
+            &refs,
+        );
+        let mut lines = Vec::new();
+        emf(Aggregation::Distribution).encode(&w, &mut lines);
+        let largest = lines.iter().map(Vec::len).max().unwrap();
+        println!("largest EMF document: {largest} bytes");
+        assert!(largest < MAX_EVENT_BYTES, "{largest}");
     }
 }

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::procfs::{self, CpuTimes};
+use super::rate::{self, Reading};
 use super::{ProcFile, Sample, SampleError, Source};
 
 /// Samples the whole machine from `<root>/proc`.
@@ -32,7 +33,7 @@ impl HostSource {
         })?;
         let percent = self
             .prev_cpu
-            .and_then(|prev| procfs::cpu_percent(prev, stat.cpu));
+            .and_then(|prev| cpu_percent(prev.reading(), stat.cpu.reading()));
         self.prev_cpu = Some(stat.cpu);
         Ok(percent)
     }
@@ -45,6 +46,16 @@ impl HostSource {
         })?;
         Ok(info.used_percent())
     }
+}
+
+/// Percent (0–100) of all CPU capacity that was busy between two readings; `None` when
+/// no tick passed or a counter went backwards (a CPU hot-unplugged, a counter reset):
+/// that interval cannot be measured, and a guess would be a lie. Busy can exceed the
+/// total by a tick when iowait steps back (a known NO_HZ quirk): capped at 100.
+fn cpu_percent(prev: Reading, cur: Reading) -> Option<f64> {
+    rate::ratio(prev, cur)
+        .ok()
+        .and_then(|r| rate::percent_of(r, 1.0))
 }
 
 impl Source for HostSource {
@@ -73,6 +84,25 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
             .join(name)
+    }
+
+    #[test]
+    fn cpu_is_the_busy_share_of_the_ticks_and_skips_counters_going_backwards() {
+        let r = |busy, total| CpuTimes { busy, total }.reading();
+        assert_eq!(cpu_percent(r(1000, 5000), r(1050, 5200)), Some(25.0));
+        assert_eq!(cpu_percent(r(1000, 5000), r(1200, 5200)), Some(100.0));
+        assert_eq!(
+            cpu_percent(r(1000, 5000), r(1102, 5100)),
+            Some(100.0),
+            "iowait quirk"
+        );
+        assert_eq!(cpu_percent(r(1000, 5000), r(900, 5200)), None);
+        assert_eq!(cpu_percent(r(1000, 5000), r(1100, 4000)), None);
+        assert_eq!(
+            cpu_percent(r(1000, 5000), r(1000, 5000)),
+            None,
+            "no time passed"
+        );
     }
 
     #[tokio::test]

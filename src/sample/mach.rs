@@ -2,17 +2,25 @@
 //! (`host_statistics64`), total memory from `sysctl hw.memsize`. The arithmetic is pure
 //! and tested on every platform; only [`MachHostSource`] is built for macOS.
 
+use super::rate::{self, Reading};
+
 /// `host_cpu_load_info` ticks, summed over all CPUs, in `CPU_STATE_*` order: user,
 /// system, idle, nice. The counters are 32-bit and wrap after weeks on big machines.
 pub type CpuTicks = [u32; 4];
 
 /// Percent (0–100) of all CPU capacity busy between two readings. Differences are taken
-/// modulo 2³², so a counter that wrapped still gives the right interval.
+/// modulo 2³², so a counter that wrapped still gives the right interval; the rate itself
+/// is the one every scope uses ([`rate::ratio`]), from zero to those differences.
 pub fn cpu_percent(prev: CpuTicks, cur: CpuTicks) -> Option<f64> {
     let [user, system, idle, nice] = [0, 1, 2, 3].map(|i| u64::from(cur[i].wrapping_sub(prev[i])));
     let busy = user + system + nice;
-    let total = busy + idle;
-    (total > 0).then(|| busy as f64 / total as f64 * 100.0)
+    let since = Reading {
+        used: busy,
+        span: busy + idle,
+    };
+    rate::ratio(Reading { used: 0, span: 0 }, since)
+        .ok()
+        .and_then(|r| rate::percent_of(r, 1.0))
 }
 
 /// The `vm_statistics64` page counts the memory formula needs.

@@ -1,6 +1,8 @@
 //! Where samples come from. A [`Source`] yields one [`Sample`] per call; the agent calls
-//! it once a second. Parsers are pure (`procfs`); readers take a root directory so tests
-//! run on fixture trees instead of the live `/proc`.
+//! it once a second. [`scope`] chooses and opens the source the configuration asks for.
+//! Parsers are pure (`procfs`, `cgroup::parse`, `ecs::metadata`); readers take a root
+//! directory so tests run on fixture trees instead of the live `/proc`; every rate is
+//! computed by [`rate`].
 
 use std::future::Future;
 use std::io;
@@ -8,11 +10,15 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::domain::Metric;
+
 pub mod cgroup;
 pub mod ecs;
 pub mod host;
 pub mod mach;
 pub mod procfs;
+pub mod rate;
+pub mod scope;
 
 pub use cgroup::CgroupSource;
 pub use ecs::EcsSource;
@@ -46,6 +52,16 @@ pub enum ScopedSource {
     Ecs(Box<EcsSource>),
 }
 
+impl ScopedSource {
+    /// The ECS task, in the ecs-task scope.
+    pub fn ecs_task(&self) -> Option<&ecs::Task> {
+        match self {
+            ScopedSource::Ecs(source) => Some(source.task()),
+            _ => None,
+        }
+    }
+}
+
 impl Source for ScopedSource {
     async fn sample(&mut self) -> Sample {
         match self {
@@ -67,6 +83,17 @@ pub struct Sample {
     pub throttled: Option<f64>,
     /// What went wrong while reading; a failed read costs that metric, not the sample.
     pub errors: Vec<SampleError>,
+}
+
+impl Sample {
+    /// The value of `metric`, if it was measured.
+    pub fn value(&self, metric: Metric) -> Option<f64> {
+        match metric {
+            Metric::Cpu => self.cpu,
+            Metric::Memory => self.memory,
+            Metric::Throttled => self.throttled,
+        }
+    }
 }
 
 /// A source of samples. Asynchronous so that sources over HTTP fit the same loop.

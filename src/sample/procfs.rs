@@ -1,7 +1,9 @@
-//! Pure parsers for `/proc/stat` and `/proc/meminfo` (proc(5)), and the formulas that turn
-//! their counters into percentages. No I/O here: callers hand in the file's text.
+//! Pure parsers for `/proc/stat` and `/proc/meminfo` (proc(5)), and the memory formula.
+//! No I/O here: callers hand in the file's text. CPU use is a rate ([`super::rate`]).
 
 use thiserror::Error;
+
+use super::rate::Reading;
 
 /// Why a `/proc` file's text could not be understood.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -86,18 +88,14 @@ fn parse_cpu_line<'a>(words: impl Iterator<Item = &'a str>) -> Result<CpuTimes, 
     })
 }
 
-/// Percent (0–100) of all CPU capacity that was busy between two readings.
-///
-/// `None` when no time passed or a counter went backwards (a CPU hot-unplugged, a
-/// counter reset): that interval cannot be measured, and a guess would be a lie.
-pub fn cpu_percent(prev: CpuTimes, cur: CpuTimes) -> Option<f64> {
-    let busy = cur.busy.checked_sub(prev.busy)?;
-    let total = cur.total.checked_sub(prev.total)?;
-    if total == 0 {
-        return None;
+impl CpuTimes {
+    /// Busy ticks over all ticks: the pair whose rate is the machine's CPU use.
+    pub fn reading(&self) -> Reading {
+        Reading {
+            used: self.busy,
+            span: self.total,
+        }
     }
-    // busy can exceed total by a tick when iowait steps back (a known NO_HZ quirk).
-    Some((busy as f64 / total as f64 * 100.0).min(100.0))
 }
 
 /// The `/proc/meminfo` fields the memory formula needs, in KiB.
@@ -224,66 +222,6 @@ mod tests {
         ));
         let err = parse_stat("cpu 1 2 x 4\n").unwrap_err().to_string();
         assert!(err.contains("\"x\""), "{err}");
-    }
-
-    #[test]
-    fn cpu_percent_is_busy_share_of_elapsed_ticks() {
-        let a = CpuTimes {
-            busy: 1000,
-            total: 5000,
-        };
-        let b = CpuTimes {
-            busy: 1050,
-            total: 5200,
-        };
-        assert_eq!(cpu_percent(a, b), Some(25.0));
-        let full = CpuTimes {
-            busy: 1200,
-            total: 5200,
-        };
-        assert_eq!(cpu_percent(a, full), Some(100.0));
-    }
-
-    #[test]
-    fn cpu_counter_going_backwards_skips_the_sample() {
-        let a = CpuTimes {
-            busy: 1000,
-            total: 5000,
-        };
-        assert_eq!(
-            cpu_percent(
-                a,
-                CpuTimes {
-                    busy: 900,
-                    total: 5200
-                }
-            ),
-            None
-        );
-        assert_eq!(
-            cpu_percent(
-                a,
-                CpuTimes {
-                    busy: 1100,
-                    total: 4000
-                }
-            ),
-            None
-        );
-        assert_eq!(cpu_percent(a, a), None, "no time passed");
-    }
-
-    #[test]
-    fn cpu_percent_never_exceeds_100_when_iowait_steps_back() {
-        let a = CpuTimes {
-            busy: 1000,
-            total: 5000,
-        };
-        let b = CpuTimes {
-            busy: 1102,
-            total: 5100,
-        };
-        assert_eq!(cpu_percent(a, b), Some(100.0));
     }
 
     #[test]

@@ -36,11 +36,54 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
     }
 }
 
+/// For a test that needs what this machine lacks (root, a cgroup v1 hierarchy, `unshare`,
+/// a system tool): under `CI=true` a failure naming the reason, since CI must run every
+/// test; elsewhere the reason is printed and recorded, and `scripts/test` lists what was
+/// skipped at the end of its run. The test returns right after.
+pub fn skip(test: &str, reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run here, and CI=true requires it: {reason}");
+    }
+    println!("skipped: {reason}");
+    let list = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt");
+    let line = format!("{test}: {reason}\n");
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&list)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = appended {
+        println!("(cannot record it in {}: {e})", list.display());
+    }
+}
+
+/// A pipe whose buffer is already full: whatever is written to the returned writer
+/// blocks until the reader reads. It holds one page, so a test fills it in one write.
+pub fn full_pipe() -> (std::io::PipeReader, std::io::PipeWriter) {
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let size = nix::fcntl::fcntl(&writer, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).unwrap();
+    std::io::Write::write_all(&mut writer, &vec![b'#'; size as usize]).unwrap();
+    (reader, writer)
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// The Python of the test harness's venv (`CWMA_TEST_PYTHON`, else `.venv/bin/python`).
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("CWMA_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    assert!(
+        python.exists(),
+        "test server venv missing at {}: run ./scripts/test, which creates it",
+        python.display()
+    );
+    python
 }
 
 /// The test server: moto behind the CBOR↔JSON bridge, on free 127.0.0.1 ports, for as
@@ -59,14 +102,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the server; panics with what to do when it cannot.
     pub fn start() -> TestServer {
-        let python = std::env::var_os("CWMA_TEST_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-        assert!(
-            python.exists(),
-            "test server venv missing at {}: run ./scripts/test, which creates it",
-            python.display()
-        );
+        let python = python();
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("journal.jsonl");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/cwserver.py");
@@ -206,7 +242,21 @@ pub struct Agent {
 /// A command for the agent binary with an environment that holds only `env`, so no
 /// AWS profile, credentials or instance metadata of the machine leak in.
 pub fn agent_command(args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloudwatch_metrics_agent"));
+    launched_agent(&[], args, env)
+}
+
+/// `agent_command` started through `launcher`: a program and its arguments that run the
+/// agent (given as the next argument) in some condition of the test's.
+pub fn launched_agent(launcher: &[&str], args: &[&str], env: &[(&str, String)]) -> Command {
+    let agent = env!("CARGO_BIN_EXE_cloudwatch_metrics_agent");
+    let mut cmd = match launcher.split_first() {
+        Some((program, rest)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(rest).arg(agent);
+            cmd
+        }
+        None => Command::new(agent),
+    };
     cmd.args(args)
         .env_clear()
         .env("AWS_CONFIG_FILE", "/nonexistent/aws/config")

@@ -11,6 +11,8 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use serde::Deserialize;
 
+use crate::sample::rate::{self, Gap, Reading};
+
 /// The instance (or Fargate micro-VM) the task runs on: the last resort for capacity.
 pub use crate::sample::Machine as Instance;
 
@@ -30,15 +32,15 @@ pub struct Task {
     #[serde(default)]
     pub family: String,
     /// Task size; absent on EC2 tasks defined without one.
-    pub limits: Option<Limits>,
+    pub limits: Option<DeclaredLimits>,
     #[serde(default)]
     pub containers: Vec<Container>,
 }
 
-/// `Limits` of a task (CPU in vCPU, memory in MiB) or a container (CPU in CPU units,
-/// memory in MiB). Zero means "not set".
+/// `Limits` as a task (CPU in vCPU, memory in MiB) or a container (CPU in CPU units,
+/// memory in MiB) declares them. Zero means "not set".
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
-pub struct Limits {
+pub struct DeclaredLimits {
     #[serde(rename = "CPU")]
     pub cpu: Option<f64>,
     #[serde(rename = "Memory")]
@@ -53,7 +55,7 @@ pub struct Container {
     pub name: String,
     #[serde(rename = "Type", default)]
     pub kind: String,
-    pub limits: Option<Limits>,
+    pub limits: Option<DeclaredLimits>,
 }
 
 impl Task {
@@ -75,7 +77,7 @@ impl Task {
     /// What utilization is measured against, and where each figure came from.
     pub fn capacity(&self, instance: Instance) -> Capacity {
         let task = self.limits.unwrap_or_default();
-        let containers = |pick: fn(&Limits) -> Option<f64>| -> f64 {
+        let containers = |pick: fn(&DeclaredLimits) -> Option<f64>| -> f64 {
             self.measured()
                 .filter_map(|c| c.limits.as_ref().and_then(pick))
                 .filter(|v| *v > 0.0)
@@ -156,12 +158,13 @@ pub struct MemoryDetail {
 }
 
 impl ContainerStats {
-    /// Nanoseconds since the Unix epoch of `read`, or `None` when there are no stats yet.
-    fn read_nanos(&self) -> Option<i128> {
+    /// Nanoseconds since the Unix epoch of `read`, or `None` when there are no stats yet
+    /// (or the time is before 1970).
+    fn read_nanos(&self) -> Option<u64> {
         let read = self.read.as_deref()?;
         let at = DateTime::from_str(read, Format::DateTime).ok()?;
         let nanos = i128::from(at.secs()) * 1_000_000_000 + i128::from(at.subsec_nanos());
-        (nanos > 0).then_some(nanos)
+        u64::try_from(nanos).ok().filter(|n| *n > 0)
     }
 
     fn cpu_nanos(&self) -> Option<u64> {
@@ -185,8 +188,8 @@ impl ContainerStats {
 /// The last CPU reading of one container.
 #[derive(Debug, Clone, Copy)]
 struct CpuPoint {
-    read_nanos: i128,
-    usage_nanos: u64,
+    /// CPU time used (ns) over the time of the stats (`read`, ns since the epoch).
+    reading: Reading,
     /// vCPUs used over the last interval that moved on, if there was one.
     rate: Option<f64>,
 }
@@ -233,20 +236,25 @@ impl Tracker {
                 continue;
             };
             let mut point = CpuPoint {
-                read_nanos,
-                usage_nanos,
+                reading: Reading {
+                    used: usage_nanos,
+                    span: read_nanos,
+                },
                 rate: None,
             };
             if let Some(prev) = self.previous.get(&container.docker_id) {
-                let elapsed = read_nanos - prev.read_nanos;
-                if elapsed > 0 {
-                    advanced = true;
+                match rate::ratio(prev.reading, point.reading) {
+                    Ok(vcpus) => {
+                        advanced = true;
+                        point.rate = Some(vcpus);
+                    }
                     // A counter that went down means a restart: 0 for this interval.
-                    let used = usage_nanos.saturating_sub(prev.usage_nanos);
-                    point.rate = Some(used as f64 / elapsed as f64);
-                } else {
+                    Err(Gap::UsedBackwards) => {
+                        advanced = true;
+                        point.rate = Some(0.0);
+                    }
                     // Not refreshed yet: keep the older point as the baseline.
-                    point = *prev;
+                    Err(Gap::NoSpan | Gap::SpanBackwards) => point = *prev,
                 }
             }
             vcpus_used += point.rate.unwrap_or(0.0);
@@ -308,7 +316,7 @@ mod tests {
         assert_eq!(t.family, "web-api");
         assert_eq!(
             t.limits,
-            Some(Limits {
+            Some(DeclaredLimits {
                 cpu: Some(0.5),
                 memory: Some(1024.0)
             })

@@ -1,7 +1,8 @@
 //! `--ec2-dimensions`: `InstanceId`, and `InstanceType` and `AutoScalingGroupName` where
 //! the instance has them, read once at start from the instance metadata service (IMDSv2,
 //! through the AWS SDK's own client, which honours `AWS_EC2_METADATA_SERVICE_ENDPOINT`).
-//! A failure costs the dimensions, with a warning, never the agent.
+//! A failure costs the dimensions, with a warning, never the agent; a value CloudWatch
+//! would refuse costs that one dimension (see [`super::from_metadata`]).
 
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use aws_config::imds;
 use aws_config::provider_config::ProviderConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
-use crate::publish::Dimension;
+use super::EC2_NAMES;
+use crate::domain::Dimension;
 
 /// Each metadata request; the service answers in milliseconds on an instance.
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -17,14 +19,11 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 const LOOKUP_BUDGET: Duration = Duration::from_secs(2);
 
 /// The metadata paths behind each dimension; only `InstanceId` is required.
-const PATHS: [(&str, &str); 3] = [
-    ("InstanceId", "/latest/meta-data/instance-id"),
-    ("InstanceType", "/latest/meta-data/instance-type"),
+const PATHS: [&str; 3] = [
+    "/latest/meta-data/instance-id",
+    "/latest/meta-data/instance-type",
     // Readable only where instance metadata tags are enabled.
-    (
-        "AutoScalingGroupName",
-        "/latest/meta-data/tags/instance/aws:autoscaling:groupName",
-    ),
+    "/latest/meta-data/tags/instance/aws:autoscaling:groupName",
 ];
 
 /// The EC2 dimensions of this instance, or none (with a warning) when the metadata
@@ -57,18 +56,16 @@ async fn lookup() -> Result<Vec<Dimension>, imds::client::error::ImdsError> {
         .read_timeout(TIMEOUT)
         .build();
     let mut dimensions = Vec::new();
-    for (name, path) in PATHS {
+    for (name, path) in EC2_NAMES.into_iter().zip(PATHS) {
         match client.get(path).await {
-            Ok(value) => dimensions.push(Dimension {
-                name: name.to_owned(),
-                value: value.as_ref().to_owned(),
-            }),
+            Ok(value) => dimensions.extend(super::from_metadata(
+                "the EC2 instance metadata",
+                name,
+                value.as_ref(),
+            )),
             Err(e) if name == "InstanceId" => return Err(e),
             Err(e) => log::debug!("no {name} in the instance metadata: {e}"),
         }
-    }
-    for d in &dimensions {
-        log::info!("dimension {}={}", d.name, d.value);
     }
     Ok(dimensions)
 }

@@ -1,4 +1,5 @@
-//! Delivery: the send queue between the agent and the publisher, and the one retry layer.
+//! The CloudWatch delivery: the send queue between the agent and the publisher, and the
+//! one retry layer.
 //!
 //! Every window's datums join a bounded queue that a single task drains oldest first, in
 //! batches within the `PutMetricData` limits. A failed send keeps its datums queued and
@@ -8,7 +9,7 @@
 //! overflows, and both of those are counted and logged. A request CloudWatch rejects as
 //! invalid is bisected so that only the offending datums are dropped.
 //!
-//! Shutdown reaches the task in two ways (as in mini-redis): the request channel closes
+//! Shutdown reaches the task in two ways (as in mini-redis): the window channel closes
 //! when the agent drops its sender, and a flush deadline arrives on a watch channel. Past
 //! the deadline whatever is left counts as not delivered.
 
@@ -16,14 +17,23 @@ use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::{Closed, Delivery, Report};
 use crate::aggregate::unix_secs;
-use crate::publish::{
-    self, Datum, ErrorKind, MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES, PublishError, Publisher,
-    PutRequest, rfc3339,
+use crate::config::Config;
+use crate::domain::Window;
+use crate::publish::cloudwatch::{
+    self, Datum, Encoding, ErrorKind, MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES, PublishError,
+    Publisher, PutRequest, rfc3339,
 };
 
+/// What the queue counts.
+const UNIT: &str = "datums";
+/// Windows handed over and not yet taken by the task: it takes them between and during
+/// requests, so this fills only if the task itself is stuck.
+const HANDOVER_CAPACITY: usize = 64;
 /// CloudWatch accepts datapoints up to two weeks old (PutMetricData API reference).
 pub const MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 /// First retry delay; it doubles per consecutive failure up to the configured cap.
@@ -31,38 +41,84 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Queue overflow is logged again at most this often.
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// How the queue behaves.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The namespace of every request.
-    pub namespace: String,
-    /// Most datums held; the oldest go first when it is full.
-    pub buffer_size: usize,
-    /// Longest wait between retries.
-    pub retry_max_backoff: Duration,
+/// The CloudWatch delivery: windows are encoded as they arrive and queued for the task
+/// that sends them.
+#[derive(Debug)]
+pub struct Queued {
+    datums: mpsc::Sender<Vec<Datum>>,
+    encoding: Encoding,
+    flush_deadline: watch::Sender<Option<Instant>>,
+    task: JoinHandle<Report>,
+    /// Datums handed over, and dropped because the task fell behind.
+    handed_over: u64,
+    dropped: u64,
 }
 
-/// What happened to the datums handed to delivery.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Report {
-    /// Datums the publisher accepted.
-    pub delivered: u64,
-    /// Datums dropped while running: queue full, older than two weeks, or rejected as
-    /// invalid. Each drop is logged.
-    pub dropped: u64,
-    /// Datums still queued when the flush deadline passed.
-    pub unflushed: u64,
+impl Queued {
+    /// Starts the task that sends through `publisher`; must be called inside the runtime.
+    pub fn start<P: Publisher + Send + 'static>(publisher: P, config: &Config) -> Queued {
+        let (datums, receiver) = mpsc::channel(HANDOVER_CAPACITY);
+        let (flush_deadline, deadline) = watch::channel(None);
+        let queue = Queue::new(config);
+        Queued {
+            datums,
+            encoding: Encoding::from(config),
+            flush_deadline,
+            task: tokio::spawn(deliver(publisher, receiver, deadline, queue)),
+            handed_over: 0,
+            dropped: 0,
+        }
+    }
 }
 
-/// Delivers requests until the channel closes and the queue is empty, or the flush
-/// deadline passes; returns what became of the datums.
-pub async fn deliver<P: Publisher>(
+impl Delivery for Queued {
+    fn send(&mut self, window: Window) {
+        let datums = cloudwatch::encode(&window, &self.encoding);
+        let n = datums.len() as u64;
+        if self.datums.try_send(datums).is_err() {
+            self.dropped += n;
+            log::warn!(
+                "delivery is {HANDOVER_CAPACITY} windows behind: dropped {n} datums ({} so far)",
+                self.dropped
+            );
+        } else {
+            self.handed_over += n;
+        }
+    }
+
+    async fn closed(&mut self) -> Closed {
+        std::future::pending().await
+    }
+
+    async fn finish(self, deadline: Instant) -> Report {
+        // Closing the channel tells the task that nothing more is coming.
+        drop(self.datums);
+        // The receiver lives until the task returns, so this send cannot fail.
+        let _ = self.flush_deadline.send(Some(deadline));
+        let mut report = match self.task.await {
+            Ok(report) => report,
+            Err(e) => {
+                // Only a bug gets here; what it had delivered is unknown, so claim nothing.
+                log::error!("delivery task failed: {e}");
+                Report {
+                    unflushed: self.handed_over,
+                    ..Report::empty(UNIT)
+                }
+            }
+        };
+        report.dropped += self.dropped;
+        report
+    }
+}
+
+/// Delivers datums until the channel closes and the queue is empty, or the flush
+/// deadline passes; returns what became of them.
+async fn deliver<P: Publisher>(
     publisher: P,
-    mut requests: mpsc::Receiver<PutRequest>,
+    mut requests: mpsc::Receiver<Vec<Datum>>,
     mut flush_deadline: watch::Receiver<Option<Instant>>,
-    options: Options,
+    mut queue: Queue,
 ) -> Report {
-    let mut queue = Queue::new(options);
     let mut open = true;
     loop {
         while open {
@@ -103,9 +159,20 @@ pub async fn deliver<P: Publisher>(
         let Some(request) = queue.next_batch() else {
             continue;
         };
-        let outcome = tokio::select! {
-            outcome = publisher.publish(&request) => Some(outcome),
-            () = deadline_passes(&mut flush_deadline) => None,
+        // Windows keep arriving while a request is out (it may take --request-timeout).
+        let outcome = {
+            let publish = publisher.publish(&request);
+            tokio::pin!(publish);
+            loop {
+                tokio::select! {
+                    outcome = &mut publish => break Some(outcome),
+                    () = deadline_passes(&mut flush_deadline) => break None,
+                    datums = requests.recv(), if open => match datums {
+                        Some(datums) => queue.push(datums),
+                        None => open = false,
+                    },
+                }
+            }
         };
         match outcome {
             Some(Ok(())) => queue.delivered(request.metric_data),
@@ -124,7 +191,12 @@ pub async fn deliver<P: Publisher>(
 
 /// The datums waiting to be sent and the retry state.
 struct Queue {
-    options: Options,
+    /// The namespace of every request.
+    namespace: String,
+    /// Most datums held (`--buffer-size`); the oldest go first when it is full.
+    buffer_size: usize,
+    /// Longest wait between retries (`--retry-max-backoff`).
+    retry_max_backoff: Duration,
     datums: VecDeque<Datum>,
     report: Report,
     /// No send before this instant (backing off after a failure).
@@ -150,11 +222,13 @@ struct Outage {
 }
 
 impl Queue {
-    fn new(options: Options) -> Self {
+    fn new(config: &Config) -> Self {
         Queue {
-            options,
+            namespace: config.namespace.clone(),
+            buffer_size: config.buffer_size,
+            retry_max_backoff: config.retry_max_backoff,
             datums: VecDeque::new(),
-            report: Report::default(),
+            report: Report::empty(UNIT),
             retry_at: None,
             failures: 0,
             batch_limit: MAX_DATUMS_PER_REQUEST,
@@ -169,9 +243,9 @@ impl Queue {
     }
 
     /// Adds a window's datums, dropping the oldest beyond the buffer size.
-    fn push(&mut self, request: PutRequest) {
-        self.datums.extend(request.metric_data);
-        let excess = self.datums.len().saturating_sub(self.options.buffer_size);
+    fn push(&mut self, datums: Vec<Datum>) {
+        self.datums.extend(datums);
+        let excess = self.datums.len().saturating_sub(self.buffer_size);
         if excess > 0 {
             self.datums.drain(..excess);
             self.drop_count(excess as u64, "the queue is full (--buffer-size)");
@@ -211,7 +285,7 @@ impl Queue {
     /// bisection limit) and `MAX_REQUEST_BYTES` encoded. Windows are not split across
     /// requests, unless one window alone is over the limits.
     fn next_batch(&mut self) -> Option<PutRequest> {
-        let mut bytes = publish::request_overhead(&self.options.namespace);
+        let mut bytes = cloudwatch::request_overhead(&self.namespace);
         let mut take = 0;
         // Where the last window that started inside the batch begins.
         let mut window_start = 0;
@@ -219,7 +293,7 @@ impl Queue {
             if i > 0 && datum.timestamp != self.datums[i - 1].timestamp {
                 window_start = i;
             }
-            bytes += publish::encoded_size(datum);
+            bytes += cloudwatch::encoded_size(datum);
             if take > 0 && bytes > MAX_REQUEST_BYTES {
                 break;
             }
@@ -233,7 +307,7 @@ impl Queue {
             take = window_start;
         }
         (take > 0).then(|| PutRequest {
-            namespace: self.options.namespace.clone(),
+            namespace: self.namespace.clone(),
             metric_data: self.datums.drain(..take).collect(),
         })
     }
@@ -261,7 +335,7 @@ impl Queue {
             .map_or_else(String::new, |d| rfc3339(d.timestamp));
         log::info!(
             "published {n} datums to {} (oldest {window})",
-            self.options.namespace
+            self.namespace
         );
         if let Some(outage) = &mut self.outage {
             let recovered = *outage.recovered.get_or_insert_with(Instant::now);
@@ -303,7 +377,7 @@ impl Queue {
         let n = batch.len();
         self.requeue(batch);
         self.failures = self.failures.saturating_add(1);
-        let delay = backoff(self.failures, self.options.retry_max_backoff);
+        let delay = backoff(self.failures, self.retry_max_backoff);
         self.retry_at = Some(Instant::now() + delay);
         let queued = self.datums.len();
         let first = self.outage.is_none();
@@ -356,15 +430,12 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::publish::Dimension;
+    use crate::domain::Dimension;
 
     fn datum(metric_name: &'static str, timestamp: u64, value: f64) -> Datum {
         Datum {
             metric_name,
-            dimensions: vec![Dimension {
-                name: "ServiceName".into(),
-                value: "svc".into(),
-            }],
+            dimensions: vec![Dimension::service("svc").unwrap()].into(),
             timestamp,
             unit: "Percent",
             value: Some(value),
@@ -374,22 +445,18 @@ mod tests {
         }
     }
 
-    fn window(timestamp: u64) -> PutRequest {
-        PutRequest {
-            namespace: "NS".into(),
-            metric_data: vec![
-                datum("CPUUtilization", timestamp, 1.0),
-                datum("MemoryUtilization", timestamp, 2.0),
-            ],
-        }
+    fn window(timestamp: u64) -> Vec<Datum> {
+        vec![
+            datum("CPUUtilization", timestamp, 1.0),
+            datum("MemoryUtilization", timestamp, 2.0),
+        ]
     }
 
-    fn options(buffer_size: usize) -> Options {
-        Options {
-            namespace: "NS".into(),
-            buffer_size,
-            retry_max_backoff: Duration::from_secs(8),
-        }
+    /// A queue for namespace NS holding `buffer_size` datums, retrying within 8 s.
+    fn new_queue(buffer_size: usize) -> Queue {
+        let size = buffer_size.to_string();
+        let args = ["--retry-max-backoff", "8", "--buffer-size", &size];
+        Queue::new(&crate::config::testing::config(&args))
     }
 
     /// Rejects as invalid every request holding a datum with a negative value; records
@@ -423,8 +490,8 @@ mod tests {
 
     async fn deliver_all<P: Publisher>(
         publisher: P,
-        windows: Vec<PutRequest>,
-        options: Options,
+        windows: Vec<Vec<Datum>>,
+        queue: Queue,
     ) -> Report {
         let (tx, rx) = mpsc::channel(windows.len().max(1));
         for w in windows {
@@ -432,7 +499,7 @@ mod tests {
         }
         drop(tx);
         let (_deadline_tx, deadline) = watch::channel(None);
-        deliver(publisher, rx, deadline, options).await
+        deliver(publisher, rx, deadline, queue).await
     }
 
     fn now() -> u64 {
@@ -442,16 +509,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_invalid_datum_is_bisected_out_and_the_others_are_delivered() {
         let t = now();
-        let mut windows: Vec<PutRequest> = (0..100).map(|i| window(t - 100 + i)).collect();
-        windows[37].metric_data[1].value = Some(-1.0);
+        let mut windows: Vec<Vec<Datum>> = (0..100).map(|i| window(t - 100 + i)).collect();
+        windows[37][1].value = Some(-1.0);
         let strict = Strict::default();
-        let report = deliver_all(strict.clone(), windows, options(5000)).await;
+        let report = deliver_all(strict.clone(), windows, new_queue(5000)).await;
         assert_eq!(
             report,
             Report {
                 delivered: 199,
                 dropped: 1,
-                unflushed: 0
+                unflushed: 0,
+                unit: "datums"
             }
         );
         let accepted = strict.accepted.lock().unwrap();
@@ -468,15 +536,16 @@ mod tests {
     async fn a_full_queue_drops_the_oldest_and_counts_them() {
         let t = now();
         let strict = Strict::default();
-        let windows: Vec<PutRequest> = (0..10).map(|i| window(t - 10 + i)).collect();
-        let report = deliver_all(strict.clone(), windows, options(5)).await;
+        let windows: Vec<Vec<Datum>> = (0..10).map(|i| window(t - 10 + i)).collect();
+        let report = deliver_all(strict.clone(), windows, new_queue(5)).await;
         // All ten windows arrive before the first send: 20 datums, 5 kept.
         assert_eq!(
             report,
             Report {
                 delivered: 5,
                 dropped: 15,
-                unflushed: 0
+                unflushed: 0,
+                unit: "datums"
             }
         );
         let kept: Vec<u64> = strict
@@ -498,14 +567,19 @@ mod tests {
         let t = now();
         let stale = t - MAX_AGE.as_secs() - 60;
         let strict = Strict::default();
-        let report =
-            deliver_all(strict.clone(), vec![window(stale), window(t)], options(100)).await;
+        let report = deliver_all(
+            strict.clone(),
+            vec![window(stale), window(t)],
+            new_queue(100),
+        )
+        .await;
         assert_eq!(
             report,
             Report {
                 delivered: 2,
                 dropped: 2,
-                unflushed: 0
+                unflushed: 0,
+                unit: "datums"
             }
         );
     }
@@ -513,33 +587,29 @@ mod tests {
     #[test]
     fn batches_stay_within_1000_datums_and_1_mb() {
         let t = now();
-        let mut queue = Queue::new(options(100_000));
+        let mut queue = new_queue(100_000);
         let big = |i: u64| Datum {
             values: (0..150).map(f64::from).collect(),
             counts: vec![1.0; 150],
             ..datum("CPUUtilization", t - i, 0.0)
         };
-        queue.push(PutRequest {
-            namespace: "NS".into(),
-            metric_data: (0..2000).map(big).collect(),
-        });
+        queue.push((0..2000).map(big).collect());
         let batch = queue.next_batch().unwrap();
-        let bytes: usize = batch.metric_data.iter().map(publish::encoded_size).sum();
+        let bytes: usize = batch.metric_data.iter().map(cloudwatch::encoded_size).sum();
         assert!(bytes <= MAX_REQUEST_BYTES, "{bytes}");
         assert!(
             batch.metric_data.len() < MAX_DATUMS_PER_REQUEST,
             "the size limit binds first"
         );
 
-        let mut queue = Queue::new(options(100_000));
-        queue.push(PutRequest {
-            namespace: "NS".into(),
-            metric_data: (0..2500)
+        let mut second = new_queue(100_000);
+        second.push(
+            (0..2500)
                 .map(|i| datum("CPUUtilization", t - i, 1.0))
                 .collect(),
-        });
+        );
         assert_eq!(
-            queue.next_batch().unwrap().metric_data.len(),
+            second.next_batch().unwrap().metric_data.len(),
             MAX_DATUMS_PER_REQUEST
         );
     }
@@ -547,11 +617,10 @@ mod tests {
     #[test]
     fn catching_up_never_splits_a_window_across_requests() {
         let t = now();
-        let mut queue = Queue::new(options(100_000));
+        let mut queue = new_queue(100_000);
         for i in 0..400 {
             let mut w = window(t - 400 + i);
-            w.metric_data
-                .push(datum("CPUThrottledPercent", t - 400 + i, 3.0));
+            w.push(datum("CPUThrottledPercent", t - 400 + i, 3.0));
             queue.push(w);
         }
         let mut sent = Vec::new();

@@ -1,0 +1,76 @@
+//! Delivery: closed windows to where the output sends them, without ever making the
+//! sampling loop wait. The loop talks to one [`Delivery`], chosen at start:
+//!
+//! - [`queue::Queued`], for CloudWatch: a send queue drained by its own task in batches
+//!   within the `PutMetricData` limits, and the one retry layer. Only this output has
+//!   anything to retry.
+//! - [`stdout::Printed`], for EMF and dry-run: lines handed to stdout's writer thread
+//!   through a bounded buffer ([`crate::stdio`]), so a reader that stops reading cannot
+//!   stop the agent; a reader that is gone ends the run.
+
+use std::fmt;
+use std::future::Future;
+
+use tokio::time::Instant;
+
+use crate::domain::Window;
+use crate::stdio::Failure;
+
+pub mod queue;
+pub mod stdout;
+
+pub use queue::Queued;
+pub use stdout::Printed;
+
+/// Where closed windows go.
+pub trait Delivery {
+    /// Takes a closed window. Never waits: what cannot be kept is dropped and counted.
+    fn send(&mut self, window: Window);
+
+    /// Completes when the destination can take nothing more, ever (stdout's reader has
+    /// gone); pending for as long as it can.
+    fn closed(&mut self) -> impl Future<Output = Closed>;
+
+    /// No more windows: delivers what it still holds until `deadline`, then reports.
+    fn finish(self, deadline: Instant) -> impl Future<Output = Report>;
+}
+
+/// The destination is gone, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed(pub Failure);
+
+/// What became of the data handed to delivery, in the output's own unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Accepted by CloudWatch, or written to stdout.
+    pub delivered: u64,
+    /// Dropped while running: a buffer full, too old for CloudWatch, or rejected as
+    /// invalid. Each kind of drop is logged.
+    pub dropped: u64,
+    /// Still held when the flush deadline passed (or the destination closed).
+    pub unflushed: u64,
+    /// What is counted: "datums", "documents", "lines".
+    pub unit: &'static str,
+}
+
+impl Report {
+    /// Nothing delivered yet, in `unit`.
+    pub fn empty(unit: &'static str) -> Self {
+        Report {
+            delivered: 0,
+            dropped: 0,
+            unflushed: 0,
+            unit,
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} delivered, {} dropped, {} not delivered",
+            self.delivered, self.unit, self.dropped, self.unflushed
+        )
+    }
+}

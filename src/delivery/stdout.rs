@@ -1,0 +1,76 @@
+//! The stdout delivery of EMF documents and dry-run lines: each window is encoded by its
+//! format and handed to stdout's [`Outlet`], which never blocks the agent. There is no
+//! retry: a line either waits in the outlet's buffer for the reader, is dropped (the
+//! oldest first) when that overflows, or is lost with the reader.
+
+use tokio::time::Instant;
+
+use super::{Closed, Delivery, Report};
+use crate::domain::Window;
+use crate::publish::Format;
+use crate::stdio::{Outlet, Pushed};
+
+/// Windows printed in format `F`.
+#[derive(Debug)]
+pub struct Printed<F> {
+    format: F,
+    outlet: Outlet,
+    /// The first overflow is warned about; the count is in the final report.
+    overflow_warned: bool,
+    /// Reused for each window's lines.
+    lines: Vec<Vec<u8>>,
+}
+
+impl<F: Format> Printed<F> {
+    pub fn new(format: F, outlet: Outlet) -> Self {
+        Printed {
+            format,
+            outlet,
+            overflow_warned: false,
+            lines: Vec::new(),
+        }
+    }
+}
+
+impl<F: Format> Delivery for Printed<F> {
+    fn send(&mut self, window: Window) {
+        self.format.encode(&window, &mut self.lines);
+        for line in self.lines.drain(..) {
+            match self.outlet.push(line) {
+                Pushed::Queued { dropped } if dropped > 0 && !self.overflow_warned => {
+                    self.overflow_warned = true;
+                    log::warn!(
+                        "stdout is not being read: its buffer is full, so the oldest {} are \
+                         dropped (counted, and reported at exit)",
+                        F::UNIT
+                    );
+                }
+                Pushed::Queued { .. } => {}
+                // The loop learns of it from `closed`.
+                Pushed::Failed(_) => break,
+            }
+        }
+        self.lines.clear();
+        let pending = self.outlet.progress().pending;
+        if pending > 1 {
+            log::debug!("stdout: {pending} {} waiting to be written", F::UNIT);
+        }
+    }
+
+    async fn closed(&mut self) -> Closed {
+        Closed(self.outlet.failed().await)
+    }
+
+    async fn finish(mut self, deadline: Instant) -> Report {
+        let progress = match tokio::time::timeout_at(deadline, self.outlet.drained()).await {
+            Ok(progress) => progress,
+            Err(_) => self.outlet.progress(),
+        };
+        Report {
+            delivered: progress.written,
+            dropped: progress.dropped,
+            unflushed: progress.pending as u64,
+            unit: F::UNIT,
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The dimensions of a run, from every source: `ServiceName` (`--service`), `--dimension`
+//! flags, the ECS task metadata (`--ecs-dimensions`) and the EC2 instance metadata
+//! (`--ec2-dimensions`). Each value passes the one validator, [`Dimension::new`]; what
+//! differs is what a broken rule means. A flag is the user's to fix: the agent refuses to
+//! start (exit 2). A metadata value is not: that dimension is left out, with one warning
+//! naming it and the rule, and everything else is sent.
+//!
+//! The names of the whole set are known from the configuration alone (the metadata
+//! sources add fixed names), so a name given twice or more than 30 dimensions is refused
+//! before anything is looked up or started.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::domain::dimension::{MAX_DIMENSIONS, SERVICE_DIMENSION};
+use crate::domain::{Dimension, DimensionError};
+
+pub mod ec2;
+
+/// What `--ecs-dimensions` adds: the short cluster name and the task definition family.
+pub const ECS_NAMES: [&str; 2] = ["ClusterName", "TaskDefinitionFamily"];
+/// What `--ec2-dimensions` may add (the last two only where the metadata has them).
+pub const EC2_NAMES: [&str; 3] = ["InstanceId", "InstanceType", "AutoScalingGroupName"];
+
+/// A `--dimension` the agent cannot send.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FlagError {
+    #[error("must be Name=Value")]
+    NotAPair,
+    #[error(transparent)]
+    Rule(#[from] DimensionError),
+}
+
+/// A set of dimension names CloudWatch would refuse.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SetError {
+    #[error("{name} is given twice ({why})")]
+    Twice { name: String, why: String },
+    #[error(
+        "{count} dimensions with ServiceName{sources}; CloudWatch takes at most {MAX_DIMENSIONS}"
+    )]
+    TooMany { count: usize, sources: String },
+}
+
+/// One `--dimension Name=Value`. The value may contain `=`; spaces are kept as typed.
+pub fn parse_flag(pair: &str) -> Result<Dimension, FlagError> {
+    let (name, value) = pair.split_once('=').ok_or(FlagError::NotAPair)?;
+    Ok(Dimension::new(name, value)?)
+}
+
+/// Checks the names of the whole set: `ServiceName`, the flags, and the names the
+/// metadata sources will add. Each once, and at most 30 in all.
+pub fn check_names(flags: &[Dimension], ecs: bool, ec2: bool) -> Result<(), SetError> {
+    let mut names: Vec<(&str, &str)> = vec![(SERVICE_DIMENSION, "--service")];
+    names.extend(flags.iter().map(|d| (d.name(), "--dimension")));
+    if ecs {
+        names.extend(ECS_NAMES.iter().map(|n| (*n, "--ecs-dimensions")));
+    }
+    if ec2 {
+        names.extend(EC2_NAMES.iter().map(|n| (*n, "--ec2-dimensions")));
+    }
+    for (i, (name, source)) in names.iter().enumerate() {
+        if let Some((_, first)) = names[..i].iter().find(|(n, _)| n == name) {
+            let why = if first == source {
+                format!("{source} twice")
+            } else {
+                format!("by {first} and by {source}")
+            };
+            return Err(SetError::Twice {
+                name: (*name).to_owned(),
+                why,
+            });
+        }
+    }
+    if names.len() > MAX_DIMENSIONS {
+        let sources = match (ecs, ec2) {
+            (false, false) => String::new(),
+            (true, false) => " and the ECS ones".to_owned(),
+            (false, true) => " and the EC2 ones".to_owned(),
+            (true, true) => " and the ECS and EC2 ones".to_owned(),
+        };
+        return Err(SetError::TooMany {
+            count: names.len(),
+            sources,
+        });
+    }
+    Ok(())
+}
+
+/// A dimension from instance or task metadata, or `None` (with a warning) when its value
+/// breaks a rule: an empty cluster name, a value too long, a control character. The
+/// metric is still sent, without that dimension.
+pub fn from_metadata(source: &str, name: &str, value: &str) -> Option<Dimension> {
+    match Dimension::new(name, value) {
+        Ok(dimension) => {
+            log::info!("dimension {name}={value} (from {source})");
+            Some(dimension)
+        }
+        Err(e) => {
+            log::warn!(
+                "{source} gave {name} a value CloudWatch would refuse ({e}): sending without \
+                 the {name} dimension"
+            );
+            None
+        }
+    }
+}
+
+/// `ClusterName` (the short name) and `TaskDefinitionFamily` of an ECS task, as far as
+/// their values can be sent.
+pub fn ecs(cluster_name: &str, family: &str) -> Vec<Dimension> {
+    let [cluster, family_name] = ECS_NAMES;
+    [(cluster, cluster_name), (family_name, family)]
+        .into_iter()
+        .filter_map(|(name, value)| from_metadata("the ECS task metadata", name, value))
+        .collect()
+}
+
+/// The run's dimensions in the order they are sent: `ServiceName`, then the flags, the
+/// ECS ones and the EC2 ones.
+pub fn assemble(
+    service: Dimension,
+    flags: &[Dimension],
+    metadata: impl IntoIterator<Item = Dimension>,
+) -> Arc<[Dimension]> {
+    std::iter::once(service)
+        .chain(flags.iter().cloned())
+        .chain(metadata)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(pairs: &[&str]) -> Vec<Dimension> {
+        pairs.iter().map(|p| parse_flag(p).unwrap()).collect()
+    }
+
+    #[test]
+    fn flags_are_name_value_pairs_under_the_one_rule_set() {
+        let d = parse_flag("Team=a=b").unwrap();
+        assert_eq!((d.name(), d.value()), ("Team", "a=b"));
+        assert_eq!(parse_flag("Env"), Err(FlagError::NotAPair));
+        assert!(matches!(parse_flag("Env="), Err(FlagError::Rule(_))));
+        assert!(matches!(
+            parse_flag("Env=a\u{1b}b"),
+            Err(FlagError::Rule(_))
+        ));
+    }
+
+    #[test]
+    fn names_must_be_unique_across_every_source() {
+        assert!(check_names(&flags(&["Env=prod"]), true, true).is_ok());
+        let twice = check_names(&flags(&["A=1", "A=2"]), false, false).unwrap_err();
+        assert_eq!(twice.to_string(), "A is given twice (--dimension twice)");
+        let service = check_names(&flags(&["ServiceName=x"]), false, false).unwrap_err();
+        assert!(
+            service
+                .to_string()
+                .contains("by --service and by --dimension")
+        );
+        let ecs = check_names(&flags(&["ClusterName=x"]), true, false).unwrap_err();
+        assert!(
+            ecs.to_string()
+                .contains("by --dimension and by --ecs-dimensions")
+        );
+    }
+
+    #[test]
+    fn at_most_30_with_service_name_and_the_metadata_names() {
+        let pairs: Vec<String> = (0..29).map(|i| format!("D{i}=v")).collect();
+        let refs: Vec<&str> = pairs.iter().map(String::as_str).collect();
+        assert!(check_names(&flags(&refs), false, false).is_ok());
+        assert!(check_names(&flags(&refs[..26]), false, true).is_ok());
+        let e = check_names(&flags(&refs[..27]), false, true).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "31 dimensions with ServiceName and the EC2 ones; CloudWatch takes at most 30"
+        );
+        assert!(check_names(&flags(&refs), true, false).is_err());
+    }
+
+    #[test]
+    fn a_metadata_value_that_breaks_a_rule_is_left_out() {
+        let got = ecs("", "web-api");
+        assert_eq!(
+            got,
+            [Dimension::new("TaskDefinitionFamily", "web-api").unwrap()]
+        );
+        assert!(ecs("prod\u{1b}[2J", "x\ny").is_empty());
+        let long = "c".repeat(1025);
+        assert_eq!(ecs(&long, "f").len(), 1);
+    }
+
+    #[test]
+    fn the_set_starts_with_service_name() {
+        let set = assemble(
+            Dimension::service("web").unwrap(),
+            &flags(&["Env=prod"]),
+            ecs("prod", "api"),
+        );
+        let names: Vec<&str> = set.iter().map(Dimension::name).collect();
+        assert_eq!(
+            names,
+            ["ServiceName", "Env", "ClusterName", "TaskDefinitionFamily"]
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! The agent's vocabulary, shared by every layer: the metrics it measures, the dimensions
+//! it sends them with, how a window is summarised, and a closed window itself. Nothing
+//! here reads, writes or decides; every other module stands on this one.
+
+use std::sync::Arc;
+
+pub mod dimension;
+
+pub use dimension::{Dimension, DimensionError, SERVICE_DIMENSION};
+
+/// A metric the agent measures: a percentage, 0–100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// `CPUUtilization`: share of the scope's CPU capacity in use.
+    Cpu,
+    /// `MemoryUtilization`: share of the scope's memory in use (the working set).
+    Memory,
+    /// `CPUThrottledPercent`: share of CFS periods throttled (cgroup scope).
+    Throttled,
+}
+
+impl Metric {
+    /// Every metric, in the order windows and requests list them.
+    pub const ALL: [Metric; 3] = [Metric::Cpu, Metric::Memory, Metric::Throttled];
+
+    /// The CloudWatch metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Cpu => "CPUUtilization",
+            Metric::Memory => "MemoryUtilization",
+            Metric::Throttled => "CPUThrottledPercent",
+        }
+    }
+
+    /// The name of the window's maximum in `median-max` mode, as the original agent sent.
+    pub fn max_name(self) -> &'static str {
+        match self {
+            Metric::Cpu => "MaxCPUUtilization",
+            Metric::Memory => "MaxMemoryUtilization",
+            Metric::Throttled => "MaxCPUThrottledPercent",
+        }
+    }
+
+    /// The CloudWatch unit: every metric is a percentage.
+    pub fn unit(self) -> &'static str {
+        "Percent"
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// Which metrics are sent (`--metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricSet(u8);
+
+impl MetricSet {
+    /// No metric.
+    pub const EMPTY: MetricSet = MetricSet(0);
+
+    /// The set of `metrics`.
+    pub fn of(metrics: &[Metric]) -> MetricSet {
+        MetricSet(metrics.iter().fold(0, |bits, m| bits | m.bit()))
+    }
+
+    pub fn contains(self, metric: Metric) -> bool {
+        self.0 & metric.bit() != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The metrics of the set, in [`Metric::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Metric> {
+        Metric::ALL.into_iter().filter(move |m| self.contains(*m))
+    }
+}
+
+impl Default for MetricSet {
+    /// CPU and memory: what the original agent sent.
+    fn default() -> Self {
+        MetricSet::of(&[Metric::Cpu, Metric::Memory])
+    }
+}
+
+/// How a window's samples are summarised for the outputs (`--aggregation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregation {
+    /// Every sample, as values and their counts: any statistic can be computed later.
+    Distribution,
+    /// The median and the maximum, as the original agent sent.
+    MedianMax,
+}
+
+/// The values one metric took in a window, at 0.1 resolution: `(value, count)` pairs in
+/// ascending order of value, each count at least 1.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Distribution {
+    pairs: Vec<(f64, u32)>,
+}
+
+impl Distribution {
+    /// From `(value, count)` pairs in ascending order of value; pairs with a count of 0
+    /// are left out.
+    pub fn from_sorted(pairs: impl IntoIterator<Item = (f64, u32)>) -> Distribution {
+        Distribution {
+            pairs: pairs.into_iter().filter(|(_, n)| *n > 0).collect(),
+        }
+    }
+
+    /// `(value, count)` in ascending order of value.
+    pub fn pairs(&self) -> &[(f64, u32)] {
+        &self.pairs
+    }
+
+    /// Number of samples.
+    pub fn count(&self) -> u64 {
+        self.pairs.iter().map(|(_, n)| u64::from(*n)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The largest value, or `None` when empty.
+    pub fn max(&self) -> Option<f64> {
+        self.pairs.last().map(|(v, _)| *v)
+    }
+
+    /// The median: the middle value, or the mean of the two middle values for an even
+    /// count (rounded to 0.01); `None` when empty.
+    pub fn median(&self) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let lower = self.nth((total - 1) / 2)?;
+        let upper = self.nth(total / 2)?;
+        Some(((lower + upper) / 2.0 * 100.0).round() / 100.0)
+    }
+
+    /// The value at 0-based rank `n` in ascending order.
+    fn nth(&self, n: u64) -> Option<f64> {
+        let mut seen = 0u64;
+        self.pairs.iter().find_map(|(value, count)| {
+            seen += u64::from(*count);
+            (seen > n).then_some(*value)
+        })
+    }
+}
+
+/// A closed window: what flows from aggregation to the outputs. Each output encodes it
+/// in its own format, within its own limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// Start of the window in seconds since the Unix epoch: the data's timestamp.
+    pub start: u64,
+    /// `ServiceName` first, then the others; the same for every window of a run.
+    pub dimensions: Arc<[Dimension]>,
+    /// The metrics that had samples, in [`Metric::ALL`] order; none is empty.
+    pub series: Vec<(Metric, Distribution)>,
+}
+
+/// Windows made up for the tests of the outputs and the loop.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// The distribution of `values`, in any order.
+    pub fn distribution(values: &[f64]) -> Distribution {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let mut pairs: Vec<(f64, u32)> = Vec::new();
+        for v in sorted {
+            match pairs.last_mut() {
+                Some((last, n)) if *last == v => *n += 1,
+                _ => pairs.push((v, 1)),
+            }
+        }
+        Distribution::from_sorted(pairs)
+    }
+
+    /// A window at `start` of these metrics' values, with `ServiceName=web` and then
+    /// `dimensions`.
+    pub fn test_window(
+        start: u64,
+        series: &[(Metric, &[f64])],
+        dimensions: &[(&str, &str)],
+    ) -> Window {
+        let mut all = vec![Dimension::service("web").unwrap()];
+        all.extend(
+            dimensions
+                .iter()
+                .map(|(n, v)| Dimension::new(*n, *v).unwrap()),
+        );
+        Window {
+            start,
+            dimensions: all.into(),
+            series: series
+                .iter()
+                .map(|(metric, values)| (*metric, distribution(values)))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::distribution;
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(distribution(&[5.0, 1.0, 3.0]).median(), Some(3.0));
+        assert_eq!(distribution(&[4.0, 1.0, 3.0, 2.0]).median(), Some(2.5));
+        assert_eq!(distribution(&[7.0, 7.0, 7.0, 90.0]).median(), Some(7.0));
+        assert_eq!(distribution(&[0.1, 0.2]).median(), Some(0.15));
+        assert_eq!(distribution(&[]).median(), None);
+    }
+
+    #[test]
+    fn max_and_count() {
+        let d = distribution(&[5.0, 99.9, 3.0, 3.0]);
+        assert_eq!((d.max(), d.count()), (Some(99.9), 4));
+        assert_eq!(distribution(&[]).max(), None);
+        assert!(Distribution::from_sorted([(1.0, 0)]).is_empty());
+    }
+
+    #[test]
+    fn metric_sets_list_their_metrics_in_order() {
+        let set = MetricSet::of(&[Metric::Throttled, Metric::Cpu]);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            [Metric::Cpu, Metric::Throttled]
+        );
+        assert!(!set.contains(Metric::Memory));
+        assert_eq!(
+            MetricSet::default()
+                .iter()
+                .map(Metric::name)
+                .collect::<Vec<_>>(),
+            ["CPUUtilization", "MemoryUtilization"]
+        );
+        assert!(MetricSet::EMPTY.is_empty());
+    }
+}

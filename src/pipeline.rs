@@ -1,0 +1,399 @@
+//! The sampling loop: a sample every tick, windows closed on period boundaries and handed
+//! to delivery, until shutdown or until delivery's destination is gone; then the partial
+//! window and the bounded flush. Nothing in it waits on an output: delivery takes each
+//! window at once, whatever happens downstream.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::aggregate::{Aggregator, unix_secs};
+use crate::config::Config;
+use crate::delivery::{Closed, Delivery, Report};
+use crate::domain::Dimension;
+use crate::sample::{Sample, Source};
+use crate::ticker::Ticker;
+
+/// Time between samples.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// On shutdown, a last sample is taken only if the previous one is at least this old;
+/// a CPU delta over a few milliseconds is mostly rounding of 10 ms ticks.
+const MIN_FINAL_SAMPLE_GAP: Duration = Duration::from_millis(500);
+/// While sampling keeps failing, the error is logged again at most this often.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// What became of the data.
+    pub report: Report,
+    /// Set when the loop ended because delivery's destination is gone.
+    pub closed: Option<Closed>,
+}
+
+/// Samples `source` at each tick of `ticker` into the windows `config` describes, each
+/// carrying `dimensions`, and hands every closed window to `delivery`, until `shutdown`
+/// completes or delivery's destination closes. After a shutdown it takes a last sample,
+/// hands over the partial window, and gives delivery the flush timeout to finish.
+/// `clock` gives the wall-clock time that decides each sample's window.
+pub async fn run<S: Source, D: Delivery>(
+    config: &Config,
+    dimensions: Arc<[Dimension]>,
+    source: &mut S,
+    mut delivery: D,
+    mut ticker: Ticker,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    clock: impl Fn() -> SystemTime,
+) -> Ended {
+    let mut aggregator = Aggregator::new(config.period_secs, config.metrics, dimensions);
+    let mut errors = ErrorLog::default();
+    let mut last_sample = None;
+    let closed = loop {
+        tokio::select! {
+            biased;
+            () = shutdown.as_mut() => break None,
+            closed = delivery.closed() => break Some(closed),
+            _ = ticker.tick() => {
+                let sample = source.sample().await;
+                last_sample = Some(Instant::now());
+                let at = unix_secs(clock());
+                errors.record(at, &sample);
+                if let Some(window) = aggregator.add(at, &sample) {
+                    delivery.send(window);
+                }
+            }
+        }
+    };
+    if closed.is_none() {
+        if last_sample.is_some_and(|at| at.elapsed() >= MIN_FINAL_SAMPLE_GAP) {
+            let sample = source.sample().await;
+            let at = unix_secs(clock());
+            errors.record(at, &sample);
+            if let Some(window) = aggregator.add(at, &sample) {
+                delivery.send(window);
+            }
+        }
+        if let Some(window) = aggregator.finish() {
+            delivery.send(window);
+        }
+    }
+    let report = delivery.finish(Instant::now() + config.flush_timeout).await;
+    Ended { report, closed }
+}
+
+/// Logs each sample at debug level, and sampling errors without flooding: the first at
+/// once, then at most once per `ERROR_LOG_INTERVAL` with a count, and a note when
+/// sampling recovers.
+#[derive(Debug, Default)]
+struct ErrorLog {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    fn record(&mut self, unix_secs: u64, sample: &Sample) {
+        log::debug!(
+            "sample at {unix_secs}: cpu {:?} memory {:?}",
+            sample.cpu,
+            sample.memory
+        );
+        if sample.errors.is_empty() {
+            if self.last_logged.take().is_some() {
+                log::info!("sampling recovered");
+                self.suppressed = 0;
+            }
+            return;
+        }
+        let due = self
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= ERROR_LOG_INTERVAL);
+        if !due {
+            self.suppressed += 1;
+            for e in &sample.errors {
+                log::debug!("{e}");
+            }
+            return;
+        }
+        let again = match self.suppressed {
+            0 => String::new(),
+            n => format!(" ({n} more failed samples since the last report)"),
+        };
+        for e in &sample.errors {
+            log::warn!("{e}{again}");
+        }
+        self.last_logged = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::delivery::Queued;
+    use crate::domain::Window;
+    use crate::publish::cloudwatch::{ErrorKind, PublishError, Publisher, PutRequest};
+
+    /// Memory rises by one point per sample; CPU is there from the second sample on.
+    struct Counting(u32);
+
+    impl Source for Counting {
+        async fn sample(&mut self) -> Sample {
+            self.0 += 1;
+            Sample {
+                cpu: (self.0 > 1).then_some(50.0),
+                memory: Some(f64::from(self.0)),
+                ..Sample::default()
+            }
+        }
+    }
+
+    /// Records requests; fails the first `failures` calls, or hangs, when told to.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        sent: Arc<Mutex<Vec<PutRequest>>>,
+        calls: Arc<Mutex<usize>>,
+        failures: usize,
+        hang: bool,
+    }
+
+    impl Publisher for Recorder {
+        async fn publish(&self, request: &PutRequest) -> Result<(), PublishError> {
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            let call = {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                *calls
+            };
+            if call <= self.failures {
+                return Err(PublishError::new(
+                    ErrorKind::Transient,
+                    "connection refused",
+                ));
+            }
+            self.sent.lock().unwrap().push(request.clone());
+            Ok(())
+        }
+    }
+
+    /// Records windows as the loop hands them over, and can be closed by the test.
+    #[derive(Default)]
+    struct Windows {
+        got: Vec<Window>,
+        close_after: Option<usize>,
+    }
+
+    impl Delivery for &mut Windows {
+        fn send(&mut self, window: Window) {
+            self.got.push(window);
+        }
+
+        async fn closed(&mut self) -> Closed {
+            if self.close_after.is_some_and(|n| self.got.len() >= n) {
+                let epipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+                return Closed(crate::stdio::Failure::of(&epipe));
+            }
+            std::future::pending().await
+        }
+
+        async fn finish(self, _deadline: Instant) -> Report {
+            Report::empty("windows")
+        }
+    }
+
+    /// A recent, hour-aligned Unix time: windows start on it, and delivery does not see
+    /// the datums as too old.
+    fn recent_hour() -> u64 {
+        unix_secs(SystemTime::now()) / 3600 * 3600
+    }
+
+    fn config(period: &str) -> Config {
+        crate::config::testing::config(&["--period", period])
+    }
+
+    fn dimensions() -> Arc<[Dimension]> {
+        vec![Dimension::service("svc").unwrap()].into()
+    }
+
+    /// Wall clock that starts at `start_unix` and follows tokio's (paused) time.
+    fn clock(start_unix: u64) -> impl Fn() -> SystemTime {
+        let started = Instant::now();
+        move || UNIX_EPOCH + Duration::from_secs(start_unix) + started.elapsed()
+    }
+
+    /// `run` through the CloudWatch queue, failing the test instead of hanging it if the
+    /// agent never returns. Time is paused, so the virtual hour passes at once when
+    /// nothing else is left to do.
+    async fn run_bounded(
+        config: &Config,
+        recorder: Recorder,
+        shutdown: tokio::time::Sleep,
+        clock: impl Fn() -> SystemTime,
+    ) -> Report {
+        let ticker = Ticker::interval(SAMPLE_INTERVAL);
+        let delivery = Queued::start(recorder, config);
+        let shutdown = std::pin::pin!(shutdown);
+        let mut source = Counting(0);
+        let run = run(
+            config,
+            dimensions(),
+            &mut source,
+            delivery,
+            ticker,
+            shutdown,
+            clock,
+        );
+        let ended = tokio::time::timeout(Duration::from_secs(7200), run)
+            .await
+            .expect("the agent returns after shutdown");
+        assert_eq!(ended.closed, None);
+        ended.report
+    }
+
+    fn memory_counts(request: &PutRequest) -> f64 {
+        request
+            .metric_data
+            .iter()
+            .filter(|d| d.metric_name == "MemoryUtilization")
+            .flat_map(|d| d.counts.iter())
+            .sum()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_window_is_published_once_and_shutdown_publishes_the_partial_one() {
+        let recorder = Recorder::default();
+        let shutdown = tokio::time::sleep(Duration::from_millis(12_500));
+        let start = recent_hour();
+        let report = run_bounded(&config("5"), recorder.clone(), shutdown, clock(start)).await;
+
+        let sent = recorder.sent.lock().unwrap();
+        let starts: Vec<u64> = sent.iter().map(|r| r.metric_data[0].timestamp).collect();
+        assert_eq!(starts, vec![start, start + 5, start + 10]);
+        // Samples at 0..=12 s, plus a final one at 12.5 s in the partial window.
+        let counts: Vec<f64> = sent.iter().map(memory_counts).collect();
+        assert_eq!(counts, vec![5.0, 5.0, 4.0]);
+        let datums: usize = sent.iter().map(|r| r.metric_data.len()).sum();
+        assert_eq!(report.delivered, datums as u64);
+        assert_eq!((report.dropped, report.unflushed), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_hour_takes_3600_samples_without_drift() {
+        let recorder = Recorder::default();
+        // Shut down just before the 3601st tick at 3600 s.
+        let shutdown = tokio::time::sleep(Duration::from_millis(3_599_900));
+        run_bounded(
+            &config("60"),
+            recorder.clone(),
+            shutdown,
+            clock(recent_hour()),
+        )
+        .await;
+        let total: f64 = recorder
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(memory_counts)
+            .sum();
+        assert_eq!(total, 3601.0, "3600 ticks plus the final sample");
+        assert_eq!(recorder.sent.lock().unwrap().len(), 60);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_sends_keep_windows_queued_until_the_endpoint_recovers() {
+        let recorder = Recorder {
+            failures: 3,
+            ..Recorder::default()
+        };
+        let start = recent_hour();
+        let shutdown = tokio::time::sleep(Duration::from_millis(20_500));
+        let report = run_bounded(&config("1"), recorder.clone(), shutdown, clock(start)).await;
+        let sent = recorder.sent.lock().unwrap();
+        // 21 ticks and a final sample, every one delivered once, none lost.
+        let samples: f64 = sent.iter().map(memory_counts).sum();
+        assert_eq!(samples, 22.0);
+        let mut stamps: Vec<u64> = sent
+            .iter()
+            .flat_map(|r| r.metric_data.iter())
+            .filter(|d| d.metric_name == "MemoryUtilization")
+            .map(|d| d.timestamp)
+            .collect();
+        let n = stamps.len();
+        stamps.dedup();
+        assert_eq!(stamps.len(), n, "no window twice");
+        assert_eq!(stamps, (start..=start + 20).collect::<Vec<_>>());
+        assert!(
+            *recorder.calls.lock().unwrap() > 3,
+            "the failed sends were retried"
+        );
+        assert_eq!((report.dropped, report.unflushed), (0, 0));
+        let datums: usize = sent.iter().map(|r| r.metric_data.len()).sum();
+        assert_eq!(report.delivered, datums as u64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flush_that_cannot_finish_is_cut_at_the_timeout() {
+        let recorder = Recorder {
+            hang: true,
+            ..Recorder::default()
+        };
+        let shutdown = tokio::time::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let report = run_bounded(&config("60"), recorder, shutdown, clock(recent_hour())).await;
+        assert_eq!(
+            report.unflushed, 1,
+            "the memory datum of the partial window"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(5_300) && took < Duration::from_millis(5_400),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn windows_keep_being_taken_while_a_request_hangs() {
+        // The first request never returns; two minutes of 1 s windows arrive meanwhile,
+        // more than the hand-over channel holds: the task takes them into its queue.
+        let recorder = Recorder {
+            hang: true,
+            ..Recorder::default()
+        };
+        let shutdown = tokio::time::sleep(Duration::from_secs(120));
+        let report = run_bounded(&config("1"), recorder, shutdown, clock(recent_hour())).await;
+        assert_eq!(report.dropped, 0, "{report:?}");
+        assert!(report.unflushed > 200, "{report:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_destination_ends_the_loop_without_waiting_for_shutdown() {
+        let mut windows = Windows {
+            close_after: Some(2),
+            ..Windows::default()
+        };
+        let shutdown = std::pin::pin!(std::future::pending::<()>());
+        let (config, mut source) = (config("1"), Counting(0));
+        let run = run(
+            &config,
+            dimensions(),
+            &mut source,
+            &mut windows,
+            Ticker::interval(SAMPLE_INTERVAL),
+            shutdown,
+            clock(recent_hour()),
+        );
+        let ended = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the loop ends by itself");
+        assert!(ended.closed.is_some_and(|Closed(f)| f.reader_gone()));
+        assert_eq!(windows.got.len(), 2, "no partial window after the close");
+    }
+}

@@ -1,0 +1,199 @@
+//! Choosing and opening the source the configured scope asks for, and saying what it
+//! measures. `host` and `cgroup` are decided and opened at once, from files; `ecs-task`
+//! needs the task metadata endpoint to answer first, which [`EcsConnector`] waits for.
+//! A run and `check` open their source through here alike.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::cgroup::{self, CgroupSource};
+use super::{EcsSource, ScopedSource};
+use crate::config::Scope;
+use crate::dimensions;
+use crate::domain::{Dimension, Metric, MetricSet};
+
+/// Why the scope asked for cannot be measured here.
+#[derive(Debug, Error)]
+pub enum ScopeError {
+    #[error("--scope cgroup cannot work here: {0}")]
+    Cgroup(String),
+}
+
+/// A source ready to sample, and what it measures (for the log and `check`).
+#[derive(Debug)]
+pub struct Opened {
+    pub source: ScopedSource,
+    pub what: String,
+}
+
+impl Opened {
+    /// `ClusterName` and `TaskDefinitionFamily` of the ECS task, where the scope is the
+    /// task and `--ecs-dimensions` asks for them (as far as their values can be sent).
+    pub fn ecs_dimensions(&self, scope: &Scope) -> Vec<Dimension> {
+        match (scope, self.source.ecs_task()) {
+            (
+                Scope::EcsTask {
+                    dimensions: true, ..
+                },
+                Some(task),
+            ) => dimensions::ecs(task.cluster_name(), &task.family),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// How far opening got without waiting for anything.
+#[derive(Debug)]
+pub enum Opening {
+    /// `host` or `cgroup`: ready now.
+    Ready(Opened),
+    /// `ecs-task`: ready once the task metadata endpoint answers.
+    Ecs(EcsConnector),
+}
+
+/// Opens `scope` under `root` as far as files allow. `metrics` tells whether
+/// `CPUThrottledPercent` was asked for, which only the cgroup scope measures.
+pub fn open(scope: &Scope, root: &Path, metrics: MetricSet) -> Result<Opening, ScopeError> {
+    let opened = match scope {
+        Scope::Host => host(root, "asked for"),
+        Scope::Cgroup => {
+            let source = match cgroup::detect(root) {
+                Ok(Some(layout)) => CgroupSource::new(root, layout),
+                Ok(None) => return Err(ScopeError::Cgroup("no cgroup filesystem found".into())),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| ScopeError::Cgroup(e.to_string()))?;
+            cgroup_opened(source, "asked for")
+        }
+        Scope::CgroupOrHost => match auto_cgroup(root) {
+            Ok((source, why)) => cgroup_opened(source, why),
+            Err(why) => {
+                if metrics.contains(Metric::Throttled) {
+                    log::warn!("CPU throttling is measured only in the cgroup scope; not sent");
+                }
+                host(root, &why)
+            }
+        },
+        Scope::EcsTask { metadata_uri, .. } => {
+            return Ok(Opening::Ecs(EcsConnector::new(metadata_uri, root)));
+        }
+    };
+    Ok(Opening::Ready(opened))
+}
+
+fn host(root: &Path, why: &str) -> Opened {
+    Opened {
+        source: ScopedSource::Host(Box::new(super::host_source(root))),
+        what: format!("host, the whole machine ({why})"),
+    }
+}
+
+/// `--scope auto` outside ECS: the agent's cgroup when it is in a container or under a
+/// CPU quota or memory limit, with the reason; else why not.
+fn auto_cgroup(root: &Path) -> Result<(CgroupSource, &'static str), String> {
+    let layout = match cgroup::detect(root) {
+        Ok(Some(layout)) => layout,
+        Ok(None) => return Err("auto: no cgroup filesystem".into()),
+        Err(e) => return Err(format!("auto: cgroup not readable: {e}")),
+    };
+    let container = cgroup::in_container(root, Some(&layout));
+    let source = CgroupSource::new(root, layout).map_err(|e| {
+        if container {
+            log::warn!("in a container, but its cgroup cannot be measured: {e}");
+        }
+        format!("auto: cgroup not measurable: {e}")
+    })?;
+    match (source.limits().any(), container) {
+        (true, _) => Ok((source, "auto: the cgroup has limits")),
+        (false, true) => Ok((source, "auto: running in a container")),
+        (false, false) => Err("auto: not in a container and no cgroup limits".into()),
+    }
+}
+
+fn cgroup_opened(source: CgroupSource, why: &str) -> Opened {
+    let limits = source.limits();
+    let what = format!(
+        "cgroup ({why}): {}; CPU limit {} CPUs ({}), memory limit {} MiB ({})",
+        source.layout(),
+        limits.cpus,
+        if limits.cpu_quota {
+            "CFS quota"
+        } else {
+            "CPUs available, no quota"
+        },
+        limits.memory_bytes / (1024 * 1024),
+        if limits.memory_limit {
+            "cgroup limit"
+        } else {
+            "host memory, no limit"
+        },
+    );
+    Opened {
+        source: ScopedSource::Cgroup(Box::new(source)),
+        what,
+    }
+}
+
+/// Reads the task document until the endpoint answers: without the task's limits there
+/// is nothing meaningful to measure. Retries back off from 0.5 s to 30 s; the state is
+/// kept between calls, so a caller may give up waiting and call again later.
+#[derive(Debug)]
+pub struct EcsConnector {
+    uri: String,
+    root: PathBuf,
+    attempts: u32,
+    delay: Duration,
+}
+
+impl EcsConnector {
+    fn new(uri: &str, root: &Path) -> Self {
+        EcsConnector {
+            uri: uri.to_owned(),
+            root: root.to_owned(),
+            attempts: 0,
+            delay: Duration::from_millis(500),
+        }
+    }
+
+    /// Waits until the endpoint has answered the task document.
+    pub async fn connect(&mut self) -> Opened {
+        if self.attempts == 0 {
+            log::info!(
+                "scope: ecs-task (task metadata endpoint {}): waiting for it",
+                self.uri
+            );
+        }
+        loop {
+            if self.attempts > 0 {
+                tokio::time::sleep(self.delay).await;
+                self.delay = (self.delay * 2).min(Duration::from_secs(30));
+            }
+            self.attempts += 1;
+            match EcsSource::connect(&self.uri, &self.root).await {
+                Ok(source) => {
+                    let task = source.task();
+                    let what = format!(
+                        "ecs-task: task {} of {} ({} containers)",
+                        task.family,
+                        task.cluster_name(),
+                        task.measured().count()
+                    );
+                    return Opened {
+                        source: ScopedSource::Ecs(Box::new(source)),
+                        what,
+                    };
+                }
+                Err(e) => {
+                    let attempt = self.attempts;
+                    if attempt == 1 || attempt.is_multiple_of(10) {
+                        log::warn!(
+                            "cannot read the ECS task metadata yet (attempt {attempt}): {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
