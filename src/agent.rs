@@ -97,20 +97,24 @@ impl Destination {
             }),
         })
     }
+}
 
-    fn unit(&self) -> &'static str {
-        match self {
-            Destination::CloudWatch(_) => "datums",
-            Destination::Emf(_) => Emf::UNIT,
-            Destination::DryRun(_) => DryRun::UNIT,
-        }
+/// What the output counts in its report.
+fn unit(output: &config::Output) -> &'static str {
+    match output {
+        config::Output::CloudWatch { .. } => "datums",
+        config::Output::Emf => Emf::UNIT,
+        config::Output::DryRun => DryRun::UNIT,
     }
 }
 
 /// Everything settled before a command starts.
 struct Settled {
+    /// Where the data goes.
     destination: Destination,
+    /// The scope, open or waiting for the ECS endpoint.
     opening: Opening,
+    /// The EC2 dimensions looked up (none when not asked for, or not found).
     ec2: Vec<Dimension>,
 }
 
@@ -192,7 +196,7 @@ pub async fn run(config: &Config) -> Result<Outcome, StartError> {
 fn stopped_at_start(config: &Config, name: &str, number: i32) -> Outcome {
     log::info!("{name} received while starting: exiting");
     Outcome {
-        report: Report::empty("datums"),
+        report: Report::empty(unit(&config.output)),
         closed: None,
         child_status: (!config.command.is_empty()).then(|| 128 + number as u8),
     }
@@ -220,7 +224,7 @@ async fn measure(
         Opening::Ready(opened) => opened,
         Opening::Ecs(mut connector) => tokio::select! {
             opened = connector.connect() => opened,
-            () = shutdown.as_mut() => return nothing(destination.unit()),
+            () = shutdown.as_mut() => return nothing(unit(&config.output)),
         },
     };
     log::info!("scope: {}", opened.what);

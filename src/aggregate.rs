@@ -75,7 +75,9 @@ pub fn window_start(unix_secs: u64, period_secs: u64) -> u64 {
 /// Collects samples into the current window and hands back each window as it closes.
 #[derive(Debug)]
 pub struct Aggregator {
+    /// Window length; windows start at its multiples since the epoch.
     period_secs: u64,
+    /// Carried by every window: the run's dimensions.
     dimensions: Arc<[Dimension]>,
     /// One histogram per metric sent, kept from window to window.
     histograms: Vec<(Metric, Histogram)>,

@@ -90,7 +90,7 @@ fn exit_status(config: &Config, outcome: &Outcome) -> u8 {
         closed,
         child_status,
     } = *outcome;
-    let on_stdout = report.unit != "datums";
+    let on_stdout = !matches!(config.output, Output::CloudWatch { .. });
     if closed.is_none() && report.unflushed > 0 {
         let (what, earlier) = match report.dropped {
             _ if !on_stdout => ("could not be delivered", String::new()),

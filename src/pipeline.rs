@@ -51,11 +51,12 @@ pub async fn run<S: Source, D: Delivery>(
     let mut aggregator = Aggregator::new(config.period_secs, config.metrics, dimensions);
     let mut errors = ErrorLog::default();
     let mut last_sample = None;
+    let mut gone = std::pin::pin!(delivery.closed());
     let closed = loop {
         tokio::select! {
             biased;
             () = shutdown.as_mut() => break None,
-            closed = delivery.closed() => break Some(closed),
+            closed = &mut gone => break Some(closed),
             _ = ticker.tick() => {
                 let sample = source.sample().await;
                 last_sample = Some(Instant::now());
@@ -89,7 +90,9 @@ pub async fn run<S: Source, D: Delivery>(
 /// sampling recovers.
 #[derive(Debug, Default)]
 struct ErrorLog {
+    /// When an error was last logged as a warning; `None` while sampling works.
     last_logged: Option<Instant>,
+    /// Failed samples since then, said with the next warning.
     suppressed: u64,
 }
 
@@ -183,11 +186,11 @@ mod tests {
         }
     }
 
-    /// Records windows as the loop hands them over, and can be closed by the test.
-    #[derive(Default)]
+    /// Records windows as the loop hands them over; its destination goes away at
+    /// `close_at`.
     struct Windows {
         got: Vec<Window>,
-        close_after: Option<usize>,
+        close_at: Instant,
     }
 
     impl Delivery for &mut Windows {
@@ -195,12 +198,13 @@ mod tests {
             self.got.push(window);
         }
 
-        async fn closed(&mut self) -> Closed {
-            if self.close_after.is_some_and(|n| self.got.len() >= n) {
+        fn closed(&mut self) -> impl Future<Output = Closed> + 'static {
+            let at = self.close_at;
+            async move {
+                tokio::time::sleep_until(at).await;
                 let epipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
-                return Closed(crate::stdio::Failure::of(&epipe));
+                Closed(crate::stdio::Failure::of(&epipe))
             }
-            std::future::pending().await
         }
 
         async fn finish(self, _deadline: Instant) -> Report {
@@ -375,9 +379,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_closed_destination_ends_the_loop_without_waiting_for_shutdown() {
+        // Windows close at 1 s and 2 s; the destination goes at 2.5 s.
         let mut windows = Windows {
-            close_after: Some(2),
-            ..Windows::default()
+            got: Vec::new(),
+            close_at: Instant::now() + Duration::from_millis(2500),
         };
         let shutdown = std::pin::pin!(std::future::pending::<()>());
         let (config, mut source) = (config("1"), Counting(0));

@@ -5,7 +5,8 @@
 //! for good. On the agent's one thread that would stop sampling, signal handling, child
 //! supervision and the flush deadline. So an [`Outlet`] hands each line to a small thread
 //! of its own, started at the first line, through a bounded buffer: the agent only ever
-//! takes a lock for a queue push. While the pipe is full, lines wait; when the buffer
+//! takes a lock for a queue push. (A regular file or `/dev/null` cannot block that way:
+//! those are written at once, and need no thread.) While the pipe is full, lines wait; when the buffer
 //! overflows, the oldest are dropped and counted. A write that fails (EPIPE once the
 //! reader has gone) ends the outlet for good, and the agent is told.
 //!
@@ -18,6 +19,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -38,7 +40,9 @@ const THREAD_STACK: usize = 64 << 10;
 /// Why an outlet stopped writing: the error of the write that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure {
+    /// What kind of error: `BrokenPipe` when the reader has gone.
     pub kind: io::ErrorKind,
+    /// The OS error number, for the message.
     code: Option<i32>,
 }
 
@@ -92,24 +96,20 @@ pub enum Pushed {
 /// blocks; waiting for the buffer to drain is bounded by the caller.
 #[derive(Debug)]
 pub struct Outlet {
+    /// What the pusher and the writer thread share.
     shared: Arc<Shared>,
+    /// The writer's progress, for waiting on it in the runtime.
     progress: watch::Receiver<Progress>,
-    hangup: Hangup,
-}
-
-/// Watching a pipe for its reader's departure (`EPOLLERR` on the write end).
-#[derive(Debug)]
-enum Hangup {
-    /// Not watched (stderr, or a descriptor the reactor cannot watch: a regular file).
-    Off,
-    /// A duplicate to register with the reactor once there is one.
-    Later(OwnedFd),
-    Watching(AsyncFd<OwnedFd>),
+    /// A duplicate of the destination to watch for its reader's departure (`EPOLLERR` on
+    /// a pipe's write end), until [`Outlet::failure`] takes it to the reactor.
+    watch: Option<OwnedFd>,
 }
 
 #[derive(Debug)]
 struct Shared {
+    /// "stdout", "stderr": the thread's name and the drop note's subject.
     name: &'static str,
+    /// Most bytes waiting; beyond it the oldest lines are dropped.
     capacity: usize,
     /// Write a line saying how many lines were dropped, before the next one (stderr).
     note_drops: bool,
@@ -118,20 +118,55 @@ struct Shared {
     more: Condvar,
     /// Signalled when the buffer empties or writing fails.
     idle: Condvar,
+    /// The progress, published after every change for async waiters.
     progress: watch::Sender<Progress>,
 }
 
 #[derive(Debug)]
 struct State {
-    /// Taken by the writer thread when it starts.
-    target: Option<File>,
+    /// Where the lines go.
+    target: Target,
+    /// Lines waiting, oldest first.
     lines: VecDeque<Vec<u8>>,
+    /// Their size in all, against the capacity.
     bytes: usize,
+    /// The writer thread is in `write(2)` with a line taken off `lines`.
     writing: bool,
+    /// Lines written, dropped, and dropped already told of (stderr's note).
     written: u64,
     dropped: u64,
     noted: u64,
+    /// The error that ended writing.
     failed: Option<Failure>,
+}
+
+/// Where the lines go, and who writes them.
+#[derive(Debug)]
+enum Target {
+    /// A pipe, socket or terminal, which can block: the writer thread takes it at the
+    /// first line.
+    Later(File),
+    /// A regular file or `/dev/null`, which never blocks for long: written at once, on
+    /// the pusher's thread, with no thread of its own.
+    Direct(File),
+    /// With the writer thread, or gone.
+    Taken,
+}
+
+impl Target {
+    fn of(file: File) -> Target {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let null = std::fs::metadata("/dev/null").ok();
+        let direct = file.metadata().is_ok_and(|m| {
+            m.file_type().is_file()
+                || (m.file_type().is_char_device() && null.is_some_and(|n| n.rdev() == m.rdev()))
+        });
+        if direct {
+            Target::Direct(file)
+        } else {
+            Target::Later(file)
+        }
+    }
 }
 
 impl State {
@@ -159,7 +194,7 @@ impl Outlet {
     /// Also watches the destination for its reader's departure, through `watched` (a
     /// duplicate of the same descriptor).
     pub fn watching(mut self, watched: io::Result<OwnedFd>) -> Outlet {
-        self.hangup = watched.map_or(Hangup::Off, Hangup::Later);
+        self.watch = watched.ok();
         self
     }
 
@@ -170,8 +205,8 @@ impl Outlet {
         note_drops: bool,
     ) -> Outlet {
         let (target, failed) = match target {
-            Ok(fd) => (Some(File::from(fd)), None),
-            Err(e) => (None, Some(Failure::of(&e))),
+            Ok(fd) => (Target::of(File::from(fd)), None),
+            Err(e) => (Target::Taken, Some(Failure::of(&e))),
         };
         let state = State {
             target,
@@ -195,7 +230,7 @@ impl Outlet {
                 progress,
             }),
             progress: receiver,
-            hangup: Hangup::Off,
+            watch: None,
         }
     }
 
@@ -212,6 +247,17 @@ impl Outlet {
         if let Some(failure) = state.failed {
             return Pushed::Failed(failure);
         }
+        if let Target::Direct(file) = &state.target {
+            match (&*file).write_all(&line) {
+                Ok(()) => state.written += 1,
+                Err(e) => state.failed = Some(Failure::of(&e)),
+            }
+            self.shared.publish(&state);
+            return match state.failed {
+                Some(failure) => Pushed::Failed(failure),
+                None => Pushed::Queued { dropped: 0 },
+            };
+        }
         let mut dropped = 0;
         while state.bytes + line.len() > self.shared.capacity {
             let Some(oldest) = state.lines.pop_front() else {
@@ -223,7 +269,7 @@ impl Outlet {
         state.dropped += dropped;
         state.bytes += line.len();
         state.lines.push_back(line);
-        if let Some(target) = state.target.take() {
+        if let Target::Later(target) = std::mem::replace(&mut state.target, Target::Taken) {
             let shared = Arc::clone(&self.shared);
             let spawned = std::thread::Builder::new()
                 .name(format!("{} writer", self.shared.name))
@@ -244,46 +290,45 @@ impl Outlet {
         *self.progress.borrow()
     }
 
-    /// Completes once writing has failed for good, or the watched reader has gone;
-    /// pending until then. Must be called inside the runtime.
-    pub async fn failed(&mut self) -> Failure {
-        if matches!(self.hangup, Hangup::Later(_))
-            && let Hangup::Later(fd) = std::mem::replace(&mut self.hangup, Hangup::Off)
-        {
-            // Only the error readiness is wanted; a regular file cannot be watched.
-            // SAFETY: the `OwnedFd` is this outlet's own duplicate, open until the
-            // `AsyncFd` drops it.
-            if let Ok(watched) = unsafe { AsyncFd::register_with_interest(fd, Interest::ERROR) } {
-                self.hangup = Hangup::Watching(watched);
-            }
-        }
-        let progress = &mut self.progress;
-        let failed = async {
-            loop {
-                if let Some(failure) = progress.borrow_and_update().failed {
-                    return failure;
+    /// A future that completes once writing has failed for good, or the watched reader
+    /// has gone. It owns what it waits on, so it is made once and polled for as long as
+    /// wanted, beside pushes; the reader is watched by the first one made. Must be called
+    /// inside the runtime.
+    pub fn failure(&mut self) -> impl Future<Output = Failure> + Send + 'static {
+        // Only the error readiness is wanted; a regular file cannot be watched.
+        // SAFETY: the `OwnedFd` is this outlet's own duplicate, open until the `AsyncFd`
+        // drops it.
+        let watched = self
+            .watch
+            .take()
+            .and_then(|fd| unsafe { AsyncFd::register_with_interest(fd, Interest::ERROR) }.ok());
+        let mut progress = self.progress.clone();
+        let shared = Arc::clone(&self.shared);
+        async move {
+            let failed = async {
+                loop {
+                    if let Some(failure) = progress.borrow_and_update().failed {
+                        return failure;
+                    }
+                    if progress.changed().await.is_err() {
+                        return std::future::pending().await;
+                    }
                 }
-                if progress.changed().await.is_err() {
-                    return std::future::pending().await;
+            };
+            let hangup = async {
+                match &watched {
+                    Some(fd) if fd.ready(Interest::ERROR).await.is_ok() => {}
+                    _ => std::future::pending().await,
                 }
-            }
-        };
-        let hangup = async {
-            match &self.hangup {
-                Hangup::Watching(fd) => match fd.ready(Interest::ERROR).await {
-                    Ok(_) => {}
-                    Err(_) => std::future::pending().await,
-                },
-                _ => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            failure = failed => failure,
-            () = hangup => {
-                let gone = Failure::of(&io::Error::from_raw_os_error(nix::errno::Errno::EPIPE as i32));
-                self.shared.fail(gone);
-                self.hangup = Hangup::Off;
-                gone
+            };
+            tokio::select! {
+                failure = failed => failure,
+                () = hangup => {
+                    let epipe = io::Error::from_raw_os_error(nix::errno::Errno::EPIPE as i32);
+                    let gone = Failure::of(&epipe);
+                    shared.fail(gone);
+                    gone
+                }
             }
         }
     }
@@ -517,7 +562,7 @@ mod tests {
             .build()
             .unwrap();
         let failure = runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), outlet.failed())
+            tokio::time::timeout(Duration::from_secs(5), outlet.failure())
                 .await
                 .expect("the failure is reported")
         });
@@ -529,18 +574,51 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_regular_file_is_written_at_once_without_a_thread() {
+        let mut file = tempfile::tempfile().unwrap();
+        let outlet = Outlet::new("test", Ok(OwnedFd::from(file.try_clone().unwrap())), 100);
+        assert_eq!(
+            outlet.push(b"one\n".to_vec()),
+            Pushed::Queued { dropped: 0 }
+        );
+        // Written before push returned: no thread, nothing waiting.
+        assert_eq!(outlet.progress().written, 1);
+        let mut text = String::new();
+        std::io::Seek::rewind(&mut file).unwrap();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "one\n");
+        let state = outlet.shared.lock();
+        assert!(
+            matches!(state.target, Target::Direct(_)),
+            "{:?}",
+            state.target
+        );
+    }
+
+    #[test]
+    fn a_pipe_gets_the_writer_thread() {
+        let (_reader, writer) = pipe();
+        let outlet = Outlet::new("test", Ok(writer), 100);
+        assert!(matches!(outlet.shared.lock().target, Target::Later(_)));
+        outlet.push(b"x\n".to_vec());
+        assert!(matches!(outlet.shared.lock().target, Target::Taken));
+        assert!(outlet.drain_blocking(Duration::from_secs(5)));
+    }
+
     #[tokio::test]
     async fn a_watched_pipe_whose_reader_leaves_fails_without_a_write() {
         let (reader, writer) = pipe();
         let watched = writer.try_clone();
         let mut outlet = Outlet::new("test", Ok(writer), 100).watching(watched);
-        // Asked again and again, as the sampling loop does, while the reader is there.
+        let mut failure = std::pin::pin!(outlet.failure());
+        // Polled again and again, as the sampling loop does, while the reader is there.
         for _ in 0..3 {
-            let waited = tokio::time::timeout(Duration::from_millis(50), outlet.failed());
+            let waited = tokio::time::timeout(Duration::from_millis(50), &mut failure);
             assert!(waited.await.is_err(), "not failed while read");
         }
         drop(reader);
-        let failure = tokio::time::timeout(Duration::from_secs(5), outlet.failed())
+        let failure = tokio::time::timeout(Duration::from_secs(5), failure)
             .await
             .expect("noticed without writing");
         assert!(failure.reader_gone(), "{failure:?}");

@@ -70,6 +70,7 @@ pub struct Supervisor {
     group: bool,
     /// Signals received, from one small task per signal.
     received: mpsc::UnboundedReceiver<Signal>,
+    /// A child exited (the command, an orphan, or one of the agent's own).
     sigchld: tokio::signal::unix::Signal,
     /// Other exited children, and when each was first seen.
     zombies: Vec<(Pid, Instant)>,

@@ -336,3 +336,34 @@ fn an_empty_cluster_name_leaves_out_that_dimension_with_a_warning() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn in_wrapper_mode_a_silent_metadata_endpoint_holds_the_command_back_at_most_5_s() {
+    // A monitor must not hold its workload hostage: the command starts anyway, and its
+    // status is still the agent's.
+    let server = MetadataServer::start(|_, _| Reply::Status(503));
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let script = format!("touch {}; exit 4", marker.display());
+    let started = std::time::Instant::now();
+    let args = [&DRY_RUN[..], &["--", "sh", "-c", &script]].concat();
+    let out = common::agent_command(&args, &agent_env(&server, "warn"))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(marker.exists(), "the command ran");
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert!(
+        stderr.contains("did not answer within 5 s: starting the command anyway"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing measured without the task's limits"
+    );
+}

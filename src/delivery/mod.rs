@@ -27,9 +27,10 @@ pub trait Delivery {
     /// Takes a closed window. Never waits: what cannot be kept is dropped and counted.
     fn send(&mut self, window: Window);
 
-    /// Completes when the destination can take nothing more, ever (stdout's reader has
-    /// gone); pending for as long as it can.
-    fn closed(&mut self) -> impl Future<Output = Closed>;
+    /// A future that completes when the destination can take nothing more, ever
+    /// (stdout's reader has gone); pending for as long as it can. Made once per run: it
+    /// does not borrow the delivery, so windows keep being sent while it waits.
+    fn closed(&mut self) -> impl Future<Output = Closed> + 'static;
 
     /// No more windows: delivers what it still holds until `deadline`, then reports.
     fn finish(self, deadline: Instant) -> impl Future<Output = Report>;

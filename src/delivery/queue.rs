@@ -14,6 +14,7 @@
 //! the deadline whatever is left counts as not delivered.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
@@ -45,9 +46,13 @@ const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// that sends them.
 #[derive(Debug)]
 pub struct Queued {
+    /// Each window's datums, to the task; dropped to tell it nothing more is coming.
     datums: mpsc::Sender<Vec<Datum>>,
+    /// How windows become datums.
     encoding: Encoding,
+    /// Set when the run ends: the task gives up what is left after it.
     flush_deadline: watch::Sender<Option<Instant>>,
+    /// The task, which returns what became of the datums.
     task: JoinHandle<Report>,
     /// Datums handed over, and dropped because the task fell behind.
     handed_over: u64,
@@ -86,8 +91,9 @@ impl Delivery for Queued {
         }
     }
 
-    async fn closed(&mut self) -> Closed {
-        std::future::pending().await
+    fn closed(&mut self) -> impl Future<Output = Closed> + 'static {
+        // CloudWatch is never gone for good: outages are retried.
+        std::future::pending()
     }
 
     async fn finish(self, deadline: Instant) -> Report {
@@ -197,7 +203,9 @@ struct Queue {
     buffer_size: usize,
     /// Longest wait between retries (`--retry-max-backoff`).
     retry_max_backoff: Duration,
+    /// The datums waiting, oldest first.
     datums: VecDeque<Datum>,
+    /// What became of the datums so far.
     report: Report,
     /// No send before this instant (backing off after a failure).
     retry_at: Option<Instant>,

@@ -3,6 +3,8 @@
 //! retry: a line either waits in the outlet's buffer for the reader, is dropped (the
 //! oldest first) when that overflows, or is lost with the reader.
 
+use std::future::Future;
+
 use tokio::time::Instant;
 
 use super::{Closed, Delivery, Report};
@@ -13,7 +15,9 @@ use crate::stdio::{Outlet, Pushed};
 /// Windows printed in format `F`.
 #[derive(Debug)]
 pub struct Printed<F> {
+    /// How a window becomes lines.
     format: F,
+    /// Stdout, written by its own thread.
     outlet: Outlet,
     /// The first overflow is warned about; the count is in the final report.
     overflow_warned: bool,
@@ -57,8 +61,9 @@ impl<F: Format> Delivery for Printed<F> {
         }
     }
 
-    async fn closed(&mut self) -> Closed {
-        Closed(self.outlet.failed().await)
+    fn closed(&mut self) -> impl Future<Output = Closed> + 'static {
+        let failure = self.outlet.failure();
+        async move { Closed(failure.await) }
     }
 
     async fn finish(mut self, deadline: Instant) -> Report {

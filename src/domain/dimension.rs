@@ -26,7 +26,9 @@ pub const MAX_DIMENSIONS: usize = 30;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Dimension {
+    /// 1–255 printable ASCII characters, not starting with `:`.
     name: String,
+    /// 1–1024 printable ASCII characters.
     value: String,
 }
 

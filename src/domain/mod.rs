@@ -98,6 +98,7 @@ pub enum Aggregation {
 /// ascending order of value, each count at least 1.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Distribution {
+    /// Ascending by value, every count at least 1.
     pairs: Vec<(f64, u32)>,
 }
 

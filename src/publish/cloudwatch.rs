@@ -35,6 +35,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How windows become datums; the same for every window of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Encoding {
+    /// Every sample, or the median and the maximum.
     pub aggregation: Aggregation,
     /// `Some(1)` for high-resolution metrics; `None` for CloudWatch's standard 60 s.
     pub storage_resolution: Option<u32>,
@@ -54,7 +55,9 @@ impl From<&Config> for Encoding {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRequest {
+    /// `--namespace`.
     pub namespace: String,
+    /// At most [`MAX_DATUMS_PER_REQUEST`], and [`MAX_REQUEST_BYTES`] encoded.
     pub metric_data: Vec<Datum>,
 }
 
@@ -171,7 +174,9 @@ pub trait Publisher {
 #[derive(Debug, Error)]
 #[error("{message}")]
 pub struct PublishError {
+    /// What it means for the datums: retry, back off, or drop.
     pub kind: ErrorKind,
+    /// The error and its causes, never the request (so never a credential).
     pub message: String,
 }
 

@@ -10,7 +10,9 @@ use crate::domain::Window;
 /// Encodes windows as `PutMetricData` input lines.
 #[derive(Debug, Clone)]
 pub struct DryRun {
+    /// `--namespace`.
     pub namespace: String,
+    /// Distribution or median and maximum; the storage resolution.
     pub encoding: Encoding,
 }
 

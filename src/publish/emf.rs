@@ -25,7 +25,9 @@ pub const MAX_EVENT_BYTES: usize = 262_144 - 26;
 /// Encodes windows as EMF documents.
 #[derive(Debug, Clone)]
 pub struct Emf {
+    /// `--namespace`.
     pub namespace: String,
+    /// Distribution or median and maximum; the storage resolution.
     pub encoding: Encoding,
 }
 

@@ -24,7 +24,9 @@ pub enum ScopeError {
 /// A source ready to sample, and what it measures (for the log and `check`).
 #[derive(Debug)]
 pub struct Opened {
+    /// The source, ready to sample.
     pub source: ScopedSource,
+    /// What it measures and why this scope, e.g. "cgroup (auto: the cgroup has limits): …".
     pub what: String,
 }
 
@@ -141,8 +143,11 @@ fn cgroup_opened(source: CgroupSource, why: &str) -> Opened {
 /// kept between calls, so a caller may give up waiting and call again later.
 #[derive(Debug)]
 pub struct EcsConnector {
+    /// `ECS_CONTAINER_METADATA_URI_V4`.
     uri: String,
+    /// Where `/proc` is read, for the instance's CPUs and memory.
     root: PathBuf,
+    /// Attempts so far, and the wait before the next one.
     attempts: u32,
     delay: Duration,
 }
