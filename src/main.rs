@@ -104,6 +104,13 @@ fn exit_status(config: &Config, outcome: &Outcome) -> u8 {
             "error: {} {} {what} within the flush timeout ({:?}){earlier}",
             report.unflushed, report.unit, config.flush_timeout
         ));
+    } else if on_stdout && report.dropped > 0 {
+        // The first overflow was warned about; this is the count.
+        log::warn!(
+            "{} {} were dropped while stdout was blocked",
+            report.dropped,
+            report.unit
+        );
     }
     if let Some(code) = child_status {
         return code;

@@ -5,10 +5,10 @@
 //! for good. On the agent's one thread that would stop sampling, signal handling, child
 //! supervision and the flush deadline. So an [`Outlet`] hands each line to a small thread
 //! of its own, started at the first line, through a bounded buffer: the agent only ever
-//! takes a lock for a queue push. (A regular file or `/dev/null` cannot block that way:
-//! those are written at once, and need no thread.) While the pipe is full, lines wait; when the buffer
+//! takes a lock for a queue push. While the pipe is full, lines wait; when the buffer
 //! overflows, the oldest are dropped and counted. A write that fails (EPIPE once the
-//! reader has gone) ends the outlet for good, and the agent is told.
+//! reader has gone) ends the outlet for good, and the agent is told. A regular file or
+//! `/dev/null` cannot block that way: those are written at once, with no thread.
 //!
 //! The thread writes through a duplicate of the descriptor, never through `std::io`'s
 //! buffered `Stdout`, so nothing is left for the exit path to flush: the process can
@@ -92,8 +92,9 @@ pub enum Pushed {
     Failed(Failure),
 }
 
-/// A destination written by its own thread through a bounded buffer. Pushing never
-/// blocks; waiting for the buffer to drain is bounded by the caller.
+/// A destination written by its own thread through a bounded buffer (or at once, where
+/// a write cannot block). Pushing never blocks; waiting for the buffer to drain is
+/// bounded by the caller.
 #[derive(Debug)]
 pub struct Outlet {
     /// What the pusher and the writer thread share.
@@ -276,7 +277,7 @@ impl Outlet {
                 .stack_size(THREAD_STACK)
                 .spawn(move || shared.serve(target));
             if let Err(e) = spawned {
-                // No thread to spare: nothing will be written; say why once.
+                // No thread to spare: nothing can be written, which `failure` reports.
                 state.failed = Some(Failure::of(&e));
             }
         }
