@@ -85,7 +85,7 @@ impl Destination {
             } => {
                 let sdk = sdk_config(region.clone(), endpoint_url.clone(), config.request_timeout)
                     .await?;
-                Destination::CloudWatch(CloudWatch::new(&sdk))
+                Destination::CloudWatch(CloudWatch::new(&sdk, config.request_timeout))
             }
             config::Output::Emf => Destination::Emf(Emf {
                 namespace,
@@ -240,11 +240,11 @@ async fn measure(
             sample_into(config, dimensions, &mut source, delivery, shutdown.as_mut()).await
         }
         Destination::Emf(emf) => {
-            let delivery = Printed::new(emf, Outlet::stdout());
+            let delivery = Printed::new(emf, Outlet::stdout(), config.period_secs);
             sample_into(config, dimensions, &mut source, delivery, shutdown.as_mut()).await
         }
         Destination::DryRun(dry_run) => {
-            let delivery = Printed::new(dry_run, Outlet::stdout());
+            let delivery = Printed::new(dry_run, Outlet::stdout(), config.period_secs);
             sample_into(config, dimensions, &mut source, delivery, shutdown.as_mut()).await
         }
     };

@@ -169,7 +169,10 @@ async fn aws(
     match sdk.endpoint_url() {
         Some(url) => ok(
             "endpoint",
-            format_args!("{url} (from --endpoint-url or AWS_ENDPOINT_URL)"),
+            format_args!(
+                "{} (from --endpoint-url or AWS_ENDPOINT_URL)",
+                crate::redact::url(url)
+            ),
         ),
         None => ok(
             "endpoint",
@@ -177,7 +180,7 @@ async fn aws(
         ),
     }
     credentials(&sdk, config.request_timeout).await?;
-    Ok(CloudWatch::new(&sdk))
+    Ok(CloudWatch::new(&sdk, config.request_timeout))
 }
 
 fn region_source(flag: bool, region: &str) -> &'static str {
@@ -216,7 +219,7 @@ async fn credentials(sdk: &SdkConfig, timeout: Duration) -> Result<(), Failed> {
             format_args!(
                 "none found: {}. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or \
                  AWS_PROFILE, or run with an ECS task role or an EC2 instance role",
-                one_line(&cloudwatch::describe(&e))
+                crate::redact::chain(&e)
             ),
         )
     })?;
@@ -280,11 +283,7 @@ async fn send(
                      (see deploy/iam-policy.json)",
                     e.message, config.namespace
                 ),
-                ErrorKind::Transient => format!(
-                    "CloudWatch did not answer within {} s or could not be reached: {}",
-                    config.request_timeout.as_secs(),
-                    e.message
-                ),
+                ErrorKind::Transient => format!("CloudWatch {}", e.message),
                 ErrorKind::Throttled => format!("throttled, try again: {}", e.message),
                 ErrorKind::Invalid => format!("the request was refused: {}", e.message),
             },
@@ -305,11 +304,6 @@ fn print(format: &impl Format, window: &crate::domain::Window) -> Result<(), Fai
     drop(stdout);
     ok("send", "printed above, not sent (dry run)");
     Ok(())
-}
-
-/// The SDK lists each provider it tried on a line of its own.
-fn one_line(text: &str) -> String {
-    text.lines().map(str::trim).collect::<Vec<_>>().join("; ")
 }
 
 fn percent(value: Option<f64>) -> String {

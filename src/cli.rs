@@ -92,7 +92,7 @@ pub struct Opts {
     #[arg(
         long,
         env = "CWMA_METRICS",
-        value_enum,
+        value_parser = metric,
         value_delimiter = ',',
         value_name = "LIST",
         default_value = "cpu,memory"
@@ -229,6 +229,17 @@ pub enum ScopeArg {
     Cgroup,
     /// The whole ECS task against its limits, from the task metadata endpoint v4
     EcsTask,
+}
+
+/// One name of `--metrics`, spaces around it ignored (`CWMA_METRICS="cpu, memory"`).
+fn metric(name: &str) -> Result<MetricArg, String> {
+    MetricArg::from_str(name.trim_matches(' '), true).map_err(|_| {
+        let known: Vec<String> = MetricArg::value_variants()
+            .iter()
+            .filter_map(|m| m.to_possible_value().map(|v| v.get_name().to_owned()))
+            .collect();
+        format!("{name:?} is not one of {}", known.join(", "))
+    })
 }
 
 /// A metric `--metrics` can select.

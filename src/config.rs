@@ -21,6 +21,9 @@ pub const MAX_FLUSH_TIMEOUT_SECS: f64 = 3_600.0;
 pub const MAX_BUFFER_SIZE: usize = 100_000;
 /// Longest `--retry-max-backoff` and `--request-timeout`.
 pub const MAX_WAIT_SECS: f64 = 3_600.0;
+/// Shortest duration taken: a millisecond. Below it a value is a typo (`1e-300` would
+/// otherwise become 0, which the timeouts cannot mean).
+pub const MIN_SECS: f64 = 0.001;
 
 /// What the agent runs with, built from [`Opts`] by [`Config::from_opts`].
 #[derive(Debug, Clone, PartialEq)]
@@ -203,10 +206,18 @@ impl Config {
     }
 }
 
+/// The error for `value` of `flag`. The value is shown as typed, but without a URL's
+/// user information (a password) and cut to a length that fits a line.
 fn invalid(flag: &'static str, value: &str, rule: impl Into<String>) -> ConfigError {
+    const SHOWN_CHARS: usize = 300;
+    let value = crate::redact::url(value);
+    let value = match value.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+        None => value,
+    };
     ConfigError::Invalid {
         flag,
-        value: value.to_owned(),
+        value,
         rule: rule.into(),
     }
 }
@@ -262,14 +273,28 @@ fn parse_period(text: &str) -> Result<u64, ConfigError> {
 
 fn parse_flush_timeout(text: &str) -> Result<Duration, ConfigError> {
     match text.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs <= MAX_FLUSH_TIMEOUT_SECS => {
+        Ok(secs) if (MIN_SECS..=MAX_FLUSH_TIMEOUT_SECS).contains(&secs) => {
             Ok(Duration::from_secs_f64(secs))
         }
         _ => Err(invalid(
             "--flush-timeout",
             text,
-            format!("must be a number of seconds above 0 and at most {MAX_FLUSH_TIMEOUT_SECS}"),
+            format!("must be a number of seconds from {MIN_SECS} to {MAX_FLUSH_TIMEOUT_SECS}"),
         )),
+    }
+}
+
+/// `ECS_CONTAINER_METADATA_URI_V4`: an `http://` or `https://` URL with a host, as ECS
+/// sets it (`http://169.254.170.2/v4/<id>`), nothing around it.
+fn check_metadata_uri(uri: &str) -> Result<(), ConfigError> {
+    if is_url_with_host(uri) {
+        Ok(())
+    } else {
+        Err(invalid(
+            "ECS_CONTAINER_METADATA_URI_V4",
+            uri,
+            "must be the http:// URL ECS sets (like http://169.254.170.2/v4/…), nothing around it",
+        ))
     }
 }
 
@@ -285,13 +310,8 @@ fn resolve_scope(
         (cli::ScopeArg::Cgroup, _) => Scope::Cgroup,
         (cli::ScopeArg::Auto, None) => Scope::CgroupOrHost,
         (cli::ScopeArg::Auto | cli::ScopeArg::EcsTask, Some(uri)) => {
-            if !uri.starts_with("http://") && !uri.starts_with("https://") {
-                return Err(invalid(
-                    "ECS_CONTAINER_METADATA_URI_V4",
-                    &uri,
-                    "must be an http:// URL, as ECS sets it",
-                ));
-            }
+            // Under `auto` too: ECS sets it, so a broken value is a broken setup.
+            check_metadata_uri(&uri)?;
             Scope::EcsTask {
                 metadata_uri: uri,
                 dimensions,
@@ -378,7 +398,13 @@ fn storage_resolution(text: Option<&str>, period_secs: u64) -> Result<Option<u32
 fn parse_dimensions(pairs: &[String], ecs: bool, ec2: bool) -> Result<Vec<Dimension>, ConfigError> {
     const FLAG: &str = "--dimension";
     let mut parsed = Vec::with_capacity(pairs.len());
-    for pair in pairs.iter().filter(|p| !p.trim().is_empty()) {
+    // Spaces trimmed: `CWMA_DIMENSIONS="A=1, B=2"` means B, not " B". (Only spaces: a
+    // CR or a tab is a control character, refused with the rest.)
+    for pair in pairs
+        .iter()
+        .map(|p| p.trim_matches(' '))
+        .filter(|p| !p.is_empty())
+    {
         let dimension = dimensions::parse_flag(pair).map_err(|e| match e {
             FlagError::NotAPair => invalid(FLAG, pair, "must be Name=Value"),
             FlagError::Rule(rule) => invalid(FLAG, pair, rule.to_string()),
@@ -408,11 +434,11 @@ fn parse_buffer_size(text: &str) -> Result<usize, ConfigError> {
 
 fn parse_seconds(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
     match text.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs <= MAX_WAIT_SECS => Ok(Duration::from_secs_f64(secs)),
+        Ok(secs) if (MIN_SECS..=MAX_WAIT_SECS).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
         _ => Err(invalid(
             flag,
             text,
-            format!("must be a number of seconds above 0 and at most {MAX_WAIT_SECS}"),
+            format!("must be a number of seconds from {MIN_SECS} to {MAX_WAIT_SECS}"),
         )),
     }
 }
@@ -434,23 +460,24 @@ fn check_region(region: &str) -> Result<(), ConfigError> {
 }
 
 fn check_endpoint_url(url: &str) -> Result<(), ConfigError> {
-    let host = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match host {
-        Some(rest)
-            if !rest.is_empty()
-                && !rest.starts_with('/')
-                && !rest.contains(char::is_whitespace) =>
-        {
-            Ok(())
-        }
-        _ => Err(invalid(
-            "--endpoint-url",
-            url,
-            "must be an http:// or https:// URL with a host, e.g. https://monitoring.us-east-1.amazonaws.com",
-        )),
+    let rule = "must be an http:// or https:// URL with a host, e.g. \
+                https://monitoring.us-east-1.amazonaws.com";
+    if is_url_with_host(url) {
+        Ok(())
+    } else {
+        Err(invalid("--endpoint-url", url, rule))
     }
+}
+
+/// An `http://` or `https://` URL with a host, and no white space or control character.
+fn is_url_with_host(url: &str) -> bool {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    url.parse::<http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|h| !h.is_empty())
+    })
 }
 
 /// Configurations for the tests of the layers above.
@@ -786,7 +813,15 @@ mod tests {
     #[test]
     fn region_and_endpoint_rules() {
         assert!(error(&with(&["--region", "US East"])).contains("--region"));
-        for bad in ["localhost:4566", "ftp://x", "http://", "http:///path"] {
+        for bad in [
+            "localhost:4566",
+            "ftp://x",
+            "http://",
+            "http:///path",
+            "http://user:secret@",
+            "http://[::1",
+            "http://host ",
+        ] {
             assert!(
                 error(&with(&["--endpoint-url", bad])).contains("--endpoint-url"),
                 "{bad}"

@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::aggregate::{Aggregator, unix_secs};
+use crate::alarm::Alarm;
 use crate::config::Config;
 use crate::delivery::{Closed, Delivery, Report};
-use crate::domain::Dimension;
+use crate::domain::{Dimension, Metric};
 use crate::sample::{Sample, Source};
 use crate::ticker::Ticker;
 
@@ -49,7 +50,7 @@ pub async fn run<S: Source, D: Delivery>(
     clock: impl Fn() -> SystemTime,
 ) -> Ended {
     let mut aggregator = Aggregator::new(config.period_secs, config.metrics, dimensions);
-    let mut errors = ErrorLog::default();
+    let mut errors = ErrorLog::new(config.period_secs);
     let mut last_sample = None;
     let mut gone = std::pin::pin!(delivery.closed());
     let closed = loop {
@@ -87,9 +88,11 @@ pub async fn run<S: Source, D: Delivery>(
 
 /// Logs each sample at debug level, and sampling errors without flooding: the first at
 /// once, then at most once per `ERROR_LOG_INTERVAL` with a count, and a note when
-/// sampling recovers.
-#[derive(Debug, Default)]
+/// sampling recovers; no sample at all for long is an error (see [`Alarm`]).
+#[derive(Debug)]
 struct ErrorLog {
+    /// Samples without any value and with errors, for long.
+    alarm: Alarm,
     /// When an error was last logged as a warning; `None` while sampling works.
     last_logged: Option<Instant>,
     /// Failed samples since then, said with the next warning.
@@ -97,12 +100,38 @@ struct ErrorLog {
 }
 
 impl ErrorLog {
+    fn new(period_secs: u64) -> Self {
+        ErrorLog {
+            alarm: Alarm::new(period_secs),
+            last_logged: None,
+            suppressed: 0,
+        }
+    }
+
     fn record(&mut self, unix_secs: u64, sample: &Sample) {
         log::debug!(
             "sample at {unix_secs}: cpu {:?} memory {:?}",
             sample.cpu,
             sample.memory
         );
+        let nothing = Metric::ALL.iter().all(|m| sample.value(*m).is_none());
+        match sample.errors.first() {
+            Some(e) if nothing => {
+                if let Some(lasting) = self.alarm.failed() {
+                    log::error!(
+                        "no sample could be taken {}: {}",
+                        lasting.describe(),
+                        crate::redact::for_log(&e.to_string())
+                    );
+                }
+            }
+            _ if !nothing => {
+                if let Some(failed) = self.alarm.worked() {
+                    log::info!("samples again, after {} s without", failed.as_secs());
+                }
+            }
+            _ => {}
+        }
         if sample.errors.is_empty() {
             if self.last_logged.take().is_some() {
                 log::info!("sampling recovered");
@@ -116,7 +145,7 @@ impl ErrorLog {
         if !due {
             self.suppressed += 1;
             for e in &sample.errors {
-                log::debug!("{e}");
+                log::debug!("{}", crate::redact::for_log(&e.to_string()));
             }
             return;
         }
@@ -125,7 +154,7 @@ impl ErrorLog {
             n => format!(" ({n} more failed samples since the last report)"),
         };
         for e in &sample.errors {
-            log::warn!("{e}{again}");
+            log::warn!("{}{again}", crate::redact::for_log(&e.to_string()));
         }
         self.last_logged = Some(Instant::now());
         self.suppressed = 0;

@@ -201,7 +201,7 @@ fn endpoint_faults_skip_samples_with_a_warning_and_never_publish_a_bogus_value()
     assert!(memory.iter().all(|v| *v == 29.3), "memory {memory:?}");
     let log = agent.rest_of_log().join("\n");
     assert!(
-        log.contains("WARN") && log.contains("/task/stats: HTTP 500"),
+        log.contains("WARN") && log.contains("/task/stats: answered HTTP 500 (text/plain): error"),
         "{log}"
     );
     // Three failures in a row: one warning, the rest at debug level (rate-limited).

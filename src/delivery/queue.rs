@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::{Closed, Delivery, Report};
 use crate::aggregate::unix_secs;
+use crate::alarm::Alarm;
 use crate::config::Config;
 use crate::domain::Window;
 use crate::publish::cloudwatch::{
@@ -215,6 +216,8 @@ struct Queue {
     batch_limit: usize,
     /// Since when sends have been failing, and the kind of the last failure.
     outage: Option<Outage>,
+    /// Sends failing for long, said at the default log level.
+    alarm: Alarm,
     /// Drops not yet logged, and when drops were last logged.
     unlogged_drops: u64,
     drops_logged_at: Option<Instant>,
@@ -241,6 +244,7 @@ impl Queue {
             failures: 0,
             batch_limit: MAX_DATUMS_PER_REQUEST,
             outage: None,
+            alarm: Alarm::new(config.period_secs),
             unlogged_drops: 0,
             drops_logged_at: None,
         }
@@ -337,6 +341,8 @@ impl Queue {
         let n = batch.len() as u64;
         self.report.delivered += n;
         self.failures = 0;
+        // Its end is said below, with the backlog caught up.
+        let _ = self.alarm.worked();
         self.batch_limit = (self.batch_limit * 2).min(MAX_DATUMS_PER_REQUEST);
         let window = batch
             .first()
@@ -406,6 +412,12 @@ impl Queue {
             ErrorKind::Auth => log::error!("{message}"),
             _ if first => log::warn!("{message}"),
             _ => log::debug!("{message}"),
+        }
+        if let Some(lasting) = self.alarm.failed() {
+            log::error!(
+                "nothing has been delivered to CloudWatch {}: {error}; {queued} datums queued",
+                lasting.describe()
+            );
         }
     }
 }

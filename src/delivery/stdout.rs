@@ -8,6 +8,7 @@ use std::future::Future;
 use tokio::time::Instant;
 
 use super::{Closed, Delivery, Report};
+use crate::alarm::Alarm;
 use crate::domain::Window;
 use crate::publish::Format;
 use crate::stdio::{Outlet, Pushed};
@@ -21,16 +22,23 @@ pub struct Printed<F> {
     outlet: Outlet,
     /// The first overflow is warned about; the count is in the final report.
     overflow_warned: bool,
+    /// Lines written when the last window was sent, to see the reader stall.
+    last_written: u64,
+    /// A reader stalled for long, said at the default log level.
+    alarm: Alarm,
     /// Reused for each window's lines.
     lines: Vec<Vec<u8>>,
 }
 
 impl<F: Format> Printed<F> {
-    pub fn new(format: F, outlet: Outlet) -> Self {
+    /// Windows of `period_secs` printed through `outlet`.
+    pub fn new(format: F, outlet: Outlet, period_secs: u64) -> Self {
         Printed {
             format,
             outlet,
             overflow_warned: false,
+            last_written: 0,
+            alarm: Alarm::new(period_secs),
             lines: Vec::new(),
         }
     }
@@ -55,10 +63,28 @@ impl<F: Format> Delivery for Printed<F> {
             }
         }
         self.lines.clear();
-        let pending = self.outlet.progress().pending;
-        if pending > 1 {
-            log::debug!("stdout: {pending} {} waiting to be written", F::UNIT);
+        let progress = self.outlet.progress();
+        if progress.pending > 1 {
+            log::debug!(
+                "stdout: {} {} waiting to be written",
+                progress.pending,
+                F::UNIT
+            );
         }
+        if progress.pending > 0 && progress.written == self.last_written {
+            if let Some(lasting) = self.alarm.failed() {
+                log::error!(
+                    "stdout has not been read {}: {} {} waiting, the oldest dropped beyond \
+                     the buffer",
+                    lasting.describe(),
+                    progress.pending,
+                    F::UNIT
+                );
+            }
+        } else if let Some(stalled) = self.alarm.worked() {
+            log::info!("stdout is read again, after {} s", stalled.as_secs());
+        }
+        self.last_written = progress.written;
     }
 
     fn closed(&mut self) -> impl Future<Output = Closed> + 'static {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use aws_config::imds;
 use aws_config::provider_config::ProviderConfig;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use super::EC2_NAMES;
 use crate::domain::Dimension;
@@ -32,7 +31,10 @@ pub async fn dimensions() -> Vec<Dimension> {
     match tokio::time::timeout(LOOKUP_BUDGET, lookup()).await {
         Ok(Ok(dimensions)) => dimensions,
         Ok(Err(e)) => {
-            log::warn!("--ec2-dimensions: no instance metadata ({e}); sending without them");
+            log::warn!(
+                "--ec2-dimensions: no instance metadata ({}); sending without them",
+                crate::redact::chain(&e)
+            );
             Vec::new()
         }
         Err(_) => {
@@ -46,11 +48,8 @@ pub async fn dimensions() -> Vec<Dimension> {
 }
 
 async fn lookup() -> Result<Vec<Dimension>, imds::client::error::ImdsError> {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
     let client = imds::Client::builder()
-        .configure(&ProviderConfig::without_region().with_http_client(http))
+        .configure(&ProviderConfig::without_region().with_http_client(crate::http::aws_client()))
         .max_attempts(1)
         .connect_timeout(TIMEOUT)
         .read_timeout(TIMEOUT)

@@ -94,7 +94,10 @@ pub fn check_names(flags: &[Dimension], ecs: bool, ec2: bool) -> Result<(), SetE
 pub fn from_metadata(source: &str, name: &str, value: &str) -> Option<Dimension> {
     match Dimension::new(name, value) {
         Ok(dimension) => {
-            log::info!("dimension {name}={value} (from {source})");
+            log::info!(
+                "dimension {name}={} (from {source})",
+                crate::redact::for_log(value)
+            );
             Some(dimension)
         }
         Err(e) => {

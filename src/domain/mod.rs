@@ -152,6 +152,17 @@ impl Distribution {
     }
 }
 
+/// `unix_secs` as RFC 3339 UTC, e.g. `2026-11-25T15:12:00Z`: how times are written for
+/// people and for the `PutMetricData` JSON.
+pub fn rfc3339(unix_secs: u64) -> String {
+    use aws_smithy_types::DateTime;
+    use aws_smithy_types::date_time::Format;
+    i64::try_from(unix_secs)
+        .ok()
+        .and_then(|secs| DateTime::from_secs(secs).fmt(Format::DateTime).ok())
+        .unwrap_or_else(|| format!("@{unix_secs}"))
+}
+
 /// A closed window: what flows from aggregation to the outputs. Each output encodes it
 /// in its own format, within its own limits.
 #[derive(Debug, Clone, PartialEq)]

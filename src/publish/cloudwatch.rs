@@ -12,14 +12,17 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::error::SdkError;
-use aws_sdk_cloudwatch::primitives::{DateTime, DateTimeFormat};
+use aws_sdk_cloudwatch::operation::put_metric_data::PutMetricDataError;
+use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{self as sdk, MetricDatum, StandardUnit};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use serde::{Serialize, Serializer};
 use thiserror::Error;
 
 use crate::config::Config;
+pub use crate::domain::rfc3339;
 use crate::domain::{Aggregation, Dimension, Window};
+use crate::redact;
 
 /// Most distinct values one datum may carry in `Values` (PutMetricData API reference,
 /// `MetricDatum.Values`: "up to 150 unique values").
@@ -117,14 +120,6 @@ pub fn encode(window: &Window, encoding: &Encoding) -> Vec<Datum> {
         }
     }
     data
-}
-
-/// `unix_secs` as RFC 3339 UTC, e.g. `2026-11-25T15:12:00Z`.
-pub fn rfc3339(unix_secs: u64) -> String {
-    i64::try_from(unix_secs)
-        .ok()
-        .and_then(|secs| DateTime::from_secs(secs).fmt(DateTimeFormat::DateTime).ok())
-        .unwrap_or_else(|| format!("@{unix_secs}"))
 }
 
 fn serialize_rfc3339<S: Serializer>(secs: &u64, s: S) -> Result<S::Ok, S::Error> {
@@ -240,6 +235,8 @@ pub fn classify(code: Option<&str>, status: u16) -> ErrorKind {
 #[derive(Debug, Clone)]
 pub struct CloudWatch {
     client: Client,
+    /// Each attempt's bound (`--request-timeout`), for saying that it passed.
+    request_timeout: Duration,
 }
 
 /// Why no CloudWatch client could be made.
@@ -253,18 +250,20 @@ pub enum ConnectError {
 }
 
 impl CloudWatch {
-    /// A client for a loaded configuration (see [`sdk_config`]).
-    pub fn new(config: &SdkConfig) -> Self {
+    /// A client for a loaded configuration (see [`sdk_config`]) whose attempts last at
+    /// most `request_timeout`.
+    pub fn new(config: &SdkConfig, request_timeout: Duration) -> Self {
         log::info!(
             "publishing to CloudWatch in {}{}",
             config.region().map_or("", |r| r.as_ref()),
             config
                 .endpoint_url()
-                .map(|url| format!(" at {url}"))
+                .map(|url| format!(" at {}", redact::url(url)))
                 .unwrap_or_default()
         );
         CloudWatch {
             client: Client::new(config),
+            request_timeout,
         }
     }
 }
@@ -281,11 +280,8 @@ pub async fn sdk_config(
     endpoint_url: Option<String>,
     request_timeout: Duration,
 ) -> Result<SdkConfig, ConnectError> {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client)
+        .http_client(crate::http::aws_client())
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
@@ -321,29 +317,60 @@ impl Publisher for CloudWatch {
                     SdkError::ServiceError(service) => {
                         classify(service.err().meta().code(), service.raw().status().as_u16())
                     }
+                    SdkError::ResponseError(response) => {
+                        classify(None, response.raw().status().as_u16())
+                    }
                     // Credentials that cannot be resolved fail before anything is sent.
                     _ if caused_by_credentials(&e) => ErrorKind::Auth,
                     _ => ErrorKind::Transient,
                 };
-                PublishError::new(kind, describe(&e))
+                PublishError::new(kind, explain(&e, self.request_timeout))
             })
     }
 }
 
-/// The error and its causes, one after the other: short, and never the request itself
-/// (so never a signature or a credential).
-pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
+/// What happened to a request, in the words a user acts on: CloudWatch answered (with
+/// the status and error code, or the first bytes of a body that is not a CloudWatch
+/// answer, and its content type), did not answer in time, or could not be reached.
+/// Never the request itself, and outside text only through [`redact::for_log`].
+fn explain(e: &SdkError<PutMetricDataError, HttpResponse>, timeout: Duration) -> String {
+    let no_answer = || format!("did not answer within {} s", timeout.as_secs_f64());
+    match e {
+        SdkError::ServiceError(service) => match service.err().meta().code() {
+            Some(code) => format!(
+                "answered HTTP {}: {}: {}",
+                service.raw().status().as_u16(),
+                redact::for_log(code),
+                redact::for_log(service.err().meta().message().unwrap_or("no message"))
+            ),
+            None => answered(service.raw()),
+        },
+        SdkError::ResponseError(response) => answered(response.raw()),
+        SdkError::TimeoutError(_) => no_answer(),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => no_answer(),
+        SdkError::DispatchFailure(failure) if failure.is_io() => {
+            format!("could not be reached: {}", redact::chain(e))
         }
-        cause = e.source();
+        _ => redact::chain(e),
     }
-    text
+}
+
+/// "answered HTTP 502 (text/html), not a CloudWatch answer: <html>…".
+fn answered(raw: &HttpResponse) -> String {
+    /// Enough of a body to recognise a proxy's page or a wrong endpoint.
+    const SHOWN_BYTES: usize = 120;
+    let content_type = raw
+        .headers()
+        .get("content-type")
+        .unwrap_or("no content type");
+    let body = raw.body().bytes().unwrap_or_default();
+    let start = String::from_utf8_lossy(&body[..body.len().min(SHOWN_BYTES)]);
+    format!(
+        "answered HTTP {} ({}), not a CloudWatch answer: {}",
+        raw.status().as_u16(),
+        redact::for_log(content_type),
+        redact::for_log(&start)
+    )
 }
 
 fn caused_by_credentials(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -558,6 +585,7 @@ mod tests {
             .build();
         let publisher = CloudWatch {
             client: Client::from_conf(config),
+            request_timeout: Duration::from_secs(10),
         };
         let datum = |i: u32| Datum {
             metric_name: "CPUUtilization",

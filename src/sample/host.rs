@@ -44,7 +44,10 @@ impl HostSource {
             path: path.to_owned(),
             source,
         })?;
-        Ok(info.used_percent())
+        info.used_percent().ok_or_else(|| SampleError::Implausible {
+            origin: path.display().to_string(),
+            what: "MemTotal is 0".into(),
+        })
     }
 }
 

@@ -42,8 +42,11 @@ pub fn memory_used_percent(pages: VmPages, page_size: u64, total_bytes: u64) -> 
     if total_bytes == 0 {
         return None;
     }
-    let used_pages =
-        pages.internal.saturating_sub(pages.purgeable) + pages.wired + pages.compressed;
+    let used_pages = pages
+        .internal
+        .saturating_sub(pages.purgeable)
+        .saturating_add(pages.wired)
+        .saturating_add(pages.compressed);
     Some((used_pages.saturating_mul(page_size) as f64 / total_bytes as f64 * 100.0).min(100.0))
 }
 

@@ -114,6 +114,10 @@ pub enum SampleError {
     },
     #[error("{url}: {reason}")]
     Endpoint { url: String, reason: String },
+    /// A reading that cannot be true (a zero denominator, a clock that jumped): that
+    /// metric is not measured this time, rather than published as 0 or 100 %.
+    #[error("{origin}: {what}; not measured this time")]
+    Implausible { origin: String, what: String },
 }
 
 /// The whole machine (or VM): what utilization is measured against when a cgroup or task
@@ -140,7 +144,7 @@ impl Machine {
         let memory_bytes = read_into(&root.join("proc/meminfo"), buf)
             .ok()
             .and_then(|()| procfs::parse_meminfo(buf).ok())
-            .map_or(0, |m| m.total_kib * 1024);
+            .map_or(0, |m| m.total_kib.saturating_mul(1024));
         Machine { cpus, memory_bytes }
     }
 }

@@ -81,10 +81,12 @@ fn parse_cpu_line<'a>(words: impl Iterator<Item = &'a str>) -> Result<CpuTimes, 
         });
     }
     let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks;
-    let busy = user + nice + system + irq + softirq + steal;
+    // Saturating: the kernel's counters fit, but the text may be anything.
+    let sum = |parts: &[u64]| parts.iter().fold(0u64, |a, b| a.saturating_add(*b));
+    let busy = sum(&[user, nice, system, irq, softirq, steal]);
     Ok(CpuTimes {
         busy,
-        total: busy + idle + iowait,
+        total: sum(&[busy, idle, iowait]),
     })
 }
 
@@ -112,9 +114,10 @@ pub struct MemInfo {
 impl MemInfo {
     /// Percent (0–100) of MemTotal in use, where used = MemTotal − MemFree − Buffers −
     /// Cached − SReclaimable: memory the kernel can hand back on demand is not "used".
-    pub fn used_percent(&self) -> f64 {
+    /// `None` for a MemTotal of 0, which no machine has.
+    pub fn used_percent(&self) -> Option<f64> {
         if self.total_kib == 0 {
-            return 0.0;
+            return None;
         }
         let used = self
             .total_kib
@@ -122,7 +125,7 @@ impl MemInfo {
             .saturating_sub(self.buffers_kib)
             .saturating_sub(self.cached_kib)
             .saturating_sub(self.sreclaimable_kib.unwrap_or(0));
-        used as f64 / self.total_kib as f64 * 100.0
+        Some(used as f64 / self.total_kib as f64 * 100.0)
     }
 }
 
@@ -237,7 +240,7 @@ mod tests {
                 sreclaimable_kib: Some(500_000),
             }
         );
-        assert_eq!(m.used_percent(), 25.0);
+        assert_eq!(m.used_percent(), Some(25.0));
     }
 
     #[test]
@@ -246,7 +249,7 @@ mod tests {
             parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 0 kB\nCached: 400 kB\n")
                 .unwrap();
         assert_eq!(m.sreclaimable_kib, None);
-        assert_eq!(m.used_percent(), 50.0);
+        assert_eq!(m.used_percent(), Some(50.0));
     }
 
     #[test]
@@ -255,7 +258,13 @@ mod tests {
         let m =
             parse_meminfo("MemTotal: 1000 kB\nMemFree: 600 kB\nBuffers: 100 kB\nCached: 400 kB\n")
                 .unwrap();
-        assert_eq!(m.used_percent(), 0.0);
+        assert_eq!(m.used_percent(), Some(0.0));
+        let zero = parse_meminfo("MemTotal: 0 kB\nMemFree: 0 kB\nBuffers: 0 kB\nCached: 0 kB\n");
+        assert_eq!(
+            zero.unwrap().used_percent(),
+            None,
+            "no machine has no memory"
+        );
     }
 
     #[test]

@@ -181,8 +181,8 @@ impl EcsConnector {
                     let task = source.task();
                     let what = format!(
                         "ecs-task: task {} of {} ({} containers)",
-                        task.family,
-                        task.cluster_name(),
+                        crate::redact::for_log(&task.family),
+                        crate::redact::for_log(task.cluster_name()),
                         task.measured().count()
                     );
                     return Opened {

@@ -21,6 +21,10 @@ pub enum Reply {
     Hang(Duration),
     /// 200 with only the first half of this JSON body (a complete HTTP answer).
     Truncated(String),
+    /// 200 with a body of this many bytes, sent as it is read.
+    Huge(usize),
+    /// 200 with a chunked body that never ends.
+    Endless,
 }
 
 type Handler = dyn Fn(&str, usize) -> Reply + Send + Sync;
@@ -102,6 +106,32 @@ fn serve(stream: TcpStream, handler: &Handler, counts: &Mutex<HashMap<String, us
             Reply::Truncated(body) => {
                 let half = &body[..body.len() / 2];
                 head(200, "application/json", half.len()) + half
+            }
+            Reply::Huge(bytes) => {
+                let head = head(200, "application/json", bytes);
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 << 10];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if stream.write_all(&chunk[..n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+                continue;
+            }
+            Reply::Endless => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 64 << 10, " ".repeat(64 << 10));
+                while stream.write_all(chunk.as_bytes()).is_ok() {}
+                return;
             }
         };
         if stream.write_all(response.as_bytes()).is_err() {

@@ -35,6 +35,14 @@ pub enum Fault {
     /// Answer requests whose body contains these bytes with `InvalidParameterValue`;
     /// pass the others through.
     RejectContaining(&'static str),
+    /// Answer with this status, content type and body: what a proxy or a wrong endpoint
+    /// says, not CloudWatch.
+    Answer(u16, &'static str, &'static str),
+    /// Answer HTTP 500 with a body of this many bytes, sent as it is read.
+    Huge(usize),
+    /// Answer HTTP 400 with the request's own headers as the body, credentials first, as
+    /// some error pages do: the signature and the session token come back.
+    Echo,
 }
 
 struct Shared {
@@ -178,7 +186,13 @@ fn handle(stream: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>) {
             let mut stream = stream;
             while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
         }
-        Fault::Status(_) | Fault::Throttle | Fault::Deny | Fault::RejectContaining(_) => {
+        Fault::Status(_)
+        | Fault::Throttle
+        | Fault::Deny
+        | Fault::RejectContaining(_)
+        | Fault::Answer(..)
+        | Fault::Huge(_)
+        | Fault::Echo => {
             answer_with_faults(stream, upstream, shared);
         }
     }
@@ -250,15 +264,38 @@ fn answer_with_faults(stream: TcpStream, upstream: SocketAddr, shared: &Arc<Shar
                 }
                 invalid_parameter_response()
             }
-            Fault::Status(code) => {
-                let body = b"service unavailable";
-                let mut r = format!(
-                    "HTTP/1.1 {code} Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                )
-                .into_bytes();
-                r.extend_from_slice(body);
-                r
+            Fault::Status(code) => plain_response(code, "text/plain", b"service unavailable"),
+            Fault::Answer(code, content_type, body) => {
+                plain_response(code, content_type, body.as_bytes())
+            }
+            Fault::Echo => {
+                // "You sent:" and the headers, the credentials first, as some pages do.
+                let mut lines: Vec<&str> = request.head.lines().skip(1).collect();
+                lines.sort_by_key(|l| {
+                    let l = l.to_ascii_lowercase();
+                    !(l.starts_with("authorization") || l.starts_with("x-amz-security-token"))
+                });
+                let body = format!("You sent:\n{}", lines.join("\n"));
+                plain_response(400, "text/plain", body.as_bytes())
+            }
+            Fault::Huge(bytes) => {
+                shared.answered_with_fault.fetch_add(1, Ordering::SeqCst);
+                let head = format!(
+                    "HTTP/1.1 500 Error\r\nContent-Type: text/plain\r\nContent-Length: {bytes}\r\n\r\n"
+                );
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 << 10];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if stream.write_all(&chunk[..n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+                continue;
             }
             _ => return,
         };
@@ -267,6 +304,17 @@ fn answer_with_faults(stream: TcpStream, upstream: SocketAddr, shared: &Arc<Shar
             return;
         }
     }
+}
+
+/// An answer with a body of `content_type`.
+fn plain_response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut response = format!(
+        "HTTP/1.1 {status} Error\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(body);
+    response
 }
 
 /// Sends one request upstream on a fresh connection and returns the whole answer.

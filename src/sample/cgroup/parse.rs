@@ -173,19 +173,20 @@ pub fn cpuset_count(text: &str) -> Result<usize, ParseError> {
         field: "cpuset".into(),
         value: text.trim().to_owned(),
     };
-    let mut count = 0;
+    let mut count: usize = 0;
     for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        count += match part.split_once('-') {
+        let n = match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (usize, usize) =
                     (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-                b.checked_sub(a).ok_or_else(bad)? + 1
+                b.checked_sub(a).ok_or_else(bad)?.saturating_add(1)
             }
             None => {
                 part.parse::<usize>().map_err(|_| bad())?;
                 1
             }
         };
+        count = count.saturating_add(n);
     }
     Ok(count)
 }

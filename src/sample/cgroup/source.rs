@@ -178,6 +178,14 @@ impl CgroupSource {
         Ok(usage.saturating_sub(inactive))
     }
 
+    /// A reading that cannot be measured against, named after this cgroup.
+    fn implausible(&self, what: String) -> SampleError {
+        SampleError::Implausible {
+            origin: self.layout.to_string(),
+            what,
+        }
+    }
+
     /// Throttled over all CFS periods, when the cgroup has a quota to be throttled by.
     fn read_throttling(&mut self) -> Result<Option<Reading>, SampleError> {
         if !self.limits.cpu_quota {
@@ -209,13 +217,27 @@ impl Source for CgroupSource {
                 };
                 if let Some(prev) = self.prev_cpu {
                     sample.cpu = cpu_percent(prev, now, self.limits.cpus);
+                    if sample.cpu.is_none()
+                        && self.limits.cpus.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+                    {
+                        sample.errors.push(
+                            self.implausible(format!("a CPU limit of {} CPUs", self.limits.cpus)),
+                        );
+                    }
                 }
                 self.prev_cpu = Some(now);
             }
             Err(e) => sample.errors.push(e),
         }
         match self.read_memory_bytes() {
-            Ok(bytes) => sample.memory = memory_percent(bytes, self.limits.memory_bytes),
+            Ok(bytes) => {
+                sample.memory = memory_percent(bytes, self.limits.memory_bytes);
+                if sample.memory.is_none() {
+                    sample.errors.push(self.implausible(
+                        "no memory limit and no machine memory to measure against".into(),
+                    ));
+                }
+            }
             Err(e) => sample.errors.push(e),
         }
         match self.read_throttling() {
@@ -234,20 +256,20 @@ impl Source for CgroupSource {
 
 /// Percent of the cgroup's CPU limit used: Δusage (ns) / (Δwall time (ns) × CPUs).
 /// `None` for a counter that went backwards or no time passed.
-fn cpu_percent(prev: Reading, cur: Reading, cpus: f64) -> Option<f64> {
+pub(crate) fn cpu_percent(prev: Reading, cur: Reading, cpus: f64) -> Option<f64> {
     rate::ratio(prev, cur)
         .ok()
         .and_then(|r| rate::percent_of(r, cpus))
 }
 
-/// Percent of the limit in use; `None` without a limit to measure against.
-fn memory_percent(working_set: u64, limit: u64) -> Option<f64> {
-    (limit > 0).then(|| working_set as f64 / limit as f64 * 100.0)
+/// Percent (0–100) of the limit in use; `None` without a limit to measure against.
+pub(crate) fn memory_percent(working_set: u64, limit: u64) -> Option<f64> {
+    rate::percent_of(working_set as f64, limit as f64)
 }
 
 /// Share of CFS periods that were throttled between two readings. No period elapsed (an
 /// idle cgroup) means nothing was throttled; counters that went back mean no sample.
-fn throttled_percent(prev: Reading, cur: Reading) -> Option<f64> {
+pub(crate) fn throttled_percent(prev: Reading, cur: Reading) -> Option<f64> {
     match rate::ratio(prev, cur) {
         Ok(r) => rate::percent_of(r, 1.0),
         Err(Gap::NoSpan) => Some(0.0),

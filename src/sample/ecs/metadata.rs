@@ -20,6 +20,11 @@ pub use crate::sample::Machine as Instance;
 const PAUSE_CONTAINER: &str = "CNI_PAUSE";
 /// ECS CPU units per vCPU (task definition `cpu`).
 const CPU_UNITS_PER_VCPU: f64 = 1024.0;
+/// How far the stats' clock (`read`) may run ahead of the agent's own between two
+/// documents before the interval counts as a jump of that clock, not as CPU use: ECS
+/// refreshes stats about once a second, and a slow answer shifts a poll by up to its
+/// 500 ms timeout.
+const MAX_CLOCK_SKEW_NANOS: u64 = 3_000_000_000;
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// `GET ${URI}/task`.
@@ -102,6 +107,7 @@ impl Task {
             cpu_source,
             memory_bytes,
             memory_source,
+            instance_cpus: instance.cpus as f64,
         }
     }
 }
@@ -109,10 +115,15 @@ impl Task {
 /// The denominators of the task's utilization.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Capacity {
+    /// CPUs the task may use: 100 % CPU.
     pub vcpus: f64,
+    /// Where `vcpus` came from, for the log.
     pub cpu_source: &'static str,
+    /// Bytes the task may use: 100 % memory.
     pub memory_bytes: f64,
     pub memory_source: &'static str,
+    /// No container can use more than the machine it runs on.
+    pub instance_cpus: f64,
 }
 
 /// `GET ${URI}/task/stats`: Docker stats per `DockerId`; `null` for containers that have
@@ -192,6 +203,8 @@ struct CpuPoint {
     reading: Reading,
     /// vCPUs used over the last interval that moved on, if there was one.
     rate: Option<f64>,
+    /// When the agent got the reading, on its own monotonic clock (ns).
+    seen: u64,
 }
 
 /// Turns successive stats documents into task utilization. CPU is a rate, so it keeps
@@ -202,25 +215,39 @@ pub struct Tracker {
 }
 
 /// Task utilization from one stats document, in percent of the task's capacity.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Utilization {
     /// `None` for the first document, or when no container's stats moved on.
     pub cpu: Option<f64>,
     /// `None` when no container has memory stats yet.
     pub memory: Option<f64>,
+    /// What in the document could not be true, and cost a value: a clock that jumped, a
+    /// rate beyond the machine, a sum past 2^64, a zero capacity.
+    pub implausible: Option<String>,
 }
 
 impl Tracker {
-    /// Reads one stats document. Per container, CPU use is Δ`total_usage` / Δ`read`
-    /// (vCPUs); their sum over the task's containers divided by the task's vCPUs is the
-    /// CPU percentage. A container whose counter went down (it restarted) counts 0 for
-    /// that interval; one seen for the first time counts from its next document. ECS
-    /// refreshes each container's stats on its own clock, so a container whose stats have
-    /// not moved on since the last document counts at its last known rate.
-    pub fn update(&mut self, task: &Task, stats: &Stats, capacity: &Capacity) -> Utilization {
+    /// Reads one stats document, got at `now` (ns on the agent's monotonic clock). Per
+    /// container, CPU use is Δ`total_usage` / Δ`read` (vCPUs); their sum over the task's
+    /// containers divided by the task's vCPUs is the CPU percentage. A container whose
+    /// counter went down (it restarted) counts 0 for that interval; one seen for the first
+    /// time counts from its next document. ECS refreshes each container's stats on its
+    /// own clock, so a container whose stats have not moved on since the last document
+    /// counts at its last known rate. What cannot be a rate is a gap, from which the
+    /// container starts again: `read` going back, or ahead by more than the agent's own
+    /// clock allows, or a rate beyond the machine's CPUs. Memory sums the containers'
+    /// working sets; a sum past 2^64 bytes is not a value.
+    pub fn update(
+        &mut self,
+        task: &Task,
+        stats: &Stats,
+        capacity: &Capacity,
+        now: u64,
+    ) -> Utilization {
         let mut vcpus_used = 0.0;
         let mut advanced = false;
-        let mut memory_bytes = None;
+        let mut memory_bytes: Option<u64> = None;
+        let mut implausible = None;
         let mut current = HashMap::with_capacity(self.previous.len());
         for container in task.measured() {
             let Some(Some(s)) = stats.get(&container.docker_id) else {
@@ -230,7 +257,13 @@ impl Tracker {
                 continue;
             };
             if let Some(bytes) = s.working_set_bytes() {
-                *memory_bytes.get_or_insert(0u64) += bytes;
+                match memory_bytes.unwrap_or(0).checked_add(bytes) {
+                    Some(sum) => memory_bytes = Some(sum),
+                    None => {
+                        implausible = Some("the containers' memory adds up past 2^64 bytes".into());
+                        memory_bytes = None;
+                    }
+                }
             }
             let Some(usage_nanos) = s.cpu_nanos() else {
                 continue;
@@ -241,9 +274,25 @@ impl Tracker {
                     span: read_nanos,
                 },
                 rate: None,
+                seen: now,
             };
             if let Some(prev) = self.previous.get(&container.docker_id) {
+                let agent_elapsed = now.saturating_sub(prev.seen);
+                let stats_elapsed = read_nanos.saturating_sub(prev.reading.span);
                 match rate::ratio(prev.reading, point.reading) {
+                    _ if stats_elapsed > agent_elapsed.saturating_add(MAX_CLOCK_SKEW_NANOS) => {
+                        implausible = Some(format!(
+                            "the stats' clock jumped {:.1} s ahead in {:.1} s",
+                            stats_elapsed as f64 / 1e9,
+                            agent_elapsed as f64 / 1e9
+                        ));
+                    }
+                    Ok(vcpus) if vcpus > capacity.instance_cpus * 1.1 => {
+                        implausible = Some(format!(
+                            "a container used {vcpus:.1} vCPUs of a {}-CPU machine",
+                            capacity.instance_cpus
+                        ));
+                    }
                     Ok(vcpus) => {
                         advanced = true;
                         point.rate = Some(vcpus);
@@ -254,18 +303,33 @@ impl Tracker {
                         point.rate = Some(0.0);
                     }
                     // Not refreshed yet: keep the older point as the baseline.
-                    Err(Gap::NoSpan | Gap::SpanBackwards) => point = *prev,
+                    Err(Gap::NoSpan) => point = *prev,
+                    Err(Gap::SpanBackwards) => {
+                        implausible = Some("the stats' clock went back".into());
+                    }
                 }
             }
             vcpus_used += point.rate.unwrap_or(0.0);
             current.insert(container.docker_id.clone(), point);
         }
         self.previous = current;
+        let plausible = |capacity: f64| capacity.is_finite() && capacity > 0.0;
+        if (advanced && !plausible(capacity.vcpus))
+            || (memory_bytes.is_some() && !plausible(capacity.memory_bytes))
+        {
+            implausible = Some(format!(
+                "the task's capacity is {} vCPUs and {} bytes",
+                capacity.vcpus, capacity.memory_bytes
+            ));
+        }
         Utilization {
-            cpu: (advanced && capacity.vcpus > 0.0).then(|| vcpus_used / capacity.vcpus * 100.0),
+            cpu: (advanced && plausible(capacity.vcpus))
+                .then(|| rate::percent_of(vcpus_used, capacity.vcpus))
+                .flatten(),
             memory: memory_bytes
-                .filter(|_| capacity.memory_bytes > 0.0)
-                .map(|b| b as f64 / capacity.memory_bytes * 100.0),
+                .filter(|_| plausible(capacity.memory_bytes))
+                .and_then(|b| rate::percent_of(b as f64, capacity.memory_bytes)),
+            implausible,
         }
     }
 }
@@ -281,6 +345,9 @@ mod tests {
 
     const APP_ID: &str = "8b2b7b1f0e3a4c1d9e5f6a7b8c9d0e1f-1111111111";
     const SIDECAR_ID: &str = "8b2b7b1f0e3a4c1d9e5f6a7b8c9d0e1f-2222222222";
+
+    /// A second on the agent's clock, in ns.
+    const S: u64 = 1_000_000_000;
 
     const INSTANCE: Instance = Instance {
         cpus: 2,
@@ -356,7 +423,7 @@ mod tests {
         let cap = t.capacity(INSTANCE);
         let first = stats(FARGATE_STATS);
         let mut tracker = Tracker::default();
-        let u = tracker.update(&t, &first, &cap);
+        let u = tracker.update(&t, &first, &cap, 0);
         assert_eq!(u.cpu, None, "the first document has no CPU");
         // 300 MiB working set of 1024 MiB (fixture: app 250 MiB, sidecar 50 MiB).
         assert_eq!(u.memory.map(|m| (m * 10.0).round() / 10.0), Some(29.3));
@@ -366,7 +433,7 @@ mod tests {
             2,
             &[(APP_ID, 500_000_000), (SIDECAR_ID, 300_000_000)],
         );
-        let u = tracker.update(&t, &second, &cap);
+        let u = tracker.update(&t, &second, &cap, 2 * S);
         assert!((u.cpu.unwrap() - 80.0).abs() < 1e-9, "{u:?}");
     }
 
@@ -376,13 +443,13 @@ mod tests {
         let cap = t.capacity(INSTANCE);
         let mut tracker = Tracker::default();
         let first = stats(FARGATE_STATS);
-        tracker.update(&t, &first, &cap);
+        tracker.update(&t, &first, &cap, 0);
         let second = advanced(
             first,
             1,
             &[(APP_ID, -1_000_000_000), (SIDECAR_ID, 100_000_000)],
         );
-        let u = tracker.update(&t, &second, &cap);
+        let u = tracker.update(&t, &second, &cap, S);
         assert!((u.cpu.unwrap() - 20.0).abs() < 1e-9, "{u:?}");
     }
 
@@ -392,10 +459,11 @@ mod tests {
         let cap = t.capacity(INSTANCE);
         let mut tracker = Tracker::default();
         let doc = stats(FARGATE_STATS);
-        tracker.update(&t, &doc, &cap);
-        assert_eq!(tracker.update(&t, &doc, &cap).cpu, None);
+        tracker.update(&t, &doc, &cap, 0);
+        assert_eq!(tracker.update(&t, &doc, &cap, S).cpu, None);
         let later = advanced(doc, 1, &[(APP_ID, 250_000_000)]);
-        assert!((tracker.update(&t, &later, &cap).cpu.unwrap() - 50.0).abs() < 1e-9);
+        let u = tracker.update(&t, &later, &cap, 2 * S);
+        assert!((u.cpu.unwrap() - 50.0).abs() < 1e-9);
     }
 
     #[test]
@@ -404,17 +472,18 @@ mod tests {
         let cap = t.capacity(INSTANCE);
         let mut tracker = Tracker::default();
         let doc = stats(FARGATE_STATS);
-        tracker.update(&t, &doc, &cap);
+        tracker.update(&t, &doc, &cap, 0);
         let both = advanced(
             doc.clone(),
             1,
             &[(APP_ID, 250_000_000), (SIDECAR_ID, 150_000_000)],
         );
-        assert!((tracker.update(&t, &both, &cap).cpu.unwrap() - 80.0).abs() < 1e-9);
+        assert!((tracker.update(&t, &both, &cap, S).cpu.unwrap() - 80.0).abs() < 1e-9);
         // Only the app's stats move on; the sidecar's document is the same as before.
         let mut app_only = advanced(both.clone(), 1, &[(APP_ID, 250_000_000)]);
         app_only.insert(SIDECAR_ID.into(), both[SIDECAR_ID].clone());
-        assert!((tracker.update(&t, &app_only, &cap).cpu.unwrap() - 80.0).abs() < 1e-9);
+        let u = tracker.update(&t, &app_only, &cap, 2 * S);
+        assert!((u.cpu.unwrap() - 80.0).abs() < 1e-9);
     }
 
     #[test]
@@ -429,7 +498,7 @@ mod tests {
                 "cpu_stats": {"cpu_usage": {"total_usage": 0}}, "memory_stats": {}}}"#,
         ] {
             assert_eq!(
-                tracker.update(&t, &stats(doc), &cap),
+                tracker.update(&t, &stats(doc), &cap, 0),
                 Utilization::default(),
                 "{doc}"
             );
@@ -440,10 +509,92 @@ mod tests {
     fn ec2_stats_on_cgroup_v1_subtract_total_inactive_file_and_skip_the_pause_container() {
         let t = task(EC2_TASK);
         let cap = t.capacity(INSTANCE);
-        let u = Tracker::default().update(&t, &stats(EC2_STATS), &cap);
+        let u = Tracker::default().update(&t, &stats(EC2_STATS), &cap, 0);
         // app: 600 MiB usage − 88 MiB total_inactive_file; worker: 100 MiB − cache 10 MiB
         // (no inactive_file fields); the pause container's 4 MiB is not counted.
         let expected = (512.0 + 90.0) / 1024.0 * 100.0;
         assert!((u.memory.unwrap() - expected).abs() < 1e-9, "{u:?}");
+    }
+
+    #[test]
+    fn a_stats_clock_that_steps_back_and_forward_is_a_gap_not_a_spike() {
+        let t = task(FARGATE_TASK);
+        let cap = t.capacity(INSTANCE);
+        let rates = [(APP_ID, 250_000_000), (SIDECAR_ID, 150_000_000)];
+        let mut tracker = Tracker::default();
+        let doc = stats(FARGATE_STATS);
+        tracker.update(&t, &doc, &cap, 0);
+        let one = advanced(doc.clone(), 1, &rates);
+        assert!((tracker.update(&t, &one, &cap, S).cpu.unwrap() - 80.0).abs() < 1e-9);
+        // The stats' clock steps back 30 s, and the containers' counters go on.
+        let back = advanced(one.clone(), -30, &rates);
+        let u = tracker.update(&t, &back, &cap, 2 * S);
+        assert_eq!(u.cpu, None, "{u:?}");
+        assert!(u.implausible.unwrap().contains("went back"));
+        // ...and forward again: 31 s of stats' time in one second of the agent's.
+        let forward = advanced(back, 31, &rates);
+        let u = tracker.update(&t, &forward, &cap, 3 * S);
+        assert_eq!(u.cpu, None, "no spike: {u:?}");
+        assert!(
+            u.implausible
+                .unwrap()
+                .contains("jumped 31.0 s ahead in 1.0 s")
+        );
+        let after = advanced(forward, 1, &rates);
+        let u = tracker.update(&t, &after, &cap, 4 * S);
+        assert!(
+            (u.cpu.unwrap() - 80.0).abs() < 1e-9,
+            "measured again: {u:?}"
+        );
+        assert_eq!(u.implausible, None);
+    }
+
+    #[test]
+    fn a_rate_beyond_the_machines_cpus_is_not_a_value() {
+        let t = task(FARGATE_TASK);
+        let cap = t.capacity(INSTANCE);
+        let mut tracker = Tracker::default();
+        let doc = stats(FARGATE_STATS);
+        tracker.update(&t, &doc, &cap, 0);
+        // 14 CPU-seconds in a second on a 2-CPU instance.
+        let absurd = advanced(doc, 1, &[(APP_ID, 14_000_000_000)]);
+        let u = tracker.update(&t, &absurd, &cap, S);
+        assert_eq!(u.cpu, Some(0.0), "the sidecar's 0 only: {u:?}");
+        assert!(
+            u.implausible
+                .unwrap()
+                .contains("14.0 vCPUs of a 2-CPU machine")
+        );
+    }
+
+    #[test]
+    fn memory_that_adds_up_past_2_64_bytes_is_not_a_value() {
+        let t = task(FARGATE_TASK);
+        let cap = t.capacity(INSTANCE);
+        let mut doc = stats(FARGATE_STATS);
+        for s in doc.values_mut().flatten() {
+            let memory = s.memory_stats.as_mut().unwrap();
+            memory.usage = Some(1 << 63);
+            memory.stats = None;
+        }
+        let u = Tracker::default().update(&t, &doc, &cap, 0);
+        assert_eq!(u.memory, None, "{u:?}");
+        assert!(u.implausible.unwrap().contains("2^64"));
+    }
+
+    #[test]
+    fn a_zero_capacity_is_no_value_with_a_reason() {
+        let t = task(r#"{"Containers":[{"DockerId":"a","Limits":{"CPU":0,"Memory":0}}]}"#);
+        let cap = t.capacity(Instance {
+            cpus: 2,
+            memory_bytes: 0,
+        });
+        let doc = stats(
+            r#"{"a": {"read": "2026-12-02T00:00:00Z",
+            "cpu_stats": {"cpu_usage": {"total_usage": 5}}, "memory_stats": {"usage": 100}}}"#,
+        );
+        let u = Tracker::default().update(&t, &doc, &cap, 0);
+        assert_eq!(u.memory, None);
+        assert!(u.implausible.unwrap().contains("capacity"), "said why");
     }
 }

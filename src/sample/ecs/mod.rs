@@ -5,11 +5,11 @@
 //! the application; this endpoint does.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Uri;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -23,6 +23,12 @@ use metadata::{Stats, Tracker};
 
 /// Each request to the endpoint, body included; a sample is due every second.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+/// A container the task document does not list makes the agent read it again, at most
+/// this often: a stats document may keep naming a container that `/task` never will.
+const TASK_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// Largest answer read from the endpoint: a `/task/stats` of ten containers (the most a
+/// task may have) is under 100 KiB. An answer past it fails that request.
+pub const MAX_METADATA_BYTES: usize = 1 << 20;
 
 /// Samples the task from the metadata endpoint.
 #[derive(Debug)]
@@ -36,6 +42,12 @@ pub struct EcsSource {
     instance: Instance,
     capacity: Capacity,
     tracker: Tracker,
+    /// The agent's clock for the tracker, which compares it with the stats' own.
+    started: Instant,
+    /// When the task document was last read again for an unknown container, and
+    /// whether that was said.
+    refreshed_at: Option<Instant>,
+    told_of_refresh: bool,
 }
 
 impl EcsSource {
@@ -47,7 +59,7 @@ impl EcsSource {
         let parse = |path: &str| {
             let url = format!("{base}{path}");
             url.parse::<Uri>().map_err(|e| SampleError::Endpoint {
-                url,
+                url: crate::redact::url(&url),
                 reason: e.to_string(),
             })
         };
@@ -65,6 +77,9 @@ impl EcsSource {
             instance,
             capacity,
             tracker: Tracker::default(),
+            started: Instant::now(),
+            refreshed_at: None,
+            told_of_refresh: false,
         })
     }
 
@@ -99,15 +114,32 @@ impl Source for EcsSource {
         let unknown = stats
             .iter()
             .any(|(id, s)| s.is_some() && !self.task.knows(id));
-        if unknown {
-            log::info!("a container appeared in the task's stats: reading the task again");
+        let due = self
+            .refreshed_at
+            .is_none_or(|at| at.elapsed() >= TASK_REFRESH_INTERVAL);
+        if unknown && due {
+            if !self.told_of_refresh {
+                log::info!(
+                    "a container appeared in the task's stats: reading the task again (and \
+                     again at most once a minute while the task does not list it)"
+                );
+                self.told_of_refresh = true;
+            }
+            self.refreshed_at = Some(Instant::now());
             if let Err(e) = self.refresh_task().await {
                 sample.errors.push(e);
             }
         }
-        let utilization = self.tracker.update(&self.task, &stats, &self.capacity);
+        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let utilization = self.tracker.update(&self.task, &stats, &self.capacity, now);
         sample.cpu = utilization.cpu;
         sample.memory = utilization.memory;
+        if let Some(what) = utilization.implausible {
+            sample.errors.push(SampleError::Implausible {
+                origin: crate::redact::url(&self.stats_uri.to_string()),
+                what,
+            });
+        }
         sample
     }
 }
@@ -115,8 +147,8 @@ impl Source for EcsSource {
 fn log_capacity(task: &Task, capacity: &Capacity) {
     log::info!(
         "ECS task {} of cluster {}: CPU measured against {} vCPU ({}), memory against {} MiB ({})",
-        task.family,
-        task.cluster_name(),
+        crate::redact::for_log(&task.family),
+        crate::redact::for_log(task.cluster_name()),
         capacity.vcpus,
         capacity.cpu_source,
         capacity.memory_bytes / (1024.0 * 1024.0),
@@ -147,27 +179,46 @@ impl MetadataClient {
         }
     }
 
-    /// GETs `uri` and decodes its JSON body, all within `REQUEST_TIMEOUT`.
+    /// GETs `uri` and decodes its JSON body of at most `MAX_METADATA_BYTES`, all within
+    /// `REQUEST_TIMEOUT`. Errors say what happened: no connection, no answer in time, an
+    /// answer too large, an error status (with the start of its body), bad JSON.
     async fn get_json<T: serde::de::DeserializeOwned>(&self, uri: &Uri) -> Result<T, SampleError> {
         let error = |reason: String| SampleError::Endpoint {
-            url: uri.to_string(),
-            reason,
+            url: crate::redact::url(&uri.to_string()),
+            reason: crate::redact::for_log(&reason),
         };
         let fetch = async {
-            let response = self
-                .client
-                .get(uri.clone())
-                .await
-                .map_err(|e| error(e.to_string()))?;
+            let response = self.client.get(uri.clone()).await.map_err(|e| {
+                if e.is_connect() {
+                    error(format!("could not connect: {}", crate::redact::chain(&e)))
+                } else {
+                    error(crate::redact::chain(&e))
+                }
+            })?;
             let status = response.status();
-            let body = response
-                .into_body()
+            let content_type = response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("no content type")
+                .to_owned();
+            let body = Limited::new(response.into_body(), MAX_METADATA_BYTES)
                 .collect()
                 .await
-                .map_err(|e| error(e.to_string()))?
+                .map_err(|e| {
+                    if e.downcast_ref::<LengthLimitError>().is_some() {
+                        error(crate::http::too_large(MAX_METADATA_BYTES))
+                    } else {
+                        error(format!("the answer broke off: {e}"))
+                    }
+                })?
                 .to_bytes();
             if !status.is_success() {
-                return Err(error(format!("HTTP {status}")));
+                let start = String::from_utf8_lossy(&body[..body.len().min(120)]);
+                return Err(error(format!(
+                    "answered HTTP {} ({content_type}): {start}",
+                    status.as_u16()
+                )));
             }
             serde_json::from_slice(&body).map_err(|e| error(format!("bad JSON: {e}")))
         };
