@@ -120,7 +120,7 @@ struct Settled {
 
 async fn settle(config: &Config) -> Result<Settled, StartError> {
     let destination = Destination::prepare(config).await?;
-    let opening = scope::open(&config.scope, &config.root, config.metrics)?;
+    let opening = scope::open(config)?;
     let ec2 = if config.ec2_dimensions {
         dimensions::ec2::dimensions().await
     } else {

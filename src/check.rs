@@ -65,8 +65,7 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         }
     };
 
-    let opening =
-        scope::open(&config.scope, &config.root, config.metrics).map_err(|e| fail("sample", e))?;
+    let opening = scope::open(config).map_err(|e| fail("sample", e))?;
     let opened = match opening {
         Opening::Ready(opened) => opened,
         Opening::Ecs(mut connector) => {

@@ -11,6 +11,8 @@
 //!   dimension passes), aggregation modes, a closed window.
 //! - [`redact`]: outside text made safe to log (cut, escaped, secrets replaced).
 //! - [`http`]: the HTTPS client of every AWS call, with a cap on each answer's size.
+//! - [`alarm`]: a failure that lasts (sampling, delivery, stdout) said at the default
+//!   log level.
 //! - [`dimensions`]: the dimensions of a run from every source (`--service`,
 //!   `--dimension`, ECS and EC2 metadata) and what a broken rule means for each.
 //! - [`cli`]: the flags and environment variables exactly as the user typed them.
@@ -20,7 +22,6 @@
 //!   ([`sample::scope`]), one module per source (host `/proc`, cgroup v1/v2, the ECS task
 //!   metadata endpoint, macOS), pure parsers, and the one rate helper.
 //! - [`aggregate`]: samples → wall-clock-aligned windows.
-//! - [`alarm`]: a failure that lasts (sampling, delivery) said at the default log level.
 //! - [`publish`]: each output's encoding of windows, within its own limits: CloudWatch
 //!   (and its SDK client and error classes), EMF, dry-run.
 //! - [`stdio`]: stdout and stderr written by a thread of their own through a bounded

@@ -407,3 +407,17 @@ fn durations_below_a_millisecond_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{flag}");
     }
 }
+
+#[test]
+fn a_metadata_endpoint_that_never_answers_the_task_is_an_error_at_the_default_level() {
+    let server = MetadataServer::start(|_, _| Reply::Status(503));
+    let mut agent = Agent::spawn(&DRY_RUN, &ecs_env(&server, ""));
+    let line = agent.wait_for_log(
+        &["ERROR", "no sample could be taken"],
+        Duration::from_secs(40),
+    );
+    assert!(
+        line.contains("ECS task metadata cannot be read") && line.contains("answered HTTP 503"),
+        "{line}"
+    );
+}

@@ -10,9 +10,10 @@ use thiserror::Error;
 
 use super::cgroup::{self, CgroupSource};
 use super::{EcsSource, ScopedSource};
-use crate::config::Scope;
+use crate::alarm::Alarm;
+use crate::config::{Config, Scope};
 use crate::dimensions;
-use crate::domain::{Dimension, Metric, MetricSet};
+use crate::domain::{Dimension, Metric};
 
 /// Why the scope asked for cannot be measured here.
 #[derive(Debug, Error)]
@@ -55,10 +56,10 @@ pub enum Opening {
     Ecs(EcsConnector),
 }
 
-/// Opens `scope` under `root` as far as files allow. `metrics` tells whether
-/// `CPUThrottledPercent` was asked for, which only the cgroup scope measures.
-pub fn open(scope: &Scope, root: &Path, metrics: MetricSet) -> Result<Opening, ScopeError> {
-    let opened = match scope {
+/// Opens the configured scope under its root as far as files allow.
+pub fn open(config: &Config) -> Result<Opening, ScopeError> {
+    let root = config.root.as_path();
+    let opened = match &config.scope {
         Scope::Host => host(root, "asked for"),
         Scope::Cgroup => {
             let source = match cgroup::detect(root) {
@@ -72,14 +73,15 @@ pub fn open(scope: &Scope, root: &Path, metrics: MetricSet) -> Result<Opening, S
         Scope::CgroupOrHost => match auto_cgroup(root) {
             Ok((source, why)) => cgroup_opened(source, why),
             Err(why) => {
-                if metrics.contains(Metric::Throttled) {
+                if config.metrics.contains(Metric::Throttled) {
                     log::warn!("CPU throttling is measured only in the cgroup scope; not sent");
                 }
                 host(root, &why)
             }
         },
         Scope::EcsTask { metadata_uri, .. } => {
-            return Ok(Opening::Ecs(EcsConnector::new(metadata_uri, root)));
+            let alarm = Alarm::new(config.period_secs);
+            return Ok(Opening::Ecs(EcsConnector::new(metadata_uri, root, alarm)));
         }
     };
     Ok(Opening::Ready(opened))
@@ -150,15 +152,18 @@ pub struct EcsConnector {
     /// Attempts so far, and the wait before the next one.
     attempts: u32,
     delay: Duration,
+    /// No answer for long: said at the default log level, as no sample can be taken.
+    alarm: Alarm,
 }
 
 impl EcsConnector {
-    fn new(uri: &str, root: &Path) -> Self {
+    fn new(uri: &str, root: &Path, alarm: Alarm) -> Self {
         EcsConnector {
             uri: uri.to_owned(),
             root: root.to_owned(),
             attempts: 0,
             delay: Duration::from_millis(500),
+            alarm,
         }
     }
 
@@ -178,6 +183,12 @@ impl EcsConnector {
             self.attempts += 1;
             match EcsSource::connect(&self.uri, &self.root).await {
                 Ok(source) => {
+                    if let Some(failed) = self.alarm.worked() {
+                        log::info!(
+                            "the ECS task metadata answers, after {} s",
+                            failed.as_secs()
+                        );
+                    }
                     let task = source.task();
                     let what = format!(
                         "ecs-task: task {} of {} ({} containers)",
@@ -195,6 +206,13 @@ impl EcsConnector {
                     if attempt == 1 || attempt.is_multiple_of(10) {
                         log::warn!(
                             "cannot read the ECS task metadata yet (attempt {attempt}): {e}"
+                        );
+                    }
+                    if let Some(lasting) = self.alarm.failed() {
+                        log::error!(
+                            "no sample could be taken {}: the ECS task metadata cannot be \
+                             read: {e}",
+                            lasting.describe()
                         );
                     }
                 }
