@@ -10,7 +10,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::http::read_message;
+use common::http::{read_message, write_filler};
 use common::metadata::{MetadataServer, Reply};
 use common::proxy::{Fault, FaultProxy};
 use common::{Agent, TestServer, agent_command, vm_hwm_kib, wait_until};
@@ -308,17 +308,10 @@ fn huge_imds(bytes: usize) -> String {
                     let head = format!(
                         "HTTP/1.1 500 Error\r\nContent-Type: text/plain\r\nContent-Length: {bytes}\r\n\r\n"
                     );
-                    if stream.write_all(head.as_bytes()).is_err() {
+                    if stream.write_all(head.as_bytes()).is_err()
+                        || !write_filler(&mut stream, bytes, b'e')
+                    {
                         return;
-                    }
-                    let chunk = vec![b'e'; 64 << 10];
-                    let mut left = bytes;
-                    while left > 0 {
-                        let n = left.min(chunk.len());
-                        if stream.write_all(&chunk[..n]).is_err() {
-                            return;
-                        }
-                        left -= n;
                     }
                 }
             });

@@ -54,3 +54,18 @@ pub fn read_message(reader: &mut impl BufRead) -> Option<Message> {
     reader.read_exact(&mut message.body).ok()?;
     Some(message)
 }
+
+/// Writes `bytes` bytes of `fill`, 64 KiB at a time, for bodies too large to hold; false
+/// once the peer stops reading and the connection breaks.
+pub fn write_filler(stream: &mut impl std::io::Write, bytes: usize, fill: u8) -> bool {
+    let chunk = vec![fill; 64 << 10];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        if stream.write_all(&chunk[..n]).is_err() {
+            return false;
+        }
+        left -= n;
+    }
+    true
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use super::http::read_message;
+use super::http::{read_message, write_filler};
 
 /// What the server does with one request.
 pub enum Reply {
@@ -109,17 +109,10 @@ fn serve(stream: TcpStream, handler: &Handler, counts: &Mutex<HashMap<String, us
             }
             Reply::Huge(bytes) => {
                 let head = head(200, "application/json", bytes);
-                if stream.write_all(head.as_bytes()).is_err() {
+                if stream.write_all(head.as_bytes()).is_err()
+                    || !write_filler(&mut stream, bytes, b' ')
+                {
                     return;
-                }
-                let chunk = vec![b' '; 64 << 10];
-                let mut left = bytes;
-                while left > 0 {
-                    let n = left.min(chunk.len());
-                    if stream.write_all(&chunk[..n]).is_err() {
-                        return;
-                    }
-                    left -= n;
                 }
                 continue;
             }

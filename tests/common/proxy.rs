@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::http::{Message, read_message};
+use super::http::{Message, read_message, write_filler};
 
 /// What the proxy does with traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,17 +283,10 @@ fn answer_with_faults(stream: TcpStream, upstream: SocketAddr, shared: &Arc<Shar
                 let head = format!(
                     "HTTP/1.1 500 Error\r\nContent-Type: text/plain\r\nContent-Length: {bytes}\r\n\r\n"
                 );
-                if stream.write_all(head.as_bytes()).is_err() {
+                if stream.write_all(head.as_bytes()).is_err()
+                    || !write_filler(&mut stream, bytes, b'x')
+                {
                     return;
-                }
-                let chunk = vec![b'x'; 64 << 10];
-                let mut left = bytes;
-                while left > 0 {
-                    let n = left.min(chunk.len());
-                    if stream.write_all(&chunk[..n]).is_err() {
-                        return;
-                    }
-                    left -= n;
                 }
                 continue;
             }
