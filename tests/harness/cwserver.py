@@ -31,6 +31,13 @@ then exits 0. The parent must hand over a pipe as stdin (Stdio::piped() in
 Rust) and keep it open: its closing, or the parent's death, stops the server.
 /dev/null as stdin means an immediate exit. Any path other than
 /service/<svc>/operation/<op> (e.g. POST /moto-api/reset) goes to moto as is,
+Strict like CloudWatch, not like moto: every PutMetricData is checked first
+against the CloudWatch model in botocore (types, required members, string
+lengths and patterns, list sizes, enums such as Unit) and against the rules of
+the PutMetricData and MetricDatum API reference that the model does not encode
+(see put_metric_data_rules); a violation gets CloudWatch's own answer, HTTP
+400 with InvalidParameterValue / MissingParameter / InvalidParameterCombination,
+in CBOR, and never reaches moto.
 With `--journal FILE`, every translated call is appended to FILE as one JSON
 line {"op", "status", "input"} (input as sent to moto, timestamps in epoch
 seconds), so tests can assert on exactly what the agent put on the wire.
@@ -138,6 +145,174 @@ def json_output_to_cbor(shape, value):
     return value
 
 
+# ---------------------------------------------------------------- CloudWatch's rules
+# PutMetricData API reference: "Each PutMetricData request is limited to 1 MB in size
+# for HTTP POST requests. You can send a payload compressed by gzip." (the size is of
+# the uncompressed request), "You can publish up to 1000 different metrics" per call.
+MAX_REQUEST_BYTES = 1 << 20
+MAX_DATUMS = 1000
+# MetricDatum.Values: "up to 150 unique values"; Counts: "the same number of values as
+# Values"; Value: "Values must be in the range of -2^360 to 2^360 ... NaN, +Infinity,
+# -Infinity are not supported."
+MAX_VALUES = 150
+MAX_MAGNITUDE = 2.0 ** 360
+# StorageResolution: "Valid values are 1 and 60."
+STORAGE_RESOLUTIONS = (1, 60)
+# Timestamp: "Data points with time stamps from 24 hours ago or longer can take at
+# least 48 hours to become available ... CloudWatch accepts data points up to two weeks
+# old and up to two hours into the future" (Publishing metrics, user guide; the API
+# answers InvalidParameterValue outside that range).
+MAX_AGE_S = 14 * 24 * 3600
+MAX_AHEAD_S = 2 * 3600
+ERROR_CODES = {e.name: e.metadata["error"]["code"]
+               for e in SERVICE_MODEL.operation_model("PutMetricData").error_shapes}
+
+
+class Rejected(Exception):
+    """A request CloudWatch would refuse: the error shape's name and the message."""
+
+    def __init__(self, shape, message):
+        super().__init__(message)
+        self.shape = shape
+        self.message = message
+
+
+def invalid(message):
+    return Rejected("InvalidParameterValueException", message)
+
+
+def model_errors(shape, value, path):
+    """The first way `value` breaks `shape` of the botocore model, as a Rejected."""
+    kind = shape.type_name
+    meta = shape.metadata
+    if kind == "structure":
+        if not isinstance(value, dict):
+            return invalid(f"{path} must be a structure")
+        for name in shape.required_members:
+            if value.get(name) is None:
+                return Rejected("MissingRequiredParameterException",
+                                f"The parameter {path}.{name} is required.")
+        for name, member in value.items():
+            if name not in shape.members:
+                return invalid(f"{path}.{name} is not a member of {shape.name}")
+            if member is not None:
+                error = model_errors(shape.members[name], member, f"{path}.{name}")
+                if error:
+                    return error
+        return None
+    if kind == "list":
+        if not isinstance(value, list):
+            return invalid(f"{path} must be a list")
+        if "min" in meta and len(value) < meta["min"]:
+            return invalid(f"{path} has {len(value)} members; at least {meta['min']}")
+        if "max" in meta and len(value) > meta["max"]:
+            return invalid(f"{path} has {len(value)} members; at most {meta['max']}")
+        for i, item in enumerate(value):
+            error = model_errors(shape.member, item, f"{path}.member.{i + 1}")
+            if error:
+                return error
+        return None
+    if kind == "string":
+        if not isinstance(value, str):
+            return invalid(f"{path} must be a string")
+        if "min" in meta and len(value) < meta["min"]:
+            return invalid(f"The parameter {path} must be at least {meta['min']} characters.")
+        if "max" in meta and len(value) > meta["max"]:
+            return invalid(f"The parameter {path} must be at most {meta['max']} characters.")
+        if "pattern" in meta and not re.fullmatch(meta["pattern"], value, re.S):
+            return invalid(f"The parameter {path} must match {meta['pattern']}.")
+        if shape.enum and value not in shape.enum:
+            return invalid(f"The parameter {path} must be one of {', '.join(shape.enum)}.")
+        return None
+    if kind in ("double", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float, decimal.Decimal)):
+            return invalid(f"{path} must be a number")
+        return None
+    if kind in ("integer", "long"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return invalid(f"{path} must be an integer")
+        if "min" in meta and value < meta["min"]:
+            return invalid(f"The parameter {path} must be at least {meta['min']}.")
+        return None
+    if kind == "timestamp":
+        if not isinstance(value, (dt.datetime, int, float)) or isinstance(value, bool):
+            return invalid(f"{path} must be a timestamp")
+        return None
+    if kind == "boolean":
+        return None if isinstance(value, bool) else invalid(f"{path} must be a boolean")
+    if kind == "map":
+        return None if isinstance(value, dict) else invalid(f"{path} must be a map")
+    return None
+
+
+def number_ok(value):
+    return math.isfinite(value) and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE
+
+
+def put_metric_data_rules(params, body_bytes, now):
+    """The first rule of the PutMetricData API reference that the request breaks, beyond
+    what the model encodes, as a Rejected; None when CloudWatch would take it."""
+    if body_bytes > MAX_REQUEST_BYTES:
+        return invalid(f"The request is {body_bytes} bytes; the limit is {MAX_REQUEST_BYTES}.")
+    data = params.get("MetricData") or []
+    if len(data) > MAX_DATUMS:
+        return invalid(f"The collection MetricData must not have a size greater than {MAX_DATUMS}.")
+    for i, datum in enumerate(data):
+        path = f"MetricData.member.{i + 1}"
+        given = [k for k in ("Value", "Values", "StatisticValues") if datum.get(k) is not None]
+        if len(given) > 1:
+            return Rejected("InvalidParameterCombinationException",
+                            f"The parameters {path}.{' and '.join(given)} are mutually exclusive.")
+        values = datum.get("Values") or []
+        counts = datum.get("Counts")
+        if len(values) > MAX_VALUES:
+            return invalid(f"The collection {path}.Values must not have a size greater "
+                           f"than {MAX_VALUES}.")
+        if counts is not None and len(counts) != len(values):
+            return invalid(f"The parameters {path}.Values and {path}.Counts must be of "
+                           f"the same size.")
+        numbers = list(values) + list(counts or [])
+        if datum.get("Value") is not None:
+            numbers.append(datum["Value"])
+        numbers += [v for v in (datum.get("StatisticValues") or {}).values()]
+        for value in numbers:
+            value = float(value)
+            if not number_ok(value):
+                shown = "NaN" if math.isnan(value) else value
+                return invalid(f"The value {shown} for parameter {path} is invalid: values "
+                               f"must be finite and within -2^360 to 2^360.")
+        resolution = datum.get("StorageResolution")
+        if resolution is not None and resolution not in STORAGE_RESOLUTIONS:
+            return invalid(f"The value {resolution} for parameter {path}.StorageResolution "
+                           f"is invalid: valid values are 1 and 60.")
+        timestamp = datum.get("Timestamp")
+        if timestamp is not None:
+            at = _epoch(timestamp) if isinstance(timestamp, dt.datetime) else float(timestamp)
+            if at < now - MAX_AGE_S or at > now + MAX_AHEAD_S:
+                return invalid(f"The parameter {path}.Timestamp must specify a time no more "
+                               f"than two weeks in the past or two hours in the future.")
+    return None
+
+
+def check_put_metric_data(params, body_bytes, now=None):
+    """What CloudWatch would answer this PutMetricData with, or None if it takes it."""
+    now = time.time() if now is None else now
+    shape = SERVICE_MODEL.operation_model("PutMetricData").input_shape
+    return model_errors(shape, params, "PutMetricDataInput") or \
+        put_metric_data_rules(params, body_bytes, now)
+
+
+def unwrap_tags(value):
+    """CBOR tags the model checks do not look into: tag 1 is already a datetime."""
+    if isinstance(value, dict):
+        return {k: unwrap_tags(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_tags(v) for v in value]
+    if isinstance(value, cbor2.CBORTag):
+        return unwrap_tags(value.value)
+    return value
+
+
 # ---------------------------------------------------------------- bridge
 class BridgeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive for the SDK's pooled connections
@@ -222,6 +397,19 @@ class BridgeHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # malformed input is the client's fault
             return op, self._cbor_reply(400, {"__type": "SerializationException",
                                               "message": f"bad CBOR request: {exc}"})
+        if op == "PutMetricData":
+            rejected = check_put_metric_data(unwrap_tags(params), len(body))
+            if rejected:
+                code = ERROR_CODES[rejected.shape]
+                if JOURNAL is not None:
+                    line = json.dumps({"op": op, "status": 400, "input": request,
+                                       "error": code, "message": rejected.message}) + "\n"
+                    with JOURNAL_LOCK, open(JOURNAL, "a") as journal:
+                        journal.write(line)
+                return op, self._cbor_reply(
+                    400, {"__type": f"com.amazonaws.cloudwatch#{rejected.shape}",
+                          "message": rejected.message},
+                    [("x-amzn-query-error", f"{code};Sender")])
         headers = {"X-Amz-Target": f"{service}.{op}",
                    "Content-Type": "application/x-amz-json-1.0"}
         for name in FORWARD_HEADERS:

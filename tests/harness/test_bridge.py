@@ -152,6 +152,83 @@ def check_errors(b, cw):
     assert "bad" not in names, names
 
 
+def datum(**overrides):
+    """A datum CloudWatch takes; `overrides` break it (None removes a member)."""
+    d = {"MetricName": "rule", "Values": [1.0, 2.0], "Counts": [1.0, 1.0],
+         "Timestamp": cbor2.CBORTag(1, time.time()), "Dimensions": DIMS,
+         "Unit": "Percent", "StorageResolution": 60}
+    d.update(overrides)
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def check_cloudwatch_rules(b, cw):
+    """Each rule of the model and of the PutMetricData / MetricDatum API reference, with
+    a request that breaks it: CloudWatch's answer, and nothing stored. Then the edges
+    that are still allowed."""
+    now = time.time()
+    many_dims = [{"Name": f"D{i}", "Value": "v"} for i in range(31)]
+    big_dims = [{"Name": f"D{i}", "Value": "x" * 1000} for i in range(30)]
+    cases = [
+        ("1001 datums", {"MetricData": [datum() for _ in range(1001)]},
+         "InvalidParameterValue", "1000"),
+        ("over 1 MiB", {"MetricData": [datum(Dimensions=big_dims) for _ in range(40)]},
+         "InvalidParameterValue", "bytes"),
+        ("151 values", {"MetricData": [datum(Values=[float(v) for v in range(151)],
+                                             Counts=[1.0] * 151)]},
+         "InvalidParameterValue", "150"),
+        ("counts of another size", {"MetricData": [datum(Counts=[1.0])]},
+         "InvalidParameterValue", "same size"),
+        ("a value past 2^360", {"MetricData": [datum(Values=[2.0 ** 361], Counts=[1.0])]},
+         "InvalidParameterValue", "2^360"),
+        ("NaN", {"MetricData": [datum(Values=None, Counts=None, Value=math.nan)]},
+         "InvalidParameterValue", "NaN"),
+        ("infinity", {"MetricData": [datum(Counts=[1.0, math.inf])]},
+         "InvalidParameterValue", "inf"),
+        ("31 dimensions", {"MetricData": [datum(Dimensions=many_dims)]},
+         "InvalidParameterValue", "at most 30"),
+        ("an empty dimension value",
+         {"MetricData": [datum(Dimensions=[{"Name": "Env", "Value": ""}])]},
+         "InvalidParameterValue", "at least 1"),
+        ("storage resolution 5", {"MetricData": [datum(StorageResolution=5)]},
+         "InvalidParameterValue", "1 and 60"),
+        ("15 days old", {"MetricData": [datum(Timestamp=cbor2.CBORTag(1, now - 15 * 86400))]},
+         "InvalidParameterValue", "two weeks"),
+        ("3 hours ahead", {"MetricData": [datum(Timestamp=cbor2.CBORTag(1, now + 3 * 3600))]},
+         "InvalidParameterValue", "two hours"),
+        ("no metric name", {"MetricData": [datum(MetricName=None)]},
+         "MissingParameter", "MetricName"),
+        ("no namespace", {"Namespace": None, "MetricData": [datum()]},
+         "MissingParameter", "Namespace"),
+        ("a unit that is not one", {"MetricData": [datum(Unit="Percents")]},
+         "InvalidParameterValue", "Percent"),
+        ("Value with Values", {"MetricData": [datum(Value=1.0)]},
+         "InvalidParameterCombination", "mutually exclusive"),
+        ("a namespace starting with a colon", {"Namespace": ":ns", "MetricData": [datum()]},
+         "InvalidParameterValue", "Namespace"),
+    ]
+    for name, params, code, needle in cases:
+        params = {"Namespace": NS, **params}
+        params = {k: v for k, v in params.items() if v is not None}
+        status, resp, out, _ = b.call("PutMetricData", params)
+        assert status == 400, (name, status, out)
+        assert resp.getheader("x-amzn-query-error") == f"{code};Sender", (name, out)
+        assert needle in out["message"], (name, out)
+        assert out["__type"].startswith("com.amazonaws.cloudwatch#"), (name, out)
+    names = {m["MetricName"] for m in cw.list_metrics(Namespace=NS)["Metrics"]}
+    assert "rule" not in names, names
+
+    edges = {"Namespace": NS, "MetricData": [
+        datum(Values=[float(v) for v in range(150)], Counts=[1.0] * 150,
+              Dimensions=[{"Name": f"D{i}", "Value": "v"} for i in range(30)]),
+        datum(Timestamp=cbor2.CBORTag(1, now - 13 * 86400), StorageResolution=1),
+        datum(Timestamp=cbor2.CBORTag(1, now + 1.9 * 3600), Values=[2.0 ** 359],
+              Counts=[1.0]),
+        datum(Values=None, Counts=None, Value=-(2.0 ** 360)),
+    ]}
+    status, _, out, _ = b.call("PutMetricData", edges)
+    assert status == 200, (status, out)
+
+
 def check_gzip(b, cw):
     # > 10 KiB like the SDK's compression threshold: 300 datums, one metric.
     data = [{"MetricName": "gz", "Value": float(i), "Timestamp": cbor2.CBORTag(1, TS),
@@ -176,7 +253,7 @@ def check_passthrough_reset(b, cw):
 
 
 CHECKS = [check_put_metric_data, check_list_metrics, check_get_metric_statistics,
-          check_errors, check_gzip, check_passthrough_reset]
+          check_errors, check_cloudwatch_rules, check_gzip, check_passthrough_reset]
 
 
 def main():
