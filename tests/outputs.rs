@@ -13,74 +13,39 @@ use common::http::read_message;
 use common::{Agent, TestServer, agent_command};
 use serde_json::Value;
 
-/// Checks one EMF document against the rules of the "Embedded metric format
-/// specification": the `_aws` metadata with an integer millisecond `Timestamp` and a
-/// non-empty `CloudWatchMetrics` array; each directive's `Namespace`, `Dimensions` (arrays
-/// of at most 30 keys, each a top-level string member) and `Metrics` (at most 100, each
-/// with a `Name` that has a top-level value: a number, at most 100 numbers, or a
-/// `Values`/`Counts` pair of equal length, at most 100); `Unit` a string and
-/// `StorageResolution` 1 or 60.
-fn check_emf(doc: &Value) -> Result<(), String> {
-    let aws = doc.get("_aws").ok_or("no _aws")?;
-    aws["Timestamp"]
-        .as_u64()
-        .ok_or("Timestamp is not an integer")?;
-    let directives = aws["CloudWatchMetrics"]
-        .as_array()
-        .ok_or("no CloudWatchMetrics array")?;
-    if directives.is_empty() {
-        return Err("empty CloudWatchMetrics".into());
-    }
-    for directive in directives {
-        let ns = directive["Namespace"].as_str().ok_or("no Namespace")?;
-        if ns.is_empty() || ns.len() > 255 {
-            return Err(format!("bad Namespace {ns:?}"));
-        }
-        for set in directive["Dimensions"].as_array().ok_or("no Dimensions")? {
-            let keys = set.as_array().ok_or("a dimension set is not an array")?;
-            if keys.len() > 30 {
-                return Err("more than 30 dimensions".into());
-            }
-            for key in keys {
-                let key = key.as_str().ok_or("a dimension key is not a string")?;
-                doc.get(key)
-                    .and_then(Value::as_str)
-                    .ok_or(format!("dimension {key} has no string value"))?;
-            }
-        }
-        let metrics = directive["Metrics"].as_array().ok_or("no Metrics")?;
-        if metrics.is_empty() || metrics.len() > 100 {
-            return Err(format!("{} metrics", metrics.len()));
-        }
-        for metric in metrics {
-            let name = metric["Name"].as_str().ok_or("a metric without Name")?;
-            metric["Unit"].as_str().ok_or(format!("{name}: no Unit"))?;
-            let resolution = metric["StorageResolution"].as_u64();
-            if !matches!(resolution, Some(1 | 60)) {
-                return Err(format!("{name}: StorageResolution {resolution:?}"));
-            }
-            let value = doc.get(name).ok_or(format!("{name} has no value"))?;
-            let ok = match value {
-                Value::Number(_) => true,
-                Value::Array(values) => values.len() <= 100 && values.iter().all(Value::is_number),
-                Value::Object(dist) => {
-                    let values = dist.get("Values").and_then(Value::as_array);
-                    let counts = dist.get("Counts").and_then(Value::as_array);
-                    matches!((values, counts), (Some(v), Some(c)) if v.len() == c.len() && v.len() <= 100)
-                }
-                _ => false,
-            };
-            if !ok {
-                return Err(format!("{name}: bad value {value}"));
-            }
-        }
-    }
-    Ok(())
+/// Runs `tests/harness/validate_emf.py` (the EMF specification's JSON schema and limits,
+/// and AWS's exporter's histogram fields) over `docs`: its exit status and output.
+fn validate_emf(docs: &[String]) -> (bool, String) {
+    run_harness("validate_emf.py", docs)
 }
 
-#[test]
-fn emf_documents_follow_the_specification() {
-    let args = [
+/// Runs a harness script with `lines` on its stdin: its exit status and output.
+fn run_harness(script: &str, lines: &[String]) -> (bool, String) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/harness")
+        .join(script);
+    let mut child = std::process::Command::new(common::python())
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all((lines.join("\n") + "\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The first `n` EMF documents of the agent run with `extra` arguments.
+fn emf_documents(extra: &[&str], n: usize) -> Vec<String> {
+    let base = [
         "--namespace",
         "Emf/Test",
         "-s",
@@ -91,53 +56,58 @@ fn emf_documents_follow_the_specification() {
         "emf",
         "--scope",
         "host",
-        "--dimension",
-        "Env=prod",
     ];
-    let mut agent = Agent::spawn(&args, &[]);
-    let mut docs = Vec::new();
-    while docs.len() < 2 {
-        let line = agent
-            .stdout
-            .recv_timeout(Duration::from_secs(10))
-            .expect("an EMF line");
-        docs.push(serde_json::from_str::<Value>(&line).expect("a JSON document"));
-    }
+    let mut agent = Agent::spawn(&[&base[..], extra].concat(), &[]);
+    let docs = (0..n)
+        .map(|_| {
+            agent
+                .stdout
+                .recv_timeout(Duration::from_secs(10))
+                .expect("an EMF line")
+        })
+        .collect();
     agent.signal("TERM");
     assert!(agent.wait(Duration::from_secs(2)).success());
-    for doc in &docs {
-        check_emf(doc).unwrap_or_else(|e| panic!("{e}: {doc}"));
-        assert_eq!(
-            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            serde_json::json!([["ServiceName", "Env"]])
-        );
-        assert_eq!(
-            doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["StorageResolution"],
-            1
-        );
-        assert_eq!(doc["_aws"]["Timestamp"].as_u64().unwrap() % 1000, 0);
-    }
-    assert!(docs.iter().any(|d| d.get("CPUUtilization").is_some()));
+    docs
 }
 
 #[test]
-fn the_emf_checker_catches_what_the_specification_forbids() {
-    let good = serde_json::json!({
-        "_aws": {"Timestamp": 1000, "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [["ServiceName"]],
-                 "Metrics": [{"Name": "CPUUtilization", "Unit": "Percent", "StorageResolution": 60}]}]},
-        "ServiceName": "web", "CPUUtilization": {"Values": [1.0], "Counts": [2.0]}
-    });
-    assert!(check_emf(&good).is_ok());
+fn emf_documents_follow_the_specification_and_aws_exporters_histograms() {
+    let mut docs = emf_documents(&["--dimension", "Env=prod"], 2);
+    docs.extend(emf_documents(&["--aggregation", "median-max"], 2));
+    let (ok, report) = validate_emf(&docs);
+    assert!(ok, "{report}");
+    assert!(report.contains("4 documents valid"), "{report}");
+    let doc: Value = serde_json::from_str(&docs[0]).unwrap();
+    assert_eq!(
+        doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        serde_json::json!([["ServiceName", "Env"]])
+    );
+    assert_eq!(
+        doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["StorageResolution"],
+        1
+    );
+    assert_eq!(doc["_aws"]["Timestamp"].as_u64().unwrap() % 1000, 0);
+    let memory = &doc["MemoryUtilization"];
+    for key in ["Values", "Counts", "Max", "Min", "Count", "Sum"] {
+        assert!(memory.get(key).is_some(), "{key} in {memory}");
+    }
+}
+
+#[test]
+fn the_emf_check_refuses_what_the_specification_forbids() {
+    let good = emf_documents(&[], 1).remove(0);
+    assert!(validate_emf(std::slice::from_ref(&good)).0);
     for broken in [
-        r#"{"ServiceName": "web"}"#,
-        r#"{"_aws": {"Timestamp": 1.5, "CloudWatchMetrics": []}}"#,
-        r#"{"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [["Env"]], "Metrics": [{"Name": "M", "Unit": "Percent", "StorageResolution": 60}]}]}, "M": 1}"#,
-        r#"{"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [[]], "Metrics": [{"Name": "M", "Unit": "Percent", "StorageResolution": 60}]}]}}"#,
-        r#"{"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [[]], "Metrics": [{"Name": "M", "Unit": "Percent", "StorageResolution": 5}]}]}, "M": 1}"#,
-        r#"{"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [[]], "Metrics": [{"Name": "M", "Unit": "Percent", "StorageResolution": 1}]}]}, "M": {"Values": [1], "Counts": []}}"#,
+        good.replace("\"Unit\":\"Percent\"", "\"Unit\":\"Percents\""),
+        good.replace("\"ServiceName\":\"web\"", "\"ServiceName\":7"),
+        good.replace("\"StorageResolution\":1", "\"StorageResolution\":5"),
+        good.replace("\"Count\":", "\"Count\":1000+"),
+        good.replacen("\"Timestamp\":", "\"Timestamp\":0.5+", 1),
     ] {
-        let doc: Value = serde_json::from_str(broken).unwrap();
-        assert!(check_emf(&doc).is_err(), "{broken}");
+        assert_ne!(broken, good);
+        let (ok, report) = validate_emf(&[broken.clone()]);
+        assert!(!ok, "{broken} passed: {report}");
     }
 }
 
@@ -351,4 +321,71 @@ fn without_instance_metadata_the_agent_starts_within_2_s_and_warns() {
         started.elapsed()
     );
     agent.first_line_then_stop();
+}
+
+/// `--dry-run` lines of `extra` arguments: the first two windows'.
+fn dry_run_lines(extra: &[&str]) -> Vec<String> {
+    let base = [
+        "--namespace",
+        "Cli/Input",
+        "-s",
+        "web",
+        "--dry-run",
+        "--scope",
+        "host",
+        "--period",
+        "1",
+    ];
+    let mut agent = Agent::spawn(&[&base[..], extra].concat(), &[]);
+    let lines = (0..2)
+        .map(|_| {
+            agent
+                .stdout
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a dry-run line")
+        })
+        .collect();
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(3)).success());
+    lines
+}
+
+/// Runs `tests/harness/validate_cli_input.py` over `lines`: its exit status and output.
+fn validate_cli_input(lines: &[String]) -> (bool, String) {
+    run_harness("validate_cli_input.py", lines)
+}
+
+#[test]
+fn dry_run_lines_are_valid_aws_cli_input_in_every_mode() {
+    let mut lines = Vec::new();
+    for extra in [
+        &[][..],
+        &["--aggregation", "median-max"],
+        &["--dimension", "Env=prod", "--dimension", "Team=core"],
+        &["--storage-resolution", "60", "--metrics", "memory"],
+    ] {
+        lines.extend(dry_run_lines(extra));
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"StorageResolution\":1")),
+        "high resolution among them"
+    );
+    let (ok, report) = validate_cli_input(&lines);
+    assert!(ok, "{report}");
+    assert!(report.contains("8 lines valid"), "{report}");
+}
+
+#[test]
+fn the_cli_input_check_refuses_what_cloudwatch_would() {
+    let good = dry_run_lines(&[]).remove(0);
+    for broken in [
+        good.replace("\"Unit\":\"Percent\"", "\"Unit\":\"Percents\""),
+        good.replace("\"MetricName\"", "\"Metric\""),
+        good.replace("\"Counts\":[", "\"Counts\":[1.0,"),
+        good.replace("\"Value\":\"web\"", "\"Value\":\"\""),
+    ] {
+        assert_ne!(broken, good, "the line was changed");
+        let (ok, report) = validate_cli_input(&[broken.clone()]);
+        assert!(!ok, "{broken} passed: {report}");
+    }
 }

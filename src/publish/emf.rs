@@ -98,11 +98,7 @@ impl Emf {
                 for (name, _, part) in group {
                     let value = match part {
                         Piece::Single(v) => json!(v),
-                        Piece::Pairs(pairs) => {
-                            let (values, counts): (Vec<f64>, Vec<u32>) =
-                                pairs.iter().copied().unzip();
-                            json!({"Values": values, "Counts": counts})
-                        }
+                        Piece::Pairs(pairs) => histogram(pairs),
                     };
                     doc.insert((*name).to_owned(), value);
                 }
@@ -137,6 +133,29 @@ impl Emf {
             },
         }
     }
+}
+
+/// A distribution (or one document's share of it) as AWS's own EMF exporter writes a
+/// histogram: the OpenTelemetry Collector's `awsemf` exporter marshals its
+/// `cWMetricHistogram { Values, Counts, Max, Min, Count, Sum }`
+/// (exporter/awsemfexporter/metric_translator.go, opentelemetry-collector-contrib), with
+/// `Count` the sum of `Counts`. Here all six describe the same values: where a window is
+/// split over documents, each document's `Max`, `Min`, `Count` and `Sum` are those of its
+/// own `Values` and `Counts`, so they combine to the window's.
+fn histogram(pairs: &[(f64, u32)]) -> Value {
+    let (values, counts): (Vec<f64>, Vec<u32>) = pairs.iter().copied().unzip();
+    let count: u64 = counts.iter().map(|c| u64::from(*c)).sum();
+    let sum: f64 = pairs.iter().map(|(v, c)| v * f64::from(*c)).sum();
+    // Values are 0.0–100.0 by 0.1: a sum kept to the same tenth has no float noise.
+    let sum = (sum * 10.0).round() / 10.0;
+    json!({
+        "Values": values,
+        "Counts": counts,
+        "Max": values.last().copied().unwrap_or(0.0),
+        "Min": values.first().copied().unwrap_or(0.0),
+        "Count": count,
+        "Sum": sum,
+    })
 }
 
 #[cfg(test)]
@@ -180,7 +199,8 @@ mod tests {
         assert_eq!(doc["Env"], "prod");
         assert_eq!(
             doc["CPUUtilization"],
-            json!({"Values": [1.0, 2.5], "Counts": [2, 2]})
+            json!({"Values": [1.0, 2.5], "Counts": [2, 2], "Max": 2.5, "Min": 1.0,
+                   "Count": 4, "Sum": 7.0})
         );
     }
 
@@ -216,6 +236,37 @@ mod tests {
             docs[1].get("MemoryUtilization").is_none(),
             "only where it has values"
         );
+    }
+
+    #[test]
+    fn the_six_histogram_fields_agree_with_the_windows_samples() {
+        // 250 distinct values (three documents), each taken twice or thrice.
+        let samples: Vec<f64> = (0..250)
+            .flat_map(|v| std::iter::repeat_n(f64::from(v) / 10.0 + 50.0, 2 + (v % 2) as usize))
+            .collect();
+        let w = test_window(0, &[(Metric::Memory, &samples)], &[]);
+        let docs = emf(Aggregation::Distribution).documents(&w);
+        assert_eq!(docs.len(), 3);
+        let (mut count, mut sum, mut max, mut min) = (0, 0.0, f64::MIN, f64::MAX);
+        for doc in &docs {
+            let h = &doc["MemoryUtilization"];
+            let values: Vec<f64> = serde_json::from_value(h["Values"].clone()).unwrap();
+            let counts: Vec<u64> = serde_json::from_value(h["Counts"].clone()).unwrap();
+            // Each document's own six agree with each other…
+            assert_eq!(h["Count"], counts.iter().sum::<u64>());
+            let own_sum: f64 = values.iter().zip(&counts).map(|(v, c)| v * *c as f64).sum();
+            assert!((h["Sum"].as_f64().unwrap() - own_sum).abs() < 1e-6, "{h}");
+            assert_eq!(h["Max"].as_f64(), values.iter().copied().reduce(f64::max));
+            assert_eq!(h["Min"].as_f64(), values.iter().copied().reduce(f64::min));
+            count += h["Count"].as_u64().unwrap();
+            sum += h["Sum"].as_f64().unwrap();
+            max = max.max(h["Max"].as_f64().unwrap());
+            min = min.min(h["Min"].as_f64().unwrap());
+        }
+        // …and together they are the window's samples.
+        assert_eq!(count, samples.len() as u64);
+        assert!((sum - samples.iter().sum::<f64>()).abs() < 1e-6, "{sum}");
+        assert_eq!((max, min), (74.9, 50.0));
     }
 
     #[test]
