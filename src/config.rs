@@ -168,6 +168,7 @@ impl Config {
         let output = if kind == OutputArg::DryRun {
             Output::DryRun
         } else if kind == OutputArg::Emf {
+            check_emf_dimension_names(&dimensions)?;
             Output::Emf
         } else {
             if let Some(region) = &opts.region {
@@ -419,6 +420,26 @@ fn parse_dimensions(pairs: &[String], ecs: bool, ec2: bool) -> Result<Vec<Dimens
         invalid(FLAG, &value, e.to_string())
     })?;
     Ok(parsed)
+}
+
+/// CloudWatch takes dimension names of up to 255 characters, but the EMF specification's
+/// schema only up to 250: CloudWatch Logs would not extract a document with a longer one.
+fn check_emf_dimension_names(dimensions: &[Dimension]) -> Result<(), ConfigError> {
+    use crate::publish::emf::MAX_DIMENSION_NAME_LEN;
+    match dimensions
+        .iter()
+        .find(|d| d.name().len() > MAX_DIMENSION_NAME_LEN)
+    {
+        Some(d) => Err(invalid(
+            "--dimension",
+            d.name(),
+            format!(
+                "is a name of {} characters; with --output emf the limit is {MAX_DIMENSION_NAME_LEN} (EMF specification)",
+                d.name().len()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn parse_buffer_size(text: &str) -> Result<usize, ConfigError> {
@@ -720,6 +741,19 @@ mod tests {
             let e = error(&with(&[flag, bad]));
             assert!(e.contains(flag) && e.contains(&format!("{bad:?}")), "{e}");
         }
+    }
+
+    #[test]
+    fn emf_takes_dimension_names_of_at_most_250_characters() {
+        let name = |n: usize| format!("{}=v", "N".repeat(n));
+        // CloudWatch takes 255; the EMF schema 250.
+        assert!(config(&with(&["--dimension", &name(255)])).is_ok());
+        assert!(config(&with(&["--output", "emf", "--dimension", &name(250)])).is_ok());
+        let e = error(&with(&["--output", "emf", "--dimension", &name(251)]));
+        assert!(
+            e.contains("--dimension") && e.contains("251") && e.contains("250"),
+            "{e}"
+        );
     }
 
     #[test]

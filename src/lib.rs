@@ -58,3 +58,10 @@ pub mod ticker;
 
 #[cfg(test)]
 mod properties;
+
+/// Log target of one line per window handed to the output, with its values: what the
+/// original agent's README promised for `RUST_LOG=cloudwatch_metrics_agent::publisher=info`.
+pub const PUBLISHER_LOG: &str = "cloudwatch_metrics_agent::publisher";
+/// Log target of one line per `PutMetricData` request, with what it carried and how it
+/// ended (`RUST_LOG=cloudwatch_metrics_agent::cloudwatch=info`, as in the original).
+pub const CLOUDWATCH_LOG: &str = "cloudwatch_metrics_agent::cloudwatch";

@@ -14,7 +14,7 @@ use crate::aggregate::{Aggregator, unix_secs};
 use crate::alarm::Alarm;
 use crate::config::Config;
 use crate::delivery::{Closed, Delivery, Report};
-use crate::domain::{Dimension, Metric};
+use crate::domain::{Dimension, Metric, Window};
 use crate::sample::{Sample, Source};
 use crate::ticker::Ticker;
 
@@ -64,7 +64,7 @@ pub async fn run<S: Source, D: Delivery>(
                 let at = unix_secs(clock());
                 errors.record(at, &sample);
                 if let Some(window) = aggregator.add(at, &sample) {
-                    delivery.send(window);
+                    hand_over(&mut delivery, window);
                 }
             }
         }
@@ -75,15 +75,21 @@ pub async fn run<S: Source, D: Delivery>(
             let at = unix_secs(clock());
             errors.record(at, &sample);
             if let Some(window) = aggregator.add(at, &sample) {
-                delivery.send(window);
+                hand_over(&mut delivery, window);
             }
         }
         if let Some(window) = aggregator.finish() {
-            delivery.send(window);
+            hand_over(&mut delivery, window);
         }
     }
     let report = delivery.finish(Instant::now() + config.flush_timeout).await;
     Ended { report, closed }
+}
+
+/// Gives a closed window to the output, saying so on the publisher log target.
+fn hand_over(delivery: &mut impl Delivery, window: Window) {
+    log::info!(target: crate::PUBLISHER_LOG, "{window}");
+    delivery.send(window);
 }
 
 /// Logs each sample at debug level, and sampling errors without flooding: the first at

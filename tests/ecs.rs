@@ -28,20 +28,28 @@ fn fixture(path: &str) -> String {
 
 /// The stats fixture `n` seconds later, each container having used `vcpus` of CPU in
 /// every one of those seconds; containers listed in `restarted` start over from zero.
+/// Docker's previous reading (`precpu_stats` at `preread`) is the one a second before.
 fn stats_at(fixture_text: &str, n: usize, vcpus: &[(&str, f64)], restarted: &[&str]) -> String {
     let mut doc: Value = serde_json::from_str(fixture_text).unwrap();
     for (id, stats) in doc.as_object_mut().unwrap() {
         let read = DateTime::from_str(stats["read"].as_str().unwrap(), Format::DateTime).unwrap();
-        let later = DateTime::from_secs_and_nanos(read.secs() + n as i64, read.subsec_nanos());
-        stats["read"] = Value::from(later.fmt(Format::DateTime).unwrap());
+        let at = |k: i64| {
+            let t = DateTime::from_secs_and_nanos(read.secs() + k, read.subsec_nanos());
+            Value::from(t.fmt(Format::DateTime).unwrap())
+        };
+        stats["read"] = at(n as i64);
+        stats["preread"] = at(n as i64 - 1);
         let rate = vcpus.iter().find(|(c, _)| c == id).map_or(0.0, |(_, v)| *v);
-        let usage = &mut stats["cpu_stats"]["cpu_usage"]["total_usage"];
         let start = if restarted.contains(&id.as_str()) {
             1_000_000
         } else {
-            usage.as_u64().unwrap()
+            stats["cpu_stats"]["cpu_usage"]["total_usage"]
+                .as_u64()
+                .unwrap()
         };
-        *usage = Value::from(start + (n as f64 * rate * 1e9) as u64);
+        let used = |k: f64| Value::from((start as f64 + k * rate * 1e9).max(1.0) as u64);
+        stats["cpu_stats"]["cpu_usage"]["total_usage"] = used(n as f64);
+        stats["precpu_stats"]["cpu_usage"]["total_usage"] = used(n as f64 - 1.0);
     }
     doc.to_string()
 }
@@ -134,6 +142,29 @@ fn fargate_task_using_0_4_of_0_5_vcpu_and_300_of_1024_mib_reports_80_and_29_3_pe
         1,
         "the task document is read once"
     );
+}
+
+#[test]
+fn aws_published_managed_instances_documents_report_0_1_percent_cpu_and_1_1_percent_memory() {
+    // Verbatim (tests/fixtures/ecs/published/README.md): cgroup v2 stats, memory `limit`
+    // u64::MAX, Docker's previous reading 10 s before `read`.
+    let task = fixture("published/managed-instances-cgroupv2-task.json");
+    let stats = fixture("published/managed-instances-cgroupv2-task-stats.json");
+    let server = MetadataServer::start(move |path, _| match path {
+        "/task" => Reply::Json(task.clone()),
+        _ => Reply::Json(stats.clone()),
+    });
+    let mut agent = Agent::spawn(&DRY_RUN, &agent_env(&server, "info"));
+    let (_, cpu, memory) = collect_values(&agent, 1);
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(2)).success());
+    // CPU (670462000 − 663809000) ns in 9.998537590 s of the task's 1 vCPU: 0.0665 %,
+    // published to 0.1. The same document again has not moved on: no further CPU value.
+    assert_eq!(cpu, [0.1]);
+    // (83562496 − inactive_file 48271360) bytes of the task's 3072 MiB: 1.096 %.
+    assert!(memory.iter().all(|v| *v == 1.1), "memory {memory:?}");
+    let log = agent.rest_of_log().join("\n");
+    assert!(log.contains("1 vCPU (the task's CPU limit)"), "{log}");
 }
 
 #[test]

@@ -106,7 +106,7 @@ fn the_emf_check_refuses_what_the_specification_forbids() {
         good.replacen("\"Timestamp\":", "\"Timestamp\":0.5+", 1),
     ] {
         assert_ne!(broken, good);
-        let (ok, report) = validate_emf(&[broken.clone()]);
+        let (ok, report) = validate_emf(std::slice::from_ref(&broken));
         assert!(!ok, "{broken} passed: {report}");
     }
 }
@@ -385,7 +385,7 @@ fn the_cli_input_check_refuses_what_cloudwatch_would() {
         good.replace("\"Value\":\"web\"", "\"Value\":\"\""),
     ] {
         assert_ne!(broken, good, "the line was changed");
-        let (ok, report) = validate_cli_input(&[broken.clone()]);
+        let (ok, report) = validate_cli_input(std::slice::from_ref(&broken));
         assert!(!ok, "{broken} passed: {report}");
     }
 }

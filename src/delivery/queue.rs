@@ -167,6 +167,7 @@ async fn deliver<P: Publisher>(
             continue;
         };
         // Windows keep arriving while a request is out (it may take --request-timeout).
+        let sent_at = Instant::now();
         let outcome = {
             let publish = publisher.publish(&request);
             tokio::pin!(publish);
@@ -181,6 +182,16 @@ async fn deliver<P: Publisher>(
                 }
             }
         };
+        if log::log_enabled!(target: crate::CLOUDWATCH_LOG, log::Level::Info) {
+            let took = sent_at.elapsed().as_millis();
+            let ended = match &outcome {
+                Some(Ok(())) => format!("ok in {took} ms"),
+                Some(Err(e)) => format!("failed in {took} ms ({:?}): {e}", e.kind),
+                None => format!("cut off by the flush deadline after {took} ms"),
+            };
+            let request = cloudwatch::describe(&request);
+            log::info!(target: crate::CLOUDWATCH_LOG, "{request} → {ended}");
+        }
         match outcome {
             Some(Ok(())) => queue.delivered(request.metric_data),
             Some(Err(e)) => queue.failed(request.metric_data, &e),
@@ -344,13 +355,6 @@ impl Queue {
         // Its end is said below, with the backlog caught up.
         let _ = self.alarm.worked();
         self.batch_limit = (self.batch_limit * 2).min(MAX_DATUMS_PER_REQUEST);
-        let window = batch
-            .first()
-            .map_or_else(String::new, |d| rfc3339(d.timestamp));
-        log::info!(
-            "published {n} datums to {} (oldest {window})",
-            self.namespace
-        );
         if let Some(outage) = &mut self.outage {
             let recovered = *outage.recovered.get_or_insert_with(Instant::now);
             outage.caught_up += n;

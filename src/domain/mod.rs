@@ -2,6 +2,7 @@
 //! it sends them with, how a window is summarised, and a closed window itself. Nothing
 //! here reads, writes or decides; every other module stands on this one.
 
+use std::fmt;
 use std::sync::Arc;
 
 pub mod dimension;
@@ -142,6 +143,17 @@ impl Distribution {
         Some(((lower + upper) / 2.0 * 100.0).round() / 100.0)
     }
 
+    /// The smallest value, or `None` when empty.
+    pub fn min(&self) -> Option<f64> {
+        self.pairs.first().map(|(v, _)| *v)
+    }
+
+    /// The mean, or `None` when empty.
+    pub fn mean(&self) -> Option<f64> {
+        let sum: f64 = self.pairs.iter().map(|(v, n)| v * f64::from(*n)).sum();
+        (!self.is_empty()).then(|| sum / self.count() as f64)
+    }
+
     /// The value at 0-based rank `n` in ascending order.
     fn nth(&self, n: u64) -> Option<f64> {
         let mut seen = 0u64;
@@ -173,6 +185,34 @@ pub struct Window {
     pub dimensions: Arc<[Dimension]>,
     /// The metrics that had samples, in [`Metric::ALL`] order; none is empty.
     pub series: Vec<(Metric, Distribution)>,
+}
+
+/// A window as one log line (the `cloudwatch_metrics_agent::publisher` target): when,
+/// with which dimensions, and per metric its samples' count, minimum, median, mean and
+/// maximum.
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ", rfc3339(self.start))?;
+        for (i, d) in self.dimensions.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{}={}", d.name(), d.value())?;
+        }
+        for (i, (metric, d)) in self.series.iter().enumerate() {
+            let sep = if i == 0 { ": " } else { "; " };
+            let stat = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
+            write!(
+                f,
+                "{sep}{} n={} min={} median={} mean={} max={}",
+                metric.name(),
+                d.count(),
+                stat(d.min()),
+                stat(d.median()),
+                stat(d.mean()),
+                stat(d.max())
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Windows made up for the tests of the outputs and the loop.
@@ -238,6 +278,24 @@ mod tests {
         assert_eq!((d.max(), d.count()), (Some(99.9), 4));
         assert_eq!(distribution(&[]).max(), None);
         assert!(Distribution::from_sorted([(1.0, 0)]).is_empty());
+    }
+
+    #[test]
+    fn a_window_reads_as_one_line_with_each_metrics_statistics() {
+        let w = testing::test_window(
+            1_795_619_520,
+            &[
+                (Metric::Cpu, &[0.5, 7.1, 2.0, 2.0]),
+                (Metric::Memory, &[41.2]),
+            ],
+            &[("Stage", "prod")],
+        );
+        assert_eq!(
+            w.to_string(),
+            "2026-11-25T15:12:00Z ServiceName=web,Stage=prod: \
+             CPUUtilization n=4 min=0.5 median=2.0 mean=2.9 max=7.1; \
+             MemoryUtilization n=1 min=41.2 median=41.2 mean=41.2 max=41.2"
+        );
     }
 
     #[test]

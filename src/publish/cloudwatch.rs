@@ -156,6 +156,56 @@ pub fn request_overhead(namespace: &str) -> usize {
     64 + namespace.len()
 }
 
+/// A request as one log line (the `cloudwatch_metrics_agent::cloudwatch` target): the
+/// namespace, the run's dimensions, the windows, the estimated size, and each datum's
+/// metric with its value or its values' count and range. Datums past the tenth are
+/// counted, not listed, so that a catch-up request of 1000 stays one readable line.
+pub fn describe(request: &PutRequest) -> String {
+    const LISTED: usize = 10;
+    let data = &request.metric_data;
+    let mut line = format!("PutMetricData {}", request.namespace);
+    if let Some(first) = data.first() {
+        let dimensions: Vec<String> = first
+            .dimensions
+            .iter()
+            .map(|d| format!("{}={}", d.name(), d.value()))
+            .collect();
+        line += &format!(" [{}]", dimensions.join(","));
+    }
+    let times = (
+        data.iter().map(|d| d.timestamp).min(),
+        data.iter().map(|d| d.timestamp).max(),
+    );
+    let bytes = request_overhead(&request.namespace) + data.iter().map(encoded_size).sum::<usize>();
+    line += &format!(", {} datums", data.len());
+    match times {
+        (Some(first), Some(last)) if first != last => {
+            line += &format!(" of {} to {}", rfc3339(first), rfc3339(last));
+        }
+        (Some(at), _) => line += &format!(" of {}", rfc3339(at)),
+        _ => {}
+    }
+    line += &format!(", under {bytes} bytes:");
+    for d in data.iter().take(LISTED) {
+        line += &format!(" {}", d.metric_name);
+        if let Some(v) = d.value {
+            line += &format!("={v}");
+        } else {
+            let samples: f64 = d.counts.iter().sum();
+            let low = d.values.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = d.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            line += &format!(
+                "[{samples} samples, {} values {low}–{high}]",
+                d.values.len()
+            );
+        }
+    }
+    if data.len() > LISTED {
+        line += &format!(" and {} more", data.len() - LISTED);
+    }
+    line
+}
+
 /// Sends `PutMetricData` requests: the SDK client, or a fake in tests.
 pub trait Publisher {
     /// Sends one request; `Ok` once CloudWatch has accepted it.
@@ -496,6 +546,43 @@ mod tests {
         let data = encode(&w, &DISTRIBUTION);
         assert_eq!(data.len(), 21);
         assert!(data.len() <= MAX_DATUMS_PER_REQUEST);
+    }
+
+    #[test]
+    fn a_request_reads_as_one_line_of_bounded_length() {
+        let w = test_window(120, &[(Metric::Cpu, &[10.0, 30.0, 20.0, 90.0])], &[]);
+        let request = |data| PutRequest {
+            namespace: "NS".into(),
+            metric_data: data,
+        };
+        let line = describe(&request(encode(&w, &MEDIAN_MAX)));
+        let (head, tail) = line.split_once(", under ").unwrap();
+        assert_eq!(
+            head,
+            "PutMetricData NS [ServiceName=web], 2 datums of 1970-01-01T00:02:00Z"
+        );
+        assert!(
+            tail.ends_with(" bytes: CPUUtilization=25 MaxCPUUtilization=90"),
+            "{line}"
+        );
+        let line = describe(&request(encode(&w, &DISTRIBUTION)));
+        assert!(
+            line.ends_with(": CPUUtilization[4 samples, 4 values 10–90]"),
+            "{line}"
+        );
+        // A catch-up request of 1000 datums over many windows.
+        let many: Vec<Datum> = (0..500)
+            .flat_map(|i| {
+                encode(
+                    &test_window(60 * i, &[(Metric::Cpu, &[1.0])], &[]),
+                    &MEDIAN_MAX,
+                )
+            })
+            .collect();
+        let line = describe(&request(many));
+        assert!(line.contains("1000 datums of 1970-01-01T00:00:00Z to 1970-01-01T08:19:00Z"));
+        assert!(line.ends_with(" and 990 more"), "{line}");
+        assert!(line.len() < 600, "{} bytes", line.len());
     }
 
     #[test]

@@ -16,10 +16,13 @@ use crate::domain::{Aggregation, Distribution, Metric, Window};
 pub const MAX_VALUES_PER_METRIC: usize = 100;
 /// Most metrics in one directive (EMF specification, `Metrics`: "up to 100").
 pub const MAX_METRICS_PER_DOCUMENT: usize = 100;
-/// Longest line worth writing: CloudWatch Logs takes events of up to 256 KiB, and
-/// Docker's `awslogs` driver splits longer lines (at 262,118 bytes, the event limit less
-/// its 26-byte overhead), which would break the JSON. Documents stay far below it (a
-/// test computes the largest possible one).
+/// Longest dimension name in a `DimensionSet` (the specification's JSON schema,
+/// `DimensionReference`: 250, where `PutMetricData` takes 255). Checked at start.
+pub const MAX_DIMENSION_NAME_LEN: usize = 250;
+/// Longest line worth writing. The specification now allows 1 MB log events, but Docker's
+/// `awslogs` driver still splits lines at 262,118 bytes (its 256 KiB event less a
+/// 26-byte overhead), which would break the JSON, so the older limit holds. Documents
+/// stay far below it (a test computes the largest possible one).
 pub const MAX_EVENT_BYTES: usize = 262_144 - 26;
 
 /// Encodes windows as EMF documents.
