@@ -19,7 +19,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 )]
 pub struct Opts {
     /// CloudWatch namespace to publish under (required; not starting with "AWS/")
-    #[arg(long, env = "CWMA_NAMESPACE", value_name = "NS")]
+    #[arg(long, short = 'n', env = "CWMA_NAMESPACE", value_name = "NS")]
     pub namespace: Option<String>,
 
     /// Value of the ServiceName dimension on every metric (required)
@@ -35,6 +35,7 @@ pub struct Opts {
     /// Seconds per aggregation window, 1 to 86400; windows start on multiples of it
     #[arg(
         long,
+        short = 'p',
         env = "CWMA_PERIOD",
         value_name = "SECS",
         default_value = "60",
@@ -68,14 +69,14 @@ pub struct Opts {
     pub ec2_dimensions: bool,
 
     /// How each window is sent: all samples as Values/Counts, or median and max
-    #[arg(
-        long,
-        env = "CWMA_AGGREGATION",
-        value_enum,
-        value_name = "MODE",
-        default_value_t = AggregationArg::Distribution
-    )]
-    pub aggregation: AggregationArg,
+    /// [default: distribution]
+    #[arg(long, env = "CWMA_AGGREGATION", value_enum, value_name = "MODE")]
+    pub aggregation: Option<AggregationArg>,
+
+    /// Publish exactly what an earlier version published (metric names, 0–1 scale), so
+    /// its alarms and dashboards keep working
+    #[arg(long, env = "CWMA_COMPAT", value_enum, value_name = "VERSION")]
+    pub compat: Option<CompatArg>,
 
     /// What to measure: auto picks ecs-task in ECS, else cgroup in a container or under limits,
     /// else host
@@ -216,6 +217,14 @@ pub enum AggregationArg {
     Distribution,
     /// The median, and the maximum as MaxCPUUtilization etc., like the original agent
     MedianMax,
+}
+
+/// An earlier version whose published shape `--compat` reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompatArg {
+    /// 0.1.x: CPUUtilization and MemoryUtilization (median) and MaxMemoryUtilization, 0 to 1
+    #[value(name = "0.1")]
+    V0_1,
 }
 
 /// Which resources the numbers describe.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::cli::{self, AggregationArg, MetricArg, Opts, OutputArg};
+use crate::cli::{self, AggregationArg, CompatArg, MetricArg, Opts, OutputArg};
 use crate::dimensions::{self, FlagError};
 use crate::domain::{Aggregation, Dimension, Metric, MetricSet};
 
@@ -137,8 +137,12 @@ impl Config {
         let request_timeout = parse_seconds("--request-timeout", &opts.request_timeout)?;
         let scope = resolve_scope(opts.scope, opts.ecs_metadata_uri, opts.ecs_dimensions)?;
         let metrics = metric_set(&opts.metrics, &scope)?;
-        let storage_resolution =
-            storage_resolution(opts.storage_resolution.as_deref(), period_secs)?;
+        let aggregation = aggregation(opts.aggregation, opts.compat, metrics)?;
+        // 0.1.x always sent standard-resolution datums; an explicit flag still counts.
+        let storage_resolution = match (opts.storage_resolution.as_deref(), aggregation) {
+            (None, Aggregation::Original) => None,
+            (text, _) => storage_resolution(text, period_secs)?,
+        };
         let ecs_dimensions = matches!(
             scope,
             Scope::EcsTask {
@@ -186,10 +190,7 @@ impl Config {
             namespace,
             service,
             period_secs,
-            aggregation: match opts.aggregation {
-                AggregationArg::Distribution => Aggregation::Distribution,
-                AggregationArg::MedianMax => Aggregation::MedianMax,
-            },
+            aggregation,
             scope,
             metrics,
             storage_resolution,
@@ -422,6 +423,34 @@ fn parse_dimensions(pairs: &[String], ecs: bool, ec2: bool) -> Result<Vec<Dimens
     Ok(parsed)
 }
 
+/// `--aggregation` and `--compat`: the latter fixes the shape, so the two exclude each
+/// other, and 0.1.x published CPU and memory only.
+fn aggregation(
+    mode: Option<AggregationArg>,
+    compat: Option<CompatArg>,
+    metrics: MetricSet,
+) -> Result<Aggregation, ConfigError> {
+    match (compat, mode) {
+        (Some(CompatArg::V0_1), Some(mode)) => Err(invalid(
+            "--aggregation",
+            match mode {
+                AggregationArg::Distribution => "distribution",
+                AggregationArg::MedianMax => "median-max",
+            },
+            "contradicts --compat 0.1, which publishes the 0.1.x shape (medians and \
+             MaxMemoryUtilization as 0–1)",
+        )),
+        (Some(CompatArg::V0_1), None) if metrics.contains(Metric::Throttled) => Err(invalid(
+            "--metrics",
+            "throttling",
+            "is not a metric 0.1.x published; --compat 0.1 sends cpu and memory",
+        )),
+        (Some(CompatArg::V0_1), None) => Ok(Aggregation::Original),
+        (None, Some(AggregationArg::MedianMax)) => Ok(Aggregation::MedianMax),
+        (None, _) => Ok(Aggregation::Distribution),
+    }
+}
+
 /// CloudWatch takes dimension names of up to 255 characters, but the EMF specification's
 /// schema only up to 250: CloudWatch Logs would not extract a document with a longer one.
 fn check_emf_dimension_names(dimensions: &[Dimension]) -> Result<(), ConfigError> {
@@ -567,6 +596,53 @@ mod tests {
         assert_eq!(
             (c.service.value(), c.output, c.period_secs),
             ("svc2", Output::DryRun, 5)
+        );
+    }
+
+    #[test]
+    fn the_original_short_flags_work() {
+        let c = config(&["-n", "N", "-s", "svc", "-p", "30", "-d"]).unwrap();
+        assert_eq!(
+            (
+                c.namespace.as_str(),
+                c.service.value(),
+                c.period_secs,
+                c.output
+            ),
+            ("N", "svc", 30, Output::DryRun)
+        );
+    }
+
+    #[test]
+    fn compat_0_1_is_the_original_shape_at_standard_resolution() {
+        let c = config(&with(&["--compat", "0.1", "--period", "5"])).unwrap();
+        assert_eq!(c.aggregation, Aggregation::Original);
+        assert_eq!(c.storage_resolution, None, "0.1.x sent standard resolution");
+        let c = config(&with(&["--compat", "0.1", "--storage-resolution", "1"])).unwrap();
+        assert_eq!(c.storage_resolution, Some(1), "unless asked");
+        let e = error(&with(&["--compat", "0.1", "--aggregation", "distribution"]));
+        assert!(
+            e.contains("--aggregation") && e.contains("--compat 0.1"),
+            "{e}"
+        );
+        let e = error(&with(&["--compat", "0.1", "--metrics", "cpu,throttling"]));
+        assert!(e.contains("--metrics") && e.contains("throttling"), "{e}");
+        let argv = [
+            &["cloudwatch_metrics_agent"][..],
+            &with(&["--compat", "0.2"]),
+        ]
+        .concat();
+        let e = Opts::try_parse_from(argv).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string().contains("'0.2'") && e.to_string().contains("0.1"),
+            "{e}"
+        );
+        // Without it, nothing changes.
+        let c = config(&with(&["--period", "5"])).unwrap();
+        assert_eq!(
+            (c.aggregation, c.storage_resolution),
+            (Aggregation::Distribution, Some(1))
         );
     }
 

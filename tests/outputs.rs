@@ -75,9 +75,10 @@ fn emf_documents(extra: &[&str], n: usize) -> Vec<String> {
 fn emf_documents_follow_the_specification_and_aws_exporters_histograms() {
     let mut docs = emf_documents(&["--dimension", "Env=prod"], 2);
     docs.extend(emf_documents(&["--aggregation", "median-max"], 2));
+    docs.extend(emf_documents(&["--compat", "0.1"], 2));
     let (ok, report) = validate_emf(&docs);
     assert!(ok, "{report}");
-    assert!(report.contains("4 documents valid"), "{report}");
+    assert!(report.contains("6 documents valid"), "{report}");
     let doc: Value = serde_json::from_str(&docs[0]).unwrap();
     assert_eq!(
         doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
@@ -363,6 +364,7 @@ fn dry_run_lines_are_valid_aws_cli_input_in_every_mode() {
         &["--aggregation", "median-max"],
         &["--dimension", "Env=prod", "--dimension", "Team=core"],
         &["--storage-resolution", "60", "--metrics", "memory"],
+        &["--compat", "0.1"],
     ] {
         lines.extend(dry_run_lines(extra));
     }
@@ -372,7 +374,7 @@ fn dry_run_lines_are_valid_aws_cli_input_in_every_mode() {
     );
     let (ok, report) = validate_cli_input(&lines);
     assert!(ok, "{report}");
-    assert!(report.contains("8 lines valid"), "{report}");
+    assert!(report.contains("10 lines valid"), "{report}");
 }
 
 #[test]

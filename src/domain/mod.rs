@@ -86,13 +86,46 @@ impl Default for MetricSet {
     }
 }
 
-/// How a window's samples are summarised for the outputs (`--aggregation`).
+/// How a window's samples are summarised for the outputs (`--aggregation`, `--compat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregation {
     /// Every sample, as values and their counts: any statistic can be computed later.
     Distribution,
-    /// The median and the maximum, as the original agent sent.
+    /// The median, and the maximum under a `Max…` name.
     MedianMax,
+    /// What the original agent (0.1.x) published, so that its users' alarms keep working:
+    /// the median CPU and memory and the maximum memory (`MaxMemoryUtilization`), as
+    /// fractions 0–1 under the unit `Percent`.
+    Original,
+}
+
+impl Aggregation {
+    /// The named single values `metric`'s window is sent as, in order; `None` when it is
+    /// sent as a distribution. Empty for a metric without samples, or one the mode does
+    /// not send.
+    pub fn single_values(
+        self,
+        metric: Metric,
+        distribution: &Distribution,
+    ) -> Option<Vec<(&'static str, f64)>> {
+        let (Some(median), Some(max)) = (distribution.median(), distribution.max()) else {
+            return (self != Aggregation::Distribution).then(Vec::new);
+        };
+        // 0.1.x divided its percentages by 100; the median has two decimals, so four.
+        let fraction = |percent: f64| (percent * 100.0).round() / 10_000.0;
+        match (self, metric) {
+            (Aggregation::Distribution, _) => None,
+            (Aggregation::MedianMax, _) => {
+                Some(vec![(metric.name(), median), (metric.max_name(), max)])
+            }
+            (Aggregation::Original, Metric::Cpu) => Some(vec![(metric.name(), fraction(median))]),
+            (Aggregation::Original, Metric::Memory) => Some(vec![
+                (metric.name(), fraction(median)),
+                (metric.max_name(), fraction(max)),
+            ]),
+            (Aggregation::Original, Metric::Throttled) => Some(Vec::new()),
+        }
+    }
 }
 
 /// The values one metric took in a window, at 0.1 resolution: `(value, count)` pairs in

@@ -103,18 +103,17 @@ pub fn encode(window: &Window, encoding: &Encoding) -> Vec<Datum> {
     };
     let mut data = Vec::new();
     for (metric, distribution) in &window.series {
-        match encoding.aggregation {
-            Aggregation::Distribution => {
+        match encoding.aggregation.single_values(*metric, distribution) {
+            None => {
                 for chunk in distribution.pairs().chunks(MAX_VALUES_PER_DATUM) {
                     let pairs = chunk.iter().map(|&(v, n)| (v, f64::from(n))).unzip();
                     data.push(datum(metric.name(), metric.unit(), None, pairs));
                 }
             }
-            Aggregation::MedianMax => {
-                if let (Some(median), Some(max)) = (distribution.median(), distribution.max()) {
-                    let none = || (Vec::new(), Vec::new());
-                    data.push(datum(metric.name(), metric.unit(), Some(median), none()));
-                    data.push(datum(metric.max_name(), metric.unit(), Some(max), none()));
+            Some(values) => {
+                for (name, value) in values {
+                    let none = (Vec::new(), Vec::new());
+                    data.push(datum(name, metric.unit(), Some(value), none));
                 }
             }
         }
@@ -586,7 +585,37 @@ mod tests {
     }
 
     #[test]
-    fn median_max_sends_the_original_agents_four_metrics() {
+    fn compat_0_1_sends_the_three_metrics_of_0_1_x_as_fractions() {
+        let w = test_window(
+            120,
+            &[
+                (Metric::Cpu, &[10.0, 30.0, 20.0, 90.0]),
+                (Metric::Memory, &[40.0, 41.0, 42.5, 42.0]),
+            ],
+            &[],
+        );
+        let original = Encoding {
+            aggregation: Aggregation::Original,
+            storage_resolution: None,
+        };
+        let data = encode(&w, &original);
+        let got: Vec<(&str, Option<f64>)> = data.iter().map(|d| (d.metric_name, d.value)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("CPUUtilization", Some(0.25)),
+                ("MemoryUtilization", Some(0.415)),
+                ("MaxMemoryUtilization", Some(0.425)),
+            ]
+        );
+        assert!(
+            data.iter()
+                .all(|d| d.unit == "Percent" && d.values.is_empty())
+        );
+    }
+
+    #[test]
+    fn median_max_sends_the_median_and_the_maximum_of_each_metric() {
         let w = test_window(
             120,
             &[

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::Format;
 use super::cloudwatch::Encoding;
-use crate::domain::{Aggregation, Distribution, Metric, Window};
+use crate::domain::{Distribution, Metric, Window};
 
 /// Most values per metric in one document (EMF specification: "up to 100 values").
 pub const MAX_VALUES_PER_METRIC: usize = 100;
@@ -118,8 +118,12 @@ impl Emf {
         distribution: &'a Distribution,
     ) -> Vec<(&'static str, &'static str, Vec<Piece<'a>>)> {
         let unit = metric.unit();
-        match self.encoding.aggregation {
-            Aggregation::Distribution => {
+        match self
+            .encoding
+            .aggregation
+            .single_values(metric, distribution)
+        {
+            None => {
                 let parts = distribution
                     .pairs()
                     .chunks(MAX_VALUES_PER_METRIC)
@@ -127,13 +131,10 @@ impl Emf {
                     .collect();
                 vec![(metric.name(), unit, parts)]
             }
-            Aggregation::MedianMax => match (distribution.median(), distribution.max()) {
-                (Some(median), Some(max)) => vec![
-                    (metric.name(), unit, vec![Piece::Single(median)]),
-                    (metric.max_name(), unit, vec![Piece::Single(max)]),
-                ],
-                _ => Vec::new(),
-            },
+            Some(values) => values
+                .into_iter()
+                .map(|(name, value)| (name, unit, vec![Piece::Single(value)]))
+                .collect(),
         }
     }
 }
@@ -164,6 +165,7 @@ fn histogram(pairs: &[(f64, u32)]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Aggregation;
     use crate::domain::dimension::{MAX_DIMENSIONS, MAX_NAME_LEN, MAX_VALUE_LEN};
     use crate::domain::testing::test_window;
 
