@@ -18,8 +18,8 @@ use crate::domain::Dimension;
 use crate::pipeline::{self, Ended, SAMPLE_INTERVAL};
 use crate::publish::cloudwatch::{ConnectError, Encoding, sdk_config};
 use crate::publish::{CloudWatch, DryRun, Emf, Format};
-use crate::sample::ScopedSource;
 use crate::sample::scope::{self, Opening, ScopeError};
+use crate::sample::{MemorySeen, ScopedSource};
 use crate::shutdown::Signals;
 use crate::stdio::Outlet;
 use crate::supervise::{SpawnError, Supervisor};
@@ -156,7 +156,7 @@ pub async fn run(config: &Config) -> Result<Outcome, StartError> {
             let (name, _) = signals.recv().await;
             log::info!("{name} received: publishing the partial window and exiting");
         });
-        return Ok(measure(config, settled, shutdown).await);
+        return Ok(measure(config, settled, shutdown).await.0);
     }
 
     if let Opening::Ecs(connector) = &mut settled.opening {
@@ -177,7 +177,7 @@ pub async fn run(config: &Config) -> Result<Outcome, StartError> {
     // The supervisor has its own listeners now, and forwards every signal.
     drop(signals);
     let mut status = None;
-    let outcome = {
+    let (outcome, oom) = {
         let child_exit = pin!(async {
             let code = supervisor.wait().await;
             log::info!("the command exited ({code}): publishing the partial window");
@@ -185,6 +185,11 @@ pub async fn run(config: &Config) -> Result<Outcome, StartError> {
         });
         measure(config, settled, child_exit).await
     };
+    if status == Some(SIGKILLED)
+        && let Some(oom) = oom.filter(|o| o.kills > 0)
+    {
+        log::error!("{}", oom.describe());
+    }
     Ok(Outcome {
         child_status: status,
         ..outcome
@@ -202,14 +207,55 @@ fn stopped_at_start(config: &Config, name: &str, number: i32) -> Outcome {
     }
 }
 
+/// The exit status of a command ended by SIGKILL, what the OOM killer sends.
+const SIGKILLED: u8 = 128 + 9;
+
+/// What the measured scope's OOM kill counter said at the end of a wrapped command.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OomSeen {
+    /// Kills since the scope was opened, before the command started.
+    kills: u64,
+    /// The highest working set the agent saw, and the limit.
+    memory: Option<MemorySeen>,
+    /// The highest usage the kernel recorded, and the file that says so.
+    recorded_peak: Option<(u64, &'static str)>,
+}
+
+impl OomSeen {
+    /// The error line for a command that SIGKILL ended while the counter rose.
+    fn describe(&self) -> String {
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        let mut memory = match self.memory {
+            Some(m) => format!(
+                ": memory limit {:.0} MiB; highest working set in the agent's samples \
+                 {:.1} MiB ({:.0} %, once a second)",
+                mib(m.limit_bytes),
+                mib(m.peak_bytes),
+                m.peak_bytes as f64 / m.limit_bytes.max(1) as f64 * 100.0
+            ),
+            None => String::new(),
+        };
+        if let Some((bytes, file)) = self.recorded_peak {
+            memory += &format!("; usage peaked at {:.1} MiB ({file})", mib(bytes));
+        }
+        format!(
+            "the command was killed by the kernel's OOM killer (SIGKILL, and {} OOM kill{} \
+             in the measured scope while it ran){memory}",
+            self.kills,
+            if self.kills == 1 { "" } else { "s" }
+        )
+    }
+}
+
 /// Opens the source (waiting for the ECS endpoint if need be), assembles the dimensions
 /// and runs the loop with the output until `shutdown`. Wrapping a command, a closed
-/// stdout is reported once and the command is still waited for.
+/// stdout is reported once and the command is still waited for; what the OOM kill
+/// counter said at the end is returned too.
 async fn measure(
     config: &Config,
     settled: Settled,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
-) -> Outcome {
+) -> (Outcome, Option<OomSeen>) {
     let Settled {
         destination,
         opening,
@@ -224,7 +270,7 @@ async fn measure(
         Opening::Ready(opened) => opened,
         Opening::Ecs(mut connector) => tokio::select! {
             opened = connector.connect() => opened,
-            () = shutdown.as_mut() => return nothing(unit(&config.output)),
+            () = shutdown.as_mut() => return (nothing(unit(&config.output)), None),
         },
     };
     log::info!("scope: {}", opened.what);
@@ -258,11 +304,17 @@ async fn measure(
         );
         shutdown.await;
     }
-    Outcome {
+    let oom = source.oom_kills_since_open().map(|kills| OomSeen {
+        kills,
+        memory: source.memory_seen(),
+        recorded_peak: source.recorded_peak(),
+    });
+    let outcome = Outcome {
         report: ended.report,
         closed: ended.closed,
         child_status: None,
-    }
+    };
+    (outcome, oom)
 }
 
 /// The sampling loop on the live clock and the once-a-second beat.

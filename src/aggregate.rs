@@ -60,6 +60,58 @@ impl Histogram {
     }
 }
 
+/// What a window keeps of one metric: the distribution of a percentage, or the total
+/// of a count (`OOMKills`) and whether any sample measured it.
+#[derive(Debug, Clone, PartialEq)]
+enum Accumulator {
+    Percent(Histogram),
+    Count { total: f64, measured: bool },
+}
+
+impl Accumulator {
+    fn new(metric: Metric) -> Self {
+        if metric.is_count() {
+            Accumulator::Count {
+                total: 0.0,
+                measured: false,
+            }
+        } else {
+            Accumulator::Percent(Histogram::new())
+        }
+    }
+
+    fn add(&mut self, value: f64) {
+        match self {
+            Accumulator::Percent(h) => h.add(value),
+            Accumulator::Count { total, measured } => {
+                if value.is_finite() && value >= 0.0 {
+                    *total += value;
+                    *measured = true;
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Accumulator::Percent(h) => h.total == 0,
+            Accumulator::Count { measured, .. } => !measured,
+        }
+    }
+
+    /// The window's values (a count: its total, one value), and emptied for the next.
+    fn take(&mut self) -> Distribution {
+        match self {
+            Accumulator::Percent(h) => h.take(),
+            Accumulator::Count { total, measured } => {
+                let sum = std::mem::take(total);
+                *measured = false;
+                Distribution::from_sorted([(sum, 1)])
+            }
+        }
+    }
+}
+
 /// Whole seconds since the Unix epoch at `at` (0 for a clock set before 1970): the time
 /// windows, timestamps and the data's age are counted in.
 pub fn unix_secs(at: std::time::SystemTime) -> u64 {
@@ -79,8 +131,8 @@ pub struct Aggregator {
     period_secs: u64,
     /// Carried by every window: the run's dimensions.
     dimensions: Arc<[Dimension]>,
-    /// One histogram per metric sent, kept from window to window.
-    histograms: Vec<(Metric, Histogram)>,
+    /// One accumulator per metric sent, kept from window to window.
+    histograms: Vec<(Metric, Accumulator)>,
     /// Start of the window being filled, once a sample has arrived.
     current: Option<u64>,
 }
@@ -92,7 +144,7 @@ impl Aggregator {
         Aggregator {
             period_secs: period_secs.max(1),
             dimensions,
-            histograms: metrics.iter().map(|m| (m, Histogram::new())).collect(),
+            histograms: metrics.iter().map(|m| (m, Accumulator::new(m))).collect(),
             current: None,
         }
     }
@@ -125,7 +177,7 @@ impl Aggregator {
         let series: Vec<(Metric, Distribution)> = self
             .histograms
             .iter_mut()
-            .filter(|(_, h)| h.total > 0)
+            .filter(|(_, h)| !h.is_empty())
             .map(|(metric, h)| (*metric, h.take()))
             .collect();
         (!series.is_empty()).then(|| Window {
@@ -243,5 +295,39 @@ mod tests {
         }
         let w = agg.finish().unwrap();
         assert_eq!(values(&w, Metric::Cpu), [(0.0, 1), (12.3, 2), (100.0, 1)]);
+    }
+
+    #[test]
+    fn a_count_is_the_windows_total_and_0_in_a_quiet_window() {
+        let dimensions: Arc<[Dimension]> = Vec::new().into();
+        let metrics = MetricSet::of(&[Metric::OomKills, Metric::CpuPressure]);
+        let mut agg = Aggregator::new(10, metrics, dimensions);
+        let s = |kills: Option<f64>, pressure: f64| Sample {
+            oom_kills: kills,
+            cpu_pressure: Some(pressure),
+            ..Sample::default()
+        };
+        agg.add(0, &s(Some(0.0), 10.0));
+        agg.add(1, &s(Some(2.0), 30.0));
+        agg.add(2, &s(None, 20.0));
+        agg.add(3, &s(Some(1.0), 20.0));
+        let busy = agg.add(10, &s(Some(0.0), 5.0)).unwrap();
+        assert_eq!(values(&busy, Metric::OomKills), [(3.0, 1)], "the total");
+        assert_eq!(
+            values(&busy, Metric::CpuPressure),
+            [(10.0, 1), (20.0, 2), (30.0, 1)],
+            "pressure is a distribution like CPU"
+        );
+        let quiet = agg.finish().unwrap();
+        assert_eq!(
+            values(&quiet, Metric::OomKills),
+            [(0.0, 1)],
+            "0, not missing"
+        );
+        assert!(quiet.to_string().contains("OOMKills total=0"), "{quiet}");
+        // A window in which the counter could not be read has no OOMKills at all.
+        agg.add(20, &s(None, 5.0));
+        let unread = agg.finish().unwrap();
+        assert!(unread.series.iter().all(|(m, _)| *m != Metric::OomKills));
     }
 }

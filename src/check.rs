@@ -18,6 +18,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use crate::aggregate::{Aggregator, unix_secs};
 use crate::config::{Config, Output};
 use crate::dimensions;
+use crate::domain::Metric;
 use crate::pipeline::SAMPLE_INTERVAL;
 use crate::publish::cloudwatch::{self, Encoding, ErrorKind, Publisher, PutRequest, sdk_config};
 use crate::publish::{CloudWatch, DryRun, Emf, Format};
@@ -91,14 +92,16 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
     if let Some(e) = first.errors.iter().chain(&second.errors).next() {
         return Err(fail("sample", format_args!("{what}: {e}")));
     }
-    ok(
-        "sample",
-        format_args!(
-            "{what}: CPUUtilization {}, MemoryUtilization {}",
-            percent(second.cpu),
-            percent(second.memory)
-        ),
-    );
+    // CPU and memory always, and what else `--metrics` asks for.
+    let shown: Vec<String> = Metric::ALL
+        .into_iter()
+        .filter(|m| matches!(m, Metric::Cpu | Metric::Memory) || config.metrics.contains(*m))
+        .map(|m| match second.value(m) {
+            Some(kills) if m.is_count() => format!("{} {kills} in the last second", m.name()),
+            value => format!("{} {}", m.name(), percent(value)),
+        })
+        .collect();
+    ok("sample", format_args!("{what}: {}", shown.join(", ")));
 
     let ec2 = if config.ec2_dimensions {
         dimensions::ec2::dimensions().await
@@ -145,6 +148,14 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
             },
             &window,
         )?,
+    }
+    let estimate = crate::cost::Estimate::of(config);
+    match config.output {
+        Output::DryRun => ok(
+            "cost",
+            format_args!("none for a dry run; sent with --output cloudwatch, {estimate}"),
+        ),
+        _ => ok("cost", estimate),
     }
     say(format_args!("check passed"));
     Ok(())

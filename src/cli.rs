@@ -161,6 +161,27 @@ pub struct Opts {
     )]
     pub request_timeout: String,
 
+    /// Wait after each window before sending it, so a fleet spreads its requests: auto (a
+    /// quarter of the period, at most 15 s), 0, or up to SECS
+    #[arg(
+        long,
+        env = "CWMA_SEND_DELAY",
+        value_name = "auto|0|SECS",
+        default_value = "auto",
+        allow_hyphen_values = true
+    )]
+    pub send_delay: String,
+
+    /// Send N windows in one request: 1/N of the requests, data up to N periods later
+    #[arg(
+        long,
+        env = "CWMA_SEND_EVERY",
+        value_name = "N",
+        default_value = "1",
+        allow_hyphen_values = true
+    )]
+    pub send_every: String,
+
     /// In wrapper mode, signal the command's whole process group (like tini -g)
     #[arg(long, env = "CWMA_SIGNAL_GROUP")]
     pub signal_group: bool,
@@ -260,6 +281,11 @@ pub enum MetricArg {
     Memory,
     /// CPUThrottledPercent: share of CFS periods throttled (cgroup scope)
     Throttling,
+    /// OOMKills: processes the kernel's OOM killer ended, per window (host and cgroup scopes)
+    Oom,
+    /// CPUPressure, MemoryPressure, IOPressure: share of time tasks stalled (PSI; host and
+    /// cgroup v2 scopes)
+    Pressure,
 }
 
 /// Where metrics go.

@@ -57,6 +57,10 @@ pub struct Config {
     pub retry_max_backoff: Duration,
     /// Longest one PutMetricData attempt may take.
     pub request_timeout: Duration,
+    /// How far each agent's send offset may reach (`--send-delay`).
+    pub send_delay: SendDelay,
+    /// Windows per request (`--send-every`).
+    pub send_every: u64,
     /// Wrapper mode: the command to run as a child (empty: the agent runs alone).
     pub command: Vec<String>,
     /// Forward signals to the child's whole process group.
@@ -101,6 +105,15 @@ pub enum Scope {
     },
 }
 
+/// `--send-delay`: how far after each window an agent's send offset may reach.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SendDelay {
+    /// A quarter of the send cycle, at most 15 s.
+    Auto,
+    /// Up to this long; zero sends every window as soon as it closes.
+    Within(Duration),
+}
+
 /// A value the user gave that the agent cannot run with.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -135,8 +148,11 @@ impl Config {
         let buffer_size = parse_buffer_size(&opts.buffer_size)?;
         let retry_max_backoff = parse_seconds("--retry-max-backoff", &opts.retry_max_backoff)?;
         let request_timeout = parse_seconds("--request-timeout", &opts.request_timeout)?;
+        let send_every = parse_send_every(&opts.send_every, period_secs)?;
+        let send_delay = parse_send_delay(&opts.send_delay, period_secs * send_every)?;
         let scope = resolve_scope(opts.scope, opts.ecs_metadata_uri, opts.ecs_dimensions)?;
-        let metrics = metric_set(&opts.metrics, &scope)?;
+        let explicit_ecs = opts.scope == cli::ScopeArg::EcsTask;
+        let metrics = metric_set(&opts.metrics, &scope, explicit_ecs)?;
         let aggregation = aggregation(opts.aggregation, opts.compat, metrics)?;
         // 0.1.x always sent standard-resolution datums; an explicit flag still counts.
         let storage_resolution = match (opts.storage_resolution.as_deref(), aggregation) {
@@ -201,6 +217,8 @@ impl Config {
             buffer_size,
             retry_max_backoff,
             request_timeout,
+            send_delay,
+            send_every,
             command: opts.command,
             signal_group: opts.signal_group,
             root: opts.root,
@@ -356,22 +374,42 @@ fn for_platform(scope: Scope, linux: bool) -> Result<Scope, ConfigError> {
     ))
 }
 
-fn metric_set(metrics: &[MetricArg], scope: &Scope) -> Result<MetricSet, ConfigError> {
+fn metric_set(
+    metrics: &[MetricArg],
+    scope: &Scope,
+    explicit_ecs: bool,
+) -> Result<MetricSet, ConfigError> {
     let chosen: Vec<Metric> = metrics
         .iter()
-        .map(|m| match m {
-            MetricArg::Cpu => Metric::Cpu,
-            MetricArg::Memory => Metric::Memory,
-            MetricArg::Throttling => Metric::Throttled,
+        .flat_map(|m| match m {
+            MetricArg::Cpu => &[Metric::Cpu][..],
+            MetricArg::Memory => &[Metric::Memory],
+            MetricArg::Throttling => &[Metric::Throttled],
+            MetricArg::Oom => &[Metric::OomKills],
+            MetricArg::Pressure => &Metric::PRESSURE,
         })
+        .copied()
         .collect();
     let set = MetricSet::of(&chosen);
     if set.is_empty() {
         return Err(invalid(
             "--metrics",
             "",
-            "must name at least one of cpu, memory, throttling",
+            "must name at least one of cpu, memory, throttling, oom, pressure",
         ));
+    }
+    // The task metadata endpoint has neither; under `auto` the run warns instead.
+    if explicit_ecs {
+        for (metric, arg) in [(Metric::OomKills, "oom"), (Metric::CpuPressure, "pressure")] {
+            if set.contains(metric) {
+                return Err(invalid(
+                    "--metrics",
+                    arg,
+                    "the ECS task metadata endpoint does not report it; measure it with \
+                     --scope cgroup inside a container instead",
+                ));
+            }
+        }
     }
     if set.contains(Metric::Throttled) && matches!(scope, Scope::Host | Scope::EcsTask { .. }) {
         return Err(invalid(
@@ -440,11 +478,25 @@ fn aggregation(
             "contradicts --compat 0.1, which publishes the 0.1.x shape (medians and \
              MaxMemoryUtilization as 0–1)",
         )),
-        (Some(CompatArg::V0_1), None) if metrics.contains(Metric::Throttled) => Err(invalid(
-            "--metrics",
-            "throttling",
-            "is not a metric 0.1.x published; --compat 0.1 sends cpu and memory",
-        )),
+        (Some(CompatArg::V0_1), None)
+            if metrics
+                .iter()
+                .any(|m| !matches!(m, Metric::Cpu | Metric::Memory)) =>
+        {
+            let arg = match metrics
+                .iter()
+                .find(|m| !matches!(m, Metric::Cpu | Metric::Memory))
+            {
+                Some(Metric::Throttled) => "throttling",
+                Some(Metric::OomKills) => "oom",
+                _ => "pressure",
+            };
+            Err(invalid(
+                "--metrics",
+                arg,
+                "is not a metric 0.1.x published; --compat 0.1 sends cpu and memory",
+            ))
+        }
         (Some(CompatArg::V0_1), None) => Ok(Aggregation::Original),
         (None, Some(AggregationArg::MedianMax)) => Ok(Aggregation::MedianMax),
         (None, _) => Ok(Aggregation::Distribution),
@@ -489,6 +541,55 @@ fn parse_seconds(flag: &'static str, text: &str) -> Result<Duration, ConfigError
             flag,
             text,
             format!("must be a number of seconds from {MIN_SECS} to {MAX_WAIT_SECS}"),
+        )),
+    }
+}
+
+/// Most windows in one request: an hour of minutes. Far below what one request holds
+/// (1000 datums: a window of two distributions is two datums), and the freshness cost
+/// grows with it.
+pub const MAX_SEND_EVERY: u64 = 60;
+
+fn parse_send_every(text: &str, period_secs: u64) -> Result<u64, ConfigError> {
+    const FLAG: &str = "--send-every";
+    match text.parse::<u64>() {
+        Ok(n) if (1..=MAX_SEND_EVERY).contains(&n) => {
+            if n * period_secs > MAX_PERIOD_SECS {
+                return Err(invalid(
+                    FLAG,
+                    text,
+                    format!(
+                        "times --period {period_secs} is over a day ({MAX_PERIOD_SECS} s): \
+                         data would wait that long"
+                    ),
+                ));
+            }
+            Ok(n)
+        }
+        _ => Err(invalid(
+            FLAG,
+            text,
+            format!("must be a whole number of windows from 1 to {MAX_SEND_EVERY}"),
+        )),
+    }
+}
+
+/// `auto`, or seconds from 0 to below the send cycle (`--period` × `--send-every`).
+fn parse_send_delay(text: &str, cycle_secs: u64) -> Result<SendDelay, ConfigError> {
+    if text == "auto" {
+        return Ok(SendDelay::Auto);
+    }
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..cycle_secs as f64).contains(&secs) => {
+            Ok(SendDelay::Within(Duration::from_secs_f64(secs)))
+        }
+        _ => Err(invalid(
+            "--send-delay",
+            text,
+            format!(
+                "must be auto, 0, or seconds below the {cycle_secs} s between sends \
+                 (--period × --send-every)"
+            ),
         )),
     }
 }
@@ -597,6 +698,37 @@ mod tests {
             (c.service.value(), c.output, c.period_secs),
             ("svc2", Output::DryRun, 5)
         );
+    }
+
+    #[test]
+    fn send_delay_and_send_every_and_their_rules() {
+        let c = config(&OK).unwrap();
+        assert_eq!((c.send_delay, c.send_every), (SendDelay::Auto, 1));
+        let c = config(&with(&["--send-delay", "0", "--send-every", "5"])).unwrap();
+        assert_eq!(
+            (c.send_delay, c.send_every),
+            (SendDelay::Within(Duration::ZERO), 5)
+        );
+        let c = config(&with(&["--send-delay", "2.5"])).unwrap();
+        assert_eq!(c.send_delay, SendDelay::Within(Duration::from_millis(2500)));
+        let c = config(&with(&["--send-delay", "100", "--send-every", "2"])).unwrap();
+        assert_eq!(c.send_delay, SendDelay::Within(Duration::from_secs(100)));
+        for (flag, bad, rule) in [
+            ("--send-delay", "60", "below the 60 s"),
+            ("--send-delay", "-1", "auto, 0"),
+            ("--send-delay", "soon", "auto, 0"),
+            ("--send-every", "0", "1 to 60"),
+            ("--send-every", "61", "1 to 60"),
+            ("--send-every", "1.5", "1 to 60"),
+        ] {
+            let e = error(&with(&[flag, bad]));
+            assert!(
+                e.contains(flag) && e.contains(bad) && e.contains(rule),
+                "{e}"
+            );
+        }
+        let e = error(&with(&["--period", "3600", "--send-every", "25"]));
+        assert!(e.contains("over a day"), "{e}");
     }
 
     #[test]
@@ -918,6 +1050,39 @@ mod tests {
         assert_eq!(c.metrics.iter().collect::<Vec<_>>(), [Metric::Memory]);
         let e = error(&with(&["--scope", "host", "--metrics", "cpu,throttling"]));
         assert!(e.contains("cgroup scope"), "{e}");
+        let c = config(&with(&["--metrics", "cpu,memory,oom,pressure"])).unwrap();
+        assert_eq!(
+            c.metrics.iter().map(Metric::name).collect::<Vec<_>>(),
+            [
+                "CPUUtilization",
+                "MemoryUtilization",
+                "OOMKills",
+                "CPUPressure",
+                "MemoryPressure",
+                "IOPressure"
+            ]
+        );
+        // The task metadata endpoint has neither: refused when the scope is asked for by
+        // name, left to a warning when `auto` finds ECS.
+        let uri = "http://169.254.170.2/v4/abc";
+        for (metrics, arg) in [("cpu,oom", "oom"), ("pressure", "pressure")] {
+            let ecs = [
+                "--ecs-metadata-uri",
+                uri,
+                "--scope",
+                "ecs-task",
+                "--metrics",
+                metrics,
+            ];
+            let e = error(&with(&ecs));
+            assert!(e.contains(arg) && e.contains("ECS task metadata"), "{e}");
+            let c = config(&with(&["--ecs-metadata-uri", uri, "--metrics", metrics])).unwrap();
+            assert!(matches!(c.scope, Scope::EcsTask { .. }));
+        }
+        for (metrics, arg) in [("cpu,oom", "oom"), ("memory,pressure", "pressure")] {
+            let e = error(&with(&["--compat", "0.1", "--metrics", metrics]));
+            assert!(e.contains(arg) && e.contains("0.1.x"), "{e}");
+        }
     }
 
     #[test]

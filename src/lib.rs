@@ -27,7 +27,8 @@
 //! - [`stdio`]: stdout and stderr written by a thread of their own through a bounded
 //!   buffer, so a reader that stops reading never stops the agent.
 //! - [`delivery`]: windows to the output without waiting: CloudWatch's send queue (the
-//!   one retry layer), or stdout.
+//!   one retry layer) and its schedule (each agent's send offset, `--send-every`), or
+//!   stdout.
 //! - [`pipeline`]: the sampling loop and the bounded final flush.
 //! - [`agent`]: start-up and wiring: settles output, scope and dimensions before anything
 //!   runs, starts a wrapped command, runs the loop.
@@ -35,7 +36,8 @@
 //! - [`supervise`]: wrapper mode: the workload as a child, signals forwarded, orphans
 //!   reaped (never another waiter's child), its exit status passed on.
 //! - [`ticker`]: the once-a-second beat (a timerfd on Linux: one wakeup per sample).
-//! - [`check`]: the `check` preflight: region, credentials, one sample, one request.
+//! - [`check`]: the `check` preflight: region, credentials, one sample, one request,
+//!   and what the configuration costs a month ([`cost`]).
 
 pub mod agent;
 pub mod aggregate;
@@ -43,6 +45,9 @@ pub mod alarm;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod cost;
+#[cfg(test)]
+mod counting_alloc;
 pub mod delivery;
 pub mod dimensions;
 pub mod domain;

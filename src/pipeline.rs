@@ -70,7 +70,21 @@ pub async fn run<S: Source, D: Delivery>(
         }
     };
     if closed.is_none() {
-        if last_sample.is_some_and(|at| at.elapsed() >= MIN_FINAL_SAMPLE_GAP) {
+        let recent = last_sample.is_some_and(|at| at.elapsed() < MIN_FINAL_SAMPLE_GAP);
+        if recent && config.metrics.contains(Metric::OomKills) {
+            // Rates over a few milliseconds are noise, but a count is exact: a kill
+            // since the last sample (the one that ended a wrapped command) is sent.
+            let kills = source.sample().await.oom_kills.filter(|k| *k > 0.0);
+            if kills.is_some() {
+                let sample = Sample {
+                    oom_kills: kills,
+                    ..Sample::default()
+                };
+                if let Some(window) = aggregator.add(unix_secs(clock()), &sample) {
+                    hand_over(&mut delivery, window);
+                }
+            }
+        } else if last_sample.is_some() && !recent {
             let sample = source.sample().await;
             let at = unix_secs(clock());
             errors.record(at, &sample);
@@ -262,7 +276,7 @@ mod tests {
     }
 
     /// Wall clock that starts at `start_unix` and follows tokio's (paused) time.
-    fn clock(start_unix: u64) -> impl Fn() -> SystemTime {
+    fn clock(start_unix: u64) -> impl Fn() -> SystemTime + Clone + Send + 'static {
         let started = Instant::now();
         move || UNIX_EPOCH + Duration::from_secs(start_unix) + started.elapsed()
     }
@@ -274,10 +288,10 @@ mod tests {
         config: &Config,
         recorder: Recorder,
         shutdown: tokio::time::Sleep,
-        clock: impl Fn() -> SystemTime,
+        clock: impl Fn() -> SystemTime + Clone + Send + 'static,
     ) -> Report {
         let ticker = Ticker::interval(SAMPLE_INTERVAL);
-        let delivery = Queued::start(recorder, config);
+        let delivery = Queued::start_clocked(recorder, config, clock.clone());
         let shutdown = std::pin::pin!(shutdown);
         let mut source = Counting(0);
         let run = run(

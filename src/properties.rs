@@ -102,6 +102,18 @@ proptest! {
         if let Ok(Some(cpus)) = parse::cpu_max(&text) {
             prop_assert!(cpus.is_finite() && cpus >= 0.0, "{cpus}");
         }
+        let _ = crate::sample::kernel::parse_oom_kills(&text);
+        let _ = crate::sample::kernel::parse_pressure_some(&text);
+    }
+
+    #[test]
+    fn stalls_are_within_0_100_and_kills_never_negative(
+        prev in reading(),
+        cur in reading(),
+    ) {
+        in_range(crate::sample::kernel::stalled_percent(prev, cur))?;
+        let kills = crate::sample::kernel::kills_between(prev.used, cur.used);
+        prop_assert!(kills <= cur.used, "never more than the counter holds: {kills}");
     }
 
     #[test]

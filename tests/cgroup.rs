@@ -4,10 +4,11 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::cgroup::{Killed, TestGroup};
 use common::{Agent, line_reader};
 use serde_json::Value;
 
@@ -57,6 +58,74 @@ fn auto_picks_the_cgroup_with_limits_and_reports_memory_against_its_limit() {
         "{log}"
     );
     assert!(log.contains("CPU limit 0.5 CPUs (CFS quota)"), "{log}");
+}
+
+/// The datums of `metric` in one dry-run line.
+fn datums(line: &str, metric: &str) -> Vec<Value> {
+    let request: Value = serde_json::from_str(line).unwrap();
+    request["MetricData"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["MetricName"] == metric)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn oom_kills_and_pressure_come_from_the_cgroups_own_files_on_v2() {
+    let env = [("CWMA_ROOT", fixture("v2-namespaced"))];
+    let metrics = ["--scope", "cgroup", "--metrics", "memory,oom,pressure"];
+    let mut agent = Agent::spawn(&[&DRY_RUN[..], &metrics].concat(), &env);
+    let line = agent.first_line_then_stop();
+    // The fixture's counters do not move: no kill, no stall since the start.
+    let oom = datums(&line, "OOMKills");
+    assert_eq!(oom.len(), 1, "{line}");
+    assert_eq!(
+        (oom[0]["Value"].as_f64(), oom[0]["Unit"].as_str()),
+        (Some(0.0), Some("Count"))
+    );
+    for metric in ["CPUPressure", "MemoryPressure", "IOPressure"] {
+        assert_eq!(values(&line, metric), [0.0], "{metric}: {line}");
+        assert_eq!(datums(&line, metric)[0]["Unit"], "Percent");
+    }
+}
+
+#[test]
+fn pressure_in_cgroup_v1_exits_2_when_the_scope_is_named_and_is_left_out_under_auto() {
+    let env = [
+        ("CWMA_ROOT", fixture("v1-quota")),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let named = [
+        &DRY_RUN[..],
+        &["--scope", "cgroup", "--metrics", "cpu,oom,pressure"],
+    ]
+    .concat();
+    let out = common::agent_command(&named, &env).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.trim().lines().count() == 1
+            && stderr.contains("--metrics pressure")
+            && stderr.contains("PSI needs cgroup v2"),
+        "{stderr}"
+    );
+
+    let auto = [&DRY_RUN[..], &["--metrics", "cpu,oom,pressure"]].concat();
+    let mut agent = Agent::spawn(&auto, &env);
+    let line = agent.first_line_then_stop();
+    assert_eq!(
+        datums(&line, "OOMKills")[0]["Value"],
+        0.0,
+        "v1 memory.oom_control"
+    );
+    assert!(datums(&line, "CPUPressure").is_empty(), "{line}");
+    let log = agent.rest_of_log().join("\n");
+    assert!(
+        log.contains("CPUPressure cannot be measured in the cgroup scope here, not sent"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -119,84 +188,10 @@ fn scope_cgroup_without_a_cgroup_filesystem_exits_2() {
     );
 }
 
-/// Child groups in this machine's cgroup v1 `cpu`, `cpuacct` and `memory` hierarchies,
-/// removed on drop (after the processes in them are gone).
-struct TestGroup {
-    dirs: Vec<PathBuf>,
-}
-
-impl TestGroup {
-    fn create(name: &str) -> Result<TestGroup, String> {
-        let base = Path::new("/sys/fs/cgroup");
-        let mut group = TestGroup { dirs: Vec::new() };
-        for controller in ["cpu", "cpuacct", "memory"] {
-            let hierarchy = base.join(controller);
-            if !hierarchy.join("cgroup.procs").exists() {
-                return Err(format!(
-                    "no cgroup v1 {controller} hierarchy at {}",
-                    hierarchy.display()
-                ));
-            }
-            let dir = hierarchy.join(name);
-            fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            group.dirs.push(dir);
-        }
-        Ok(group)
-    }
-
-    fn set(&self, controller: &str, file: &str, value: &str) {
-        let dir = self
-            .dirs
-            .iter()
-            .find(|d| d.parent().unwrap().ends_with(controller))
-            .unwrap();
-        fs::write(dir.join(file), value).unwrap();
-    }
-
-    /// `sh -c` that moves itself into every hierarchy of the group, then runs `command`.
-    fn shell(&self, command: &str) -> Command {
-        let joins: String = self
-            .dirs
-            .iter()
-            .map(|d| format!("echo $$ > {}/cgroup.procs && ", d.display()))
-            .collect();
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(format!("{joins}exec {command}"));
-        cmd
-    }
-}
-
-impl Drop for TestGroup {
-    fn drop(&mut self) {
-        for dir in &self.dirs {
-            // Emptied groups can be removed; retry briefly while the kernel reaps.
-            for _ in 0..50 {
-                if fs::remove_dir(dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn real_cgroup_v1_quota_and_limit_are_measured() {
-    let root = fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
     const TEST: &str = "real_cgroup_v1_quota_and_limit_are_measured";
-    if !root {
+    if !common::cgroup::is_root() {
         return common::skip(TEST, "creating cgroups needs root");
     }
     let group = match TestGroup::create(&format!("cwma-test-{}", std::process::id())) {

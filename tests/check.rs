@@ -60,6 +60,16 @@ async fn check_names_its_sources_sends_one_sample_and_never_prints_secrets() {
         "{sample}"
     );
     assert_eq!(out.last().map(String::as_str), Some("check passed"));
+    // What this configuration costs: a request a minute, two metrics.
+    let cost = line(&out, "ok    cost:");
+    assert!(
+        cost.contains("about $1.04 a month: 43,800 PutMetricData requests ($0.44)")
+            && cost.contains("2 custom metrics ($0.60")
+            && cost.contains("1,000 such agents: $438.60")
+            && cost.contains("list prices")
+            && cost.contains("read 2026-12-02"),
+        "{cost}"
+    );
     for secret in ["AKIDTEST", "test-secret", "test-session-token"] {
         assert!(
             !out.iter().chain(&err).any(|l| l.contains(secret)),
@@ -167,12 +177,87 @@ fn dry_run_check_needs_no_aws_and_prints_the_request_instead() {
     let request: serde_json::Value = serde_json::from_str(request).unwrap();
     assert_eq!(request["Namespace"], NAMESPACE);
     assert!(line(&out, "ok    send:").contains("not sent"));
+    let cost = line(&out, "ok    cost:");
+    assert!(
+        cost.contains("none for a dry run; sent with --output cloudwatch, about $")
+            && cost.contains(" 43,800 PutMetricData requests"),
+        "{cost}"
+    );
 
-    // EMF output: the sample is printed as an EMF document instead.
-    let (status, out, _) = check(&["--output", "emf", "--scope", "host"], &[]);
+    // EMF output: the sample is printed as an EMF document instead, and costs log data.
+    let (status, out, _) = check(
+        &["--output", "emf", "--scope", "host", "--period", "10"],
+        &[],
+    );
     assert_eq!(status.code(), Some(0), "{out:#?}");
     let doc: serde_json::Value = serde_json::from_str(line(&out, "{")).unwrap();
     assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
+    let cost = line(&out, "ok    cost:");
+    assert!(
+        cost.contains("MB of EMF logs ingested") && !cost.contains("requests"),
+        "{cost}"
+    );
+}
+
+#[test]
+fn check_shows_oom_kills_and_pressure_when_asked_for() {
+    let args = [
+        "--dry-run",
+        "--scope",
+        "host",
+        "--metrics",
+        "cpu,memory,oom,pressure",
+    ];
+    let (status, out, _) = check(&args, &[]);
+    assert_eq!(status.code(), Some(0), "{out:#?}");
+    let sample = line(&out, "ok    sample:");
+    for shown in [
+        "CPUUtilization ",
+        "MemoryUtilization ",
+        "OOMKills 0 in the last second",
+        "CPUPressure ",
+        "MemoryPressure ",
+        "IOPressure ",
+    ] {
+        assert!(sample.contains(shown), "{shown}: {sample}");
+    }
+    assert!(!sample.contains("not measured"), "{sample}");
+    // The request sends them too, and the cost counts their metrics.
+    let request = line(&out, "{");
+    assert!(request.contains("\"OOMKills\"") && request.contains("\"Unit\":\"Count\""));
+    assert!(
+        line(&out, "ok    cost:").contains(" 6 custom metrics"),
+        "{out:#?}"
+    );
+    // Without them, the sample line is what it was.
+    let (_, out, _) = check(&["--dry-run", "--scope", "host"], &[]);
+    assert!(
+        !line(&out, "ok    sample:").contains("Pressure"),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn check_costs_send_every_as_fewer_requests() {
+    let (status, out, _) = check(
+        &[
+            "--dry-run",
+            "--scope",
+            "host",
+            "--period",
+            "10",
+            "--send-every",
+            "6",
+        ],
+        &[],
+    );
+    assert_eq!(status.code(), Some(0), "{out:#?}");
+    // 262,800 windows of 10 s a month, six to a request.
+    let cost = line(&out, "ok    cost:");
+    assert!(
+        cost.contains(" 43,800 PutMetricData requests ($0.44)"),
+        "{cost}"
+    );
 }
 
 #[test]

@@ -130,6 +130,12 @@ fn help_describes_every_flag_with_its_environment_variable() {
         "CWMA_DIMENSIONS",
         "--ec2-dimensions",
         "--signal-group",
+        "--compat",
+        "CWMA_COMPAT",
+        "--send-delay",
+        "CWMA_SEND_DELAY",
+        "--send-every",
+        "CWMA_SEND_EVERY",
         "--version",
     ] {
         assert!(stdout.contains(needle), "--help lacks {needle}:\n{stdout}");

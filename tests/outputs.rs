@@ -76,9 +76,13 @@ fn emf_documents_follow_the_specification_and_aws_exporters_histograms() {
     let mut docs = emf_documents(&["--dimension", "Env=prod"], 2);
     docs.extend(emf_documents(&["--aggregation", "median-max"], 2));
     docs.extend(emf_documents(&["--compat", "0.1"], 2));
+    docs.extend(emf_documents(&["--metrics", "cpu,memory,oom,pressure"], 2));
     let (ok, report) = validate_emf(&docs);
     assert!(ok, "{report}");
-    assert!(report.contains("6 documents valid"), "{report}");
+    assert!(report.contains("8 documents valid"), "{report}");
+    let kills: Value = serde_json::from_str(&docs[7]).unwrap();
+    assert_eq!(kills["OOMKills"], 0.0, "a count is one value: {kills}");
+    assert!(kills["CPUPressure"].get("Values").is_some(), "{kills}");
     let doc: Value = serde_json::from_str(&docs[0]).unwrap();
     assert_eq!(
         doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
@@ -365,6 +369,7 @@ fn dry_run_lines_are_valid_aws_cli_input_in_every_mode() {
         &["--dimension", "Env=prod", "--dimension", "Team=core"],
         &["--storage-resolution", "60", "--metrics", "memory"],
         &["--compat", "0.1"],
+        &["--metrics", "cpu,memory,oom,pressure"],
     ] {
         lines.extend(dry_run_lines(extra));
     }
@@ -372,9 +377,10 @@ fn dry_run_lines_are_valid_aws_cli_input_in_every_mode() {
         lines.iter().any(|l| l.contains("\"StorageResolution\":1")),
         "high resolution among them"
     );
+    assert!(lines.iter().any(|l| l.contains("\"OOMKills\"")));
     let (ok, report) = validate_cli_input(&lines);
     assert!(ok, "{report}");
-    assert!(report.contains("10 lines valid"), "{report}");
+    assert!(report.contains("12 lines valid"), "{report}");
 }
 
 #[test]

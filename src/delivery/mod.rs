@@ -3,7 +3,8 @@
 //!
 //! - [`queue::Queued`], for CloudWatch: a send queue drained by its own task in batches
 //!   within the `PutMetricData` limits, and the one retry layer. Only this output has
-//!   anything to retry.
+//!   anything to retry. [`schedule`] says when each window is due, so that a fleet
+//!   spreads its requests.
 //! - [`stdout::Printed`], for EMF and dry-run: lines handed to stdout's writer thread
 //!   through a bounded buffer ([`crate::stdio`]), so a reader that stops reading cannot
 //!   stop the agent; a reader that is gone ends the run.
@@ -17,6 +18,7 @@ use crate::domain::Window;
 use crate::stdio::Failure;
 
 pub mod queue;
+pub mod schedule;
 pub mod stdout;
 
 pub use queue::Queued;

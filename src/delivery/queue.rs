@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::schedule::Schedule;
 use super::{Closed, Delivery, Report};
 use crate::aggregate::unix_secs;
 use crate::alarm::Alarm;
@@ -38,6 +39,9 @@ const UNIT: &str = "datums";
 const HANDOVER_CAPACITY: usize = 64;
 /// CloudWatch accepts datapoints up to two weeks old (PutMetricData API reference).
 pub const MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
+/// How long a group of windows (`--send-every`) waits past its send time for its last
+/// window, which the pipeline hands over at its first sample after the window's end.
+const HANDOVER_GRACE: Duration = Duration::from_secs(2);
 /// First retry delay; it doubles per consecutive failure up to the configured cap.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Queue overflow is logged again at most this often.
@@ -63,9 +67,20 @@ pub struct Queued {
 impl Queued {
     /// Starts the task that sends through `publisher`; must be called inside the runtime.
     pub fn start<P: Publisher + Send + 'static>(publisher: P, config: &Config) -> Queued {
+        Queued::start_clocked(publisher, config, SystemTime::now)
+    }
+
+    /// `start` with `clock` as the wall clock that says when windows are due, the one
+    /// that stamped them (tests run a virtual one).
+    pub fn start_clocked<P: Publisher + Send + 'static>(
+        publisher: P,
+        config: &Config,
+        clock: impl Fn() -> SystemTime + Send + 'static,
+    ) -> Queued {
         let (datums, receiver) = mpsc::channel(HANDOVER_CAPACITY);
         let (flush_deadline, deadline) = watch::channel(None);
-        let queue = Queue::new(config);
+        let mut queue = Queue::new(config);
+        queue.clock = Box::new(clock);
         Queued {
             datums,
             encoding: Encoding::from(config),
@@ -151,18 +166,32 @@ async fn deliver<P: Publisher>(
             }
             continue;
         }
-        if let Some(at) = queue.retry_at.filter(|at| *at > Instant::now()) {
+        // Each window waits for its send time, the agent's offset after it (see
+        // `schedule`); the final flush does not wait.
+        let deadline = *flush_deadline.borrow();
+        let flushing = !open || deadline.is_some();
+        if let Some(deadline) = deadline {
+            queue.retry_within(deadline);
+        }
+        let due = queue
+            .due_in((queue.clock)())
+            .filter(|_| !flushing)
+            .map(|wait| Instant::now() + wait);
+        let wait = queue.retry_at.into_iter().chain(due).max();
+        if let Some(at) = wait.filter(|at| *at > Instant::now()) {
             tokio::select! {
                 request = requests.recv(), if open => match request {
                     Some(request) => queue.push(request),
                     None => open = false,
                 },
-                () = tokio::time::sleep_until(at) => queue.retry_at = None,
+                () = tokio::time::sleep_until(at) => {
+                    queue.retry_at = queue.retry_at.filter(|retry| *retry > Instant::now());
+                }
                 () = deadline_passes(&mut flush_deadline) => {}
             }
             continue;
         }
-        queue.expire(unix_secs(SystemTime::now()));
+        queue.expire(unix_secs((queue.clock)()));
         let Some(request) = queue.next_batch() else {
             continue;
         };
@@ -232,6 +261,10 @@ struct Queue {
     /// Drops not yet logged, and when drops were last logged.
     unlogged_drops: u64,
     drops_logged_at: Option<Instant>,
+    /// When each window is due (`--send-delay`, `--send-every`).
+    schedule: Schedule,
+    /// The wall clock that says when a window is due and when it is too old.
+    clock: Box<dyn Fn() -> SystemTime + Send>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -245,6 +278,20 @@ struct Outage {
 
 impl Queue {
     fn new(config: &Config) -> Self {
+        let schedule = Schedule::new(
+            config.period_secs,
+            config.send_every,
+            config.send_delay,
+            fastrand::f64(),
+        );
+        log::info!(
+            "each request goes {:.1} s after its window{} ends (--send-delay, --send-every)",
+            schedule.offset().as_secs_f64(),
+            match config.send_every {
+                1 => String::new(),
+                n => format!(" and the {} before it", n - 1),
+            }
+        );
         Queue {
             namespace: config.namespace.clone(),
             buffer_size: config.buffer_size,
@@ -258,6 +305,8 @@ impl Queue {
             alarm: Alarm::new(config.period_secs),
             unlogged_drops: 0,
             drops_logged_at: None,
+            schedule,
+            clock: Box::new(SystemTime::now),
         }
     }
 
@@ -274,6 +323,24 @@ impl Queue {
             self.drop_count(excess as u64, "the queue is full (--buffer-size)");
         }
         log::debug!("queue: {} datums", self.datums.len());
+    }
+
+    /// How long from `now` until the oldest datum is due; `None` when it is (or when
+    /// nothing is queued). A wall clock set back cannot make it wait longer than a cycle.
+    fn due_in(&self, now: SystemTime) -> Option<Duration> {
+        let oldest = self.datums.front()?.timestamp;
+        let newest = self.datums.back()?.timestamp;
+        let mut due = self.schedule.due(oldest);
+        // A window is handed over at the first sample after its end: a group still
+        // missing its last window gives it that long to arrive.
+        if newest < self.schedule.last_of_group(oldest) {
+            due += HANDOVER_GRACE;
+        }
+        let wait = due
+            .duration_since(now)
+            .ok()
+            .filter(|wait| !wait.is_zero())?;
+        Some(wait.min(self.schedule.longest_wait() + HANDOVER_GRACE))
     }
 
     /// Drops datums too old for CloudWatch to accept.
@@ -342,6 +409,19 @@ impl Queue {
         }
     }
 
+    /// While flushing, a backoff longer than half the time left is cut to a jittered
+    /// quarter of it: waiting out a long backoff would only reach the deadline, and a
+    /// fleet stopped together would retry in step.
+    fn retry_within(&mut self, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if self
+            .retry_at
+            .is_some_and(|at| at.saturating_duration_since(Instant::now()) > left / 2)
+        {
+            self.retry_at = Some(Instant::now() + (left / 4).mul_f64(fastrand::f64()));
+        }
+    }
+
     /// Datums still queued at the flush deadline.
     fn give_up(&mut self) {
         self.report.unflushed += self.datums.len() as u64;
@@ -394,6 +474,14 @@ impl Queue {
         }
         let n = batch.len();
         self.requeue(batch);
+        if error.kind == ErrorKind::Throttled {
+            // The fleet is colliding at this agent's send time: move it.
+            self.schedule.relocate(fastrand::f64());
+            log::debug!(
+                "throttled: sending {:.1} s after each window from now on",
+                self.schedule.offset().as_secs_f64()
+            );
+        }
         self.failures = self.failures.saturating_add(1);
         let delay = backoff(self.failures, self.retry_max_backoff);
         self.retry_at = Some(Instant::now() + delay);
@@ -451,7 +539,9 @@ async fn deadline_passes(deadline: &mut watch::Receiver<Option<Instant>>) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
     use std::sync::{Arc, Mutex};
+    use std::time::UNIX_EPOCH;
 
     use super::*;
     use crate::domain::Dimension;
@@ -661,6 +751,80 @@ mod tests {
             );
         }
         assert_eq!(sent.iter().map(Vec::len).sum::<usize>(), 1200);
+    }
+
+    #[test]
+    fn send_every_3_holds_a_group_of_windows_and_sends_it_in_one_request() {
+        let args = ["--period", "60", "--send-every", "3", "--send-delay", "0"];
+        let mut queue = Queue::new(&crate::config::testing::config(&args));
+        let group = 1_795_619_520 / 180 * 180;
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        queue.push(window(group));
+        assert_eq!(
+            queue.due_in(at(group + 61)),
+            Some(Duration::from_secs(119) + HANDOVER_GRACE),
+            "the first window waits for the group's end and its last window"
+        );
+        queue.push(window(group + 60));
+        assert_eq!(
+            queue.due_in(at(group + 180)),
+            Some(HANDOVER_GRACE),
+            "the last window is handed over after its end: it gets that long"
+        );
+        assert_eq!(queue.due_in(at(group + 180) + HANDOVER_GRACE), None);
+        queue.push(window(group + 120));
+        assert_eq!(
+            queue.due_in(at(group + 180)),
+            None,
+            "due at the group's end"
+        );
+        let batch = queue.next_batch().unwrap();
+        let starts: BTreeSet<u64> = batch.metric_data.iter().map(|d| d.timestamp).collect();
+        assert_eq!(starts, BTreeSet::from([group, group + 60, group + 120]));
+        assert!(queue.is_empty(), "one request for the three");
+        // A window left over from an earlier group (a retry) is due at once.
+        queue.push(window(group - 60));
+        assert_eq!(queue.due_in(at(group + 5)), None);
+    }
+
+    #[test]
+    fn windows_wait_for_the_agents_offset_and_a_throttled_agent_moves_it() {
+        let mut queue = new_queue(100);
+        let offset = queue.schedule.offset();
+        assert!(offset < Duration::from_secs(15), "auto: at most 15 s");
+        let start = 1_795_619_520;
+        queue.push(window(start));
+        let end = UNIX_EPOCH + Duration::from_secs(start + 60);
+        assert_eq!(queue.due_in(end), Some(offset).filter(|o| !o.is_zero()));
+        assert_eq!(queue.due_in(end + offset), None);
+        let batch = queue.next_batch().unwrap();
+        let throttled = PublishError::new(ErrorKind::Throttled, "Rate exceeded");
+        let moved = (0..20).any(|_| {
+            queue.failed(batch.metric_data.clone(), &throttled);
+            queue.next_batch();
+            queue.schedule.offset() != offset
+        });
+        assert!(moved, "a new random offset after throttling");
+        assert!(queue.schedule.offset() < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_flush_cuts_a_long_backoff_to_a_jittered_quarter_of_the_time_left() {
+        let mut queue = new_queue(100);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut cut = Vec::new();
+        for _ in 0..20 {
+            queue.retry_at = Some(Instant::now() + Duration::from_secs(30));
+            queue.retry_within(deadline);
+            let wait = queue.retry_at.unwrap() - Instant::now();
+            assert!(wait <= Duration::from_millis(1250), "{wait:?}");
+            cut.push(wait);
+        }
+        assert!(cut.iter().any(|w| *w != cut[0]), "jittered: {cut:?}");
+        let short = Instant::now() + Duration::from_secs(1);
+        queue.retry_at = Some(short);
+        queue.retry_within(deadline);
+        assert_eq!(queue.retry_at, Some(short), "a short backoff is kept");
     }
 
     #[test]

@@ -9,7 +9,8 @@ pub mod dimension;
 
 pub use dimension::{Dimension, DimensionError, SERVICE_DIMENSION};
 
-/// A metric the agent measures: a percentage, 0–100.
+/// A metric the agent measures: a percentage, 0–100, except [`Metric::OomKills`], a
+/// count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
     /// `CPUUtilization`: share of the scope's CPU capacity in use.
@@ -18,11 +19,36 @@ pub enum Metric {
     Memory,
     /// `CPUThrottledPercent`: share of CFS periods throttled (cgroup scope).
     Throttled,
+    /// `OOMKills`: processes the kernel's OOM killer ended in the scope; a count per
+    /// window.
+    OomKills,
+    /// `CPUPressure`: share of wall time some task waited for a CPU (PSI `some`).
+    CpuPressure,
+    /// `MemoryPressure`: share of wall time some task stalled on memory (reclaim,
+    /// swap-in, thrashing).
+    MemoryPressure,
+    /// `IOPressure`: share of wall time some task waited for block I/O.
+    IoPressure,
 }
 
 impl Metric {
     /// Every metric, in the order windows and requests list them.
-    pub const ALL: [Metric; 3] = [Metric::Cpu, Metric::Memory, Metric::Throttled];
+    pub const ALL: [Metric; 7] = [
+        Metric::Cpu,
+        Metric::Memory,
+        Metric::Throttled,
+        Metric::OomKills,
+        Metric::CpuPressure,
+        Metric::MemoryPressure,
+        Metric::IoPressure,
+    ];
+
+    /// The pressure metrics, in order.
+    pub const PRESSURE: [Metric; 3] = [
+        Metric::CpuPressure,
+        Metric::MemoryPressure,
+        Metric::IoPressure,
+    ];
 
     /// The CloudWatch metric name.
     pub fn name(self) -> &'static str {
@@ -30,6 +56,10 @@ impl Metric {
             Metric::Cpu => "CPUUtilization",
             Metric::Memory => "MemoryUtilization",
             Metric::Throttled => "CPUThrottledPercent",
+            Metric::OomKills => "OOMKills",
+            Metric::CpuPressure => "CPUPressure",
+            Metric::MemoryPressure => "MemoryPressure",
+            Metric::IoPressure => "IOPressure",
         }
     }
 
@@ -39,12 +69,23 @@ impl Metric {
             Metric::Cpu => "MaxCPUUtilization",
             Metric::Memory => "MaxMemoryUtilization",
             Metric::Throttled => "MaxCPUThrottledPercent",
+            // A count is sent as its window's total in every mode.
+            Metric::OomKills => "OOMKills",
+            Metric::CpuPressure => "MaxCPUPressure",
+            Metric::MemoryPressure => "MaxMemoryPressure",
+            Metric::IoPressure => "MaxIOPressure",
         }
     }
 
-    /// The CloudWatch unit: every metric is a percentage.
+    /// The CloudWatch unit.
     pub fn unit(self) -> &'static str {
-        "Percent"
+        if self.is_count() { "Count" } else { "Percent" }
+    }
+
+    /// Whether the metric counts events: its window is their total (0 in a quiet
+    /// window), not a distribution of samples.
+    pub fn is_count(self) -> bool {
+        self == Metric::OomKills
     }
 
     fn bit(self) -> u8 {
@@ -108,6 +149,13 @@ impl Aggregation {
         metric: Metric,
         distribution: &Distribution,
     ) -> Option<Vec<(&'static str, f64)>> {
+        if metric.is_count() {
+            // One value in every mode but 0.1.x's, which had no counts.
+            return Some(match self {
+                Aggregation::Original => Vec::new(),
+                _ => vec![(metric.name(), distribution.sum())],
+            });
+        }
         let (Some(median), Some(max)) = (distribution.median(), distribution.max()) else {
             return (self != Aggregation::Distribution).then(Vec::new);
         };
@@ -123,7 +171,7 @@ impl Aggregation {
                 (metric.name(), fraction(median)),
                 (metric.max_name(), fraction(max)),
             ]),
-            (Aggregation::Original, Metric::Throttled) => Some(Vec::new()),
+            (Aggregation::Original, _) => Some(Vec::new()),
         }
     }
 }
@@ -181,10 +229,14 @@ impl Distribution {
         self.pairs.first().map(|(v, _)| *v)
     }
 
+    /// The sum of every value: a count metric's total.
+    pub fn sum(&self) -> f64 {
+        self.pairs.iter().map(|(v, n)| v * f64::from(*n)).sum()
+    }
+
     /// The mean, or `None` when empty.
     pub fn mean(&self) -> Option<f64> {
-        let sum: f64 = self.pairs.iter().map(|(v, n)| v * f64::from(*n)).sum();
-        (!self.is_empty()).then(|| sum / self.count() as f64)
+        (!self.is_empty()).then(|| self.sum() / self.count() as f64)
     }
 
     /// The value at 0-based rank `n` in ascending order.
@@ -216,7 +268,8 @@ pub struct Window {
     pub start: u64,
     /// `ServiceName` first, then the others; the same for every window of a run.
     pub dimensions: Arc<[Dimension]>,
-    /// The metrics that had samples, in [`Metric::ALL`] order; none is empty.
+    /// The metrics that had samples, in [`Metric::ALL`] order; none is empty. A count
+    /// metric carries one value: the window's total.
     pub series: Vec<(Metric, Distribution)>,
 }
 
@@ -233,6 +286,10 @@ impl fmt::Display for Window {
         for (i, (metric, d)) in self.series.iter().enumerate() {
             let sep = if i == 0 { ": " } else { "; " };
             let stat = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
+            if metric.is_count() {
+                write!(f, "{sep}{} total={}", metric.name(), d.sum())?;
+                continue;
+            }
             write!(
                 f,
                 "{sep}{} n={} min={} median={} mean={} max={}",

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
+use super::kernel::KernelFiles;
 use super::procfs::{self, CpuTimes};
 use super::rate::{self, Reading};
-use super::{ProcFile, Sample, SampleError, Source};
+use super::{MemorySeen, ProcFile, Sample, SampleError, Source};
 
 /// Samples the whole machine from `<root>/proc`.
 #[derive(Debug)]
@@ -13,6 +14,10 @@ pub struct HostSource {
     meminfo: ProcFile,
     /// The previous CPU reading; CPU use is a rate, so it needs two.
     prev_cpu: Option<CpuTimes>,
+    /// OOM kills and pressure, where asked for.
+    pub(crate) kernel: KernelFiles,
+    /// The highest memory in use so far, of MemTotal.
+    pub(crate) memory_seen: Option<MemorySeen>,
 }
 
 impl HostSource {
@@ -22,7 +27,15 @@ impl HostSource {
             stat: ProcFile::new(root.join("proc/stat")),
             meminfo: ProcFile::new(root.join("proc/meminfo")),
             prev_cpu: None,
+            kernel: KernelFiles::default(),
+            memory_seen: None,
         }
+    }
+
+    /// Reads OOM kills and pressure too.
+    pub fn with_kernel(mut self, kernel: KernelFiles) -> Self {
+        self.kernel = kernel;
+        self
     }
 
     fn read_cpu(&mut self) -> Result<Option<f64>, SampleError> {
@@ -44,6 +57,11 @@ impl HostSource {
             path: path.to_owned(),
             source,
         })?;
+        MemorySeen::update(
+            &mut self.memory_seen,
+            info.used_kib().saturating_mul(1024),
+            info.total_kib.saturating_mul(1024),
+        );
         info.used_percent().ok_or_else(|| SampleError::Implausible {
             origin: path.display().to_string(),
             what: "MemTotal is 0".into(),
@@ -72,6 +90,7 @@ impl Source for HostSource {
             Ok(memory) => sample.memory = Some(memory),
             Err(e) => sample.errors.push(e),
         }
+        self.kernel.sample_into(&mut sample);
         sample
     }
 }

@@ -15,6 +15,7 @@ use crate::domain::Metric;
 pub mod cgroup;
 pub mod ecs;
 pub mod host;
+pub mod kernel;
 pub mod mach;
 pub mod procfs;
 pub mod rate;
@@ -62,6 +63,37 @@ impl ScopedSource {
     }
 }
 
+impl ScopedSource {
+    /// The OOM kill counter's rise since the source opened, read now; `None` where it
+    /// is not read (the ECS task scope, macOS, a kernel without it).
+    pub fn oom_kills_since_open(&mut self) -> Option<u64> {
+        match self {
+            #[cfg(not(target_os = "macos"))]
+            ScopedSource::Host(source) => source.kernel.oom_kills_since_open(),
+            ScopedSource::Cgroup(source) => source.kernel.oom_kills_since_open(),
+            _ => None,
+        }
+    }
+
+    /// The highest memory usage the kernel recorded for the scope, and where it says so.
+    pub fn recorded_peak(&self) -> Option<(u64, &'static str)> {
+        match self {
+            ScopedSource::Cgroup(source) => source.recorded_peak(),
+            _ => None,
+        }
+    }
+
+    /// The highest working set seen so far, against its limit.
+    pub fn memory_seen(&self) -> Option<MemorySeen> {
+        match self {
+            #[cfg(not(target_os = "macos"))]
+            ScopedSource::Host(source) => source.memory_seen,
+            ScopedSource::Cgroup(source) => source.memory_seen,
+            _ => None,
+        }
+    }
+}
+
 impl Source for ScopedSource {
     async fn sample(&mut self) -> Sample {
         match self {
@@ -81,6 +113,13 @@ pub struct Sample {
     pub memory: Option<f64>,
     /// Share of CFS periods throttled since the last sample (cgroup scope, with a quota).
     pub throttled: Option<f64>,
+    /// OOM kills since the last sample (0 when none): a count, not a percentage.
+    pub oom_kills: Option<f64>,
+    /// Share of the time since the last sample that some task stalled on CPU, memory or
+    /// I/O (PSI `some`).
+    pub cpu_pressure: Option<f64>,
+    pub memory_pressure: Option<f64>,
+    pub io_pressure: Option<f64>,
     /// What went wrong while reading; a failed read costs that metric, not the sample.
     pub errors: Vec<SampleError>,
 }
@@ -92,7 +131,30 @@ impl Sample {
             Metric::Cpu => self.cpu,
             Metric::Memory => self.memory,
             Metric::Throttled => self.throttled,
+            Metric::OomKills => self.oom_kills,
+            Metric::CpuPressure => self.cpu_pressure,
+            Metric::MemoryPressure => self.memory_pressure,
+            Metric::IoPressure => self.io_pressure,
         }
+    }
+}
+
+/// The highest working set a source saw, and the limit it was measured against: what
+/// wrapper mode says when the command was OOM-killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySeen {
+    pub peak_bytes: u64,
+    pub limit_bytes: u64,
+}
+
+impl MemorySeen {
+    /// Keeps the higher of the peak so far and `bytes`, against `limit_bytes` now.
+    pub fn update(seen: &mut Option<MemorySeen>, bytes: u64, limit_bytes: u64) {
+        let peak_bytes = seen.map_or(bytes, |s| s.peak_bytes.max(bytes));
+        *seen = Some(MemorySeen {
+            peak_bytes,
+            limit_bytes,
+        });
     }
 }
 

@@ -119,13 +119,16 @@ impl MemInfo {
         if self.total_kib == 0 {
             return None;
         }
-        let used = self
-            .total_kib
+        Some(self.used_kib() as f64 / self.total_kib as f64 * 100.0)
+    }
+
+    /// KiB in use, by the formula of [`MemInfo::used_percent`].
+    pub fn used_kib(&self) -> u64 {
+        self.total_kib
             .saturating_sub(self.free_kib)
             .saturating_sub(self.buffers_kib)
             .saturating_sub(self.cached_kib)
-            .saturating_sub(self.sreclaimable_kib.unwrap_or(0));
-        Some(used as f64 / self.total_kib as f64 * 100.0)
+            .saturating_sub(self.sreclaimable_kib.unwrap_or(0))
     }
 }
 

@@ -9,17 +9,26 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::cgroup::{self, CgroupSource};
+use super::kernel::{KernelFiles, Places, Unavailable};
 use super::{EcsSource, ScopedSource};
 use crate::alarm::Alarm;
 use crate::config::{Config, Scope};
 use crate::dimensions;
-use crate::domain::{Dimension, Metric};
+use crate::domain::{Dimension, Metric, MetricSet};
 
 /// Why the scope asked for cannot be measured here.
 #[derive(Debug, Error)]
 pub enum ScopeError {
     #[error("--scope cgroup cannot work here: {0}")]
     Cgroup(String),
+    /// A metric of `--metrics` that the scope asked for by name cannot measure here.
+    #[error("--metrics {arg}: {name} cannot be measured in the {scope} scope here: {reason}")]
+    Unmeasurable {
+        arg: &'static str,
+        name: &'static str,
+        scope: &'static str,
+        reason: String,
+    },
 }
 
 /// A source ready to sample, and what it measures (for the log and `check`).
@@ -59,8 +68,12 @@ pub enum Opening {
 /// Opens the configured scope under its root as far as files allow.
 pub fn open(config: &Config) -> Result<Opening, ScopeError> {
     let root = config.root.as_path();
+    let kernel = Kernel {
+        wanted: config.metrics,
+        watch_oom: !config.command.is_empty(),
+    };
     let opened = match &config.scope {
-        Scope::Host => host(root, "asked for"),
+        Scope::Host => host(root, "asked for", kernel, true)?,
         Scope::Cgroup => {
             let source = match cgroup::detect(root) {
                 Ok(Some(layout)) => CgroupSource::new(root, layout),
@@ -68,18 +81,26 @@ pub fn open(config: &Config) -> Result<Opening, ScopeError> {
                 Err(e) => Err(e),
             }
             .map_err(|e| ScopeError::Cgroup(e.to_string()))?;
-            cgroup_opened(source, "asked for")
+            cgroup_opened(source, "asked for", kernel, true)?
         }
         Scope::CgroupOrHost => match auto_cgroup(root) {
-            Ok((source, why)) => cgroup_opened(source, why),
+            Ok((source, why)) => cgroup_opened(source, why, kernel, false)?,
             Err(why) => {
                 if config.metrics.contains(Metric::Throttled) {
                     log::warn!("CPU throttling is measured only in the cgroup scope; not sent");
                 }
-                host(root, &why)
+                host(root, &why, kernel, false)?
             }
         },
         Scope::EcsTask { metadata_uri, .. } => {
+            // Asked for by name, the config refused them already.
+            for metric in config.metrics.iter().filter(|m| kernel_metric(*m)) {
+                log::warn!(
+                    "{} is not in the ECS task metadata: not sent (measure it with --scope \
+                     cgroup in the container instead)",
+                    metric.name()
+                );
+            }
             let alarm = Alarm::new(config.period_secs);
             return Ok(Opening::Ecs(EcsConnector::new(metadata_uri, root, alarm)));
         }
@@ -87,11 +108,70 @@ pub fn open(config: &Config) -> Result<Opening, ScopeError> {
     Ok(Opening::Ready(opened))
 }
 
-fn host(root: &Path, why: &str) -> Opened {
-    Opened {
+/// The OOM kill and pressure metrics: the ones read from [`KernelFiles`].
+fn kernel_metric(metric: Metric) -> bool {
+    metric == Metric::OomKills || Metric::PRESSURE.contains(&metric)
+}
+
+/// What the kernel's counters are opened for.
+#[derive(Debug, Clone, Copy)]
+struct Kernel {
+    wanted: MetricSet,
+    /// Wrapper mode: the OOM counter tells an OOM kill from another SIGKILL.
+    watch_oom: bool,
+}
+
+impl Kernel {
+    /// Opens the counters at `places`. What cannot be measured is an error when the
+    /// scope was asked for by name (`explicit`), a warning under `auto`.
+    fn open(
+        self,
+        places: &Places,
+        scope: &'static str,
+        explicit: bool,
+    ) -> Result<KernelFiles, ScopeError> {
+        let (files, unavailable) = KernelFiles::open(places, self.wanted, self.watch_oom);
+        for Unavailable { metric, reason } in unavailable {
+            if explicit {
+                return Err(ScopeError::Unmeasurable {
+                    arg: if metric == Metric::OomKills {
+                        "oom"
+                    } else {
+                        "pressure"
+                    },
+                    name: metric.name(),
+                    scope,
+                    reason,
+                });
+            }
+            log::warn!(
+                "{} cannot be measured in the {scope} scope here, not sent: {reason}",
+                metric.name()
+            );
+        }
+        Ok(files)
+    }
+}
+
+#[cfg(not(target_os = "macos"))]
+fn host(root: &Path, why: &str, kernel: Kernel, explicit: bool) -> Result<Opened, ScopeError> {
+    let files = kernel.open(&Places::host(root), "host", explicit)?;
+    Ok(Opened {
+        source: ScopedSource::Host(Box::new(super::host_source(root).with_kernel(files))),
+        what: format!("host, the whole machine ({why})"),
+    })
+}
+
+/// macOS has no OOM kill counter or PSI to read.
+#[cfg(target_os = "macos")]
+fn host(root: &Path, why: &str, kernel: Kernel, explicit: bool) -> Result<Opened, ScopeError> {
+    let no_proc =
+        Places::unavailable("macOS has no OOM kill counter or pressure stall information");
+    kernel.open(&no_proc, "host", explicit)?;
+    Ok(Opened {
         source: ScopedSource::Host(Box::new(super::host_source(root))),
         what: format!("host, the whole machine ({why})"),
-    }
+    })
 }
 
 /// `--scope auto` outside ECS: the agent's cgroup when it is in a container or under a
@@ -116,7 +196,14 @@ fn auto_cgroup(root: &Path) -> Result<(CgroupSource, &'static str), String> {
     }
 }
 
-fn cgroup_opened(source: CgroupSource, why: &str) -> Opened {
+fn cgroup_opened(
+    source: CgroupSource,
+    why: &str,
+    kernel: Kernel,
+    explicit: bool,
+) -> Result<Opened, ScopeError> {
+    let files = kernel.open(&Places::cgroup(source.layout()), "cgroup", explicit)?;
+    let source = source.with_kernel(files);
     let limits = source.limits();
     let what = format!(
         "cgroup ({why}): {}; CPU limit {} CPUs ({}), memory limit {} MiB ({})",
@@ -134,10 +221,10 @@ fn cgroup_opened(source: CgroupSource, why: &str) -> Opened {
             "host memory, no limit"
         },
     );
-    Opened {
+    Ok(Opened {
         source: ScopedSource::Cgroup(Box::new(source)),
         what,
-    }
+    })
 }
 
 /// Reads the task document until the endpoint answers: without the task's limits there

@@ -3,6 +3,7 @@
 //! and bounded waits.
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod cgroup;
 pub mod http;
 pub mod metadata;
 pub mod proxy;
@@ -158,6 +159,16 @@ impl TestServer {
             .collect()
     }
 
+    /// Every call the server journaled, oldest first: `op`, `status`, `input`, `at`
+    /// (arrival, epoch seconds), and `error` for the calls it refused.
+    pub fn journal(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.journal)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("journal line is JSON"))
+            .collect()
+    }
+
     /// Every call the server received, whatever it was.
     pub fn call_count(&self) -> usize {
         std::fs::read_to_string(&self.journal)
@@ -283,7 +294,12 @@ pub fn launched_agent(launcher: &[&str], args: &[&str], env: &[(&str, String)]) 
 
 impl Agent {
     pub fn spawn(args: &[&str], env: &[(&str, String)]) -> Agent {
-        let mut child = agent_command(args, env)
+        Agent::spawn_via(&[], args, env)
+    }
+
+    /// `spawn` through `launcher` (see `launched_agent`).
+    pub fn spawn_via(launcher: &[&str], args: &[&str], env: &[(&str, String)]) -> Agent {
+        let mut child = launched_agent(launcher, args, env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

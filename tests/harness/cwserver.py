@@ -39,8 +39,15 @@ the PutMetricData and MetricDatum API reference that the model does not encode
 400 with InvalidParameterValue / MissingParameter / InvalidParameterCombination,
 in CBOR, and never reaches moto.
 With `--journal FILE`, every translated call is appended to FILE as one JSON
-line {"op", "status", "input"} (input as sent to moto, timestamps in epoch
-seconds), so tests can assert on exactly what the agent put on the wire.
+line {"op", "status", "input", "at"} (input as sent to moto, timestamps in epoch
+seconds; "at" when the request arrived, epoch seconds), so tests can assert on
+exactly what the agent put on the wire, and when.
+With `--budget TPS[,BURST]`, PutMetricData shares one account-wide budget, a
+token bucket of TPS requests a second holding at most BURST (default TPS / 10,
+a tenth of a second's worth); a request over it gets CloudWatch's throttling
+answer (HTTP 400, Throttling, "Rate exceeded", as in the AWS knowledge-center
+article "400 ThrottlingException for PutMetricData") and is journaled with
+status 400 and error "Throttling".
 """
 
 import base64
@@ -77,6 +84,30 @@ FORWARD_HEADERS = ("authorization", "x-amz-date", "x-amz-security-token")
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length",
                "date", "server", "proxy-connection", "te", "trailer", "upgrade"}
 MOTO_TIMEOUT = 120
+
+
+class TokenBucket:
+    """PutMetricData's account-wide budget (--budget): `rate` tokens a second, at
+    most `burst` held; one token per request."""
+
+    def __init__(self, rate, burst):
+        self.rate, self.burst = rate, burst
+        self.tokens, self.last = burst, time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self):
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            return False
+
+
+# The budget (--budget), or None for no limit.
+BUDGET = None
 # File that every translated call is appended to (--journal), or None.
 JOURNAL = None
 JOURNAL_LOCK = threading.Lock()
@@ -385,6 +416,7 @@ class BridgeHandler(BaseHTTPRequestHandler):
         return status
 
     def _rpc(self, service, op, body):
+        arrived = time.time()
         if op not in SERVICE_MODEL.operation_names:
             return op, self._cbor_reply(404, {"__type": "UnknownOperationException",
                                               "message": f"unknown operation {op}"})
@@ -397,13 +429,23 @@ class BridgeHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # malformed input is the client's fault
             return op, self._cbor_reply(400, {"__type": "SerializationException",
                                               "message": f"bad CBOR request: {exc}"})
+        if op == "PutMetricData" and BUDGET is not None and not BUDGET.take():
+            if JOURNAL is not None:
+                line = json.dumps({"op": op, "status": 400, "input": request, "at": arrived,
+                                   "error": "Throttling"}) + "\n"
+                with JOURNAL_LOCK, open(JOURNAL, "a") as journal:
+                    journal.write(line)
+            return op, self._cbor_reply(
+                400, {"__type": "com.amazonaws.cloudwatch#Throttling", "message": "Rate exceeded"},
+                [("x-amzn-query-error", "Throttling;Sender")])
         if op == "PutMetricData":
             rejected = check_put_metric_data(unwrap_tags(params), len(body))
             if rejected:
                 code = ERROR_CODES[rejected.shape]
                 if JOURNAL is not None:
                     line = json.dumps({"op": op, "status": 400, "input": request,
-                                       "error": code, "message": rejected.message}) + "\n"
+                                       "at": arrived, "error": code,
+                                       "message": rejected.message}) + "\n"
                     with JOURNAL_LOCK, open(JOURNAL, "a") as journal:
                         journal.write(line)
                 return op, self._cbor_reply(
@@ -420,7 +462,8 @@ class BridgeHandler(BaseHTTPRequestHandler):
                 headers[name] = value
         status, moto_headers, moto_body = self._moto("POST", "/", payload, headers)
         if JOURNAL is not None:
-            line = json.dumps({"op": op, "status": status, "input": request}) + "\n"
+            line = json.dumps({"op": op, "status": status, "input": request,
+                               "at": arrived}) + "\n"
             with JOURNAL_LOCK, open(JOURNAL, "a") as journal:
                 journal.write(line)
         keep = [(k, v) for k, v in moto_headers
@@ -459,12 +502,22 @@ def wait_answering(port, deadline):
 
 
 def main():
-    global JOURNAL
+    global JOURNAL, BUDGET
     args = sys.argv[1:]
-    if args[:1] == ["--journal"] and len(args) == 2:
-        JOURNAL = args[1]
-    elif args:
-        sys.exit("usage: cwserver.py [--journal FILE]")
+    usage = "usage: cwserver.py [--journal FILE] [--budget TPS[,BURST]]"
+    while args:
+        if args[0] == "--journal" and len(args) >= 2:
+            JOURNAL, args = args[1], args[2:]
+        elif args[0] == "--budget" and len(args) >= 2:
+            try:
+                rate, _, burst = args[1].partition(",")
+                rate = float(rate)
+                BUDGET = TokenBucket(rate, float(burst) if burst else max(1.0, rate / 10))
+            except ValueError:
+                sys.exit(usage)
+            args = args[2:]
+        else:
+            sys.exit(usage)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # stderr stays brief
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -60,8 +60,8 @@ class Bridge:
         return resp.status, resp, decoded, data
 
 
-def start_server():
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "cwserver.py")],
+def start_server(*args):
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "cwserver.py"), *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # cwserver prints only once both servers answer
     assert line, f"cwserver exited early with {proc.wait(timeout=10)}"
@@ -252,8 +252,42 @@ def check_passthrough_reset(b, cw):
     assert cw.list_metrics(Namespace=NS)["Metrics"] == []
 
 
+def check_budget(_b, _cw):
+    """--budget 2,2: a burst of two, then CloudWatch's throttling answer until tokens come
+    back at two a second; the journal says when each request arrived and which were
+    throttled."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = os.path.join(tmp, "journal.jsonl")
+        proc, urls = start_server("--budget", "2,2", "--journal", journal)
+        try:
+            bridge = Bridge(urls["endpoint"])
+            put = {"Namespace": NS, "MetricData": [datum()]}
+            statuses = []
+            for _ in range(5):
+                status, resp, out, _ = bridge.call("PutMetricData", put)
+                statuses.append(status)
+                if status == 400:
+                    assert resp.getheader("x-amzn-query-error") == "Throttling;Sender", out
+                    assert out["__type"].endswith("#Throttling"), out
+                    assert out["message"] == "Rate exceeded", out
+            assert statuses[:2] == [200, 200] and 400 in statuses[2:], statuses
+            time.sleep(0.6)
+            assert bridge.call("PutMetricData", put)[0] == 200, "a token came back"
+            with open(journal) as f:
+                lines = [json.loads(line) for line in f]
+            assert len(lines) == 6, lines
+            assert all(abs(line["at"] - time.time()) < 30 for line in lines), lines
+            throttled = [line for line in lines if line.get("error") == "Throttling"]
+            assert len(throttled) == statuses.count(400), lines
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=15)
+
+
 CHECKS = [check_put_metric_data, check_list_metrics, check_get_metric_statistics,
-          check_errors, check_cloudwatch_rules, check_gzip, check_passthrough_reset]
+          check_errors, check_cloudwatch_rules, check_gzip, check_passthrough_reset,
+          check_budget]
 
 
 def main():

@@ -7,9 +7,10 @@ use std::time::Instant;
 use super::detect::{Dir, Layout, Version};
 use super::limits::{self, CgroupLimits};
 use super::parse;
+use crate::sample::kernel::KernelFiles;
 use crate::sample::procfs::ParseError;
 use crate::sample::rate::{self, Gap, Reading};
-use crate::sample::{ProcFile, Sample, SampleError, Source};
+use crate::sample::{MemorySeen, ProcFile, Sample, SampleError, Source};
 
 /// Limits change rarely (`docker update`, in-place resize): re-read them this often
 /// rather than every second.
@@ -33,6 +34,10 @@ pub struct CgroupSource {
     usage: UsageFiles,
     /// For the limit files, read once a minute and closed again.
     buf: String,
+    /// OOM kills and pressure, where asked for.
+    pub(crate) kernel: KernelFiles,
+    /// The highest working set so far, of the memory limit.
+    pub(crate) memory_seen: Option<MemorySeen>,
 }
 
 /// The files read every sample. `None` where the controller is not mounted for this
@@ -109,10 +114,32 @@ impl CgroupSource {
             prev_cpu: None,
             prev_throttling: None,
             buf,
+            kernel: KernelFiles::default(),
+            memory_seen: None,
         };
         source.read_cpu_nanos()?;
         source.read_memory_bytes()?;
         Ok(source)
+    }
+
+    /// Reads OOM kills and pressure too.
+    pub fn with_kernel(mut self, kernel: KernelFiles) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// The highest usage the kernel recorded for the cgroup (v1
+    /// `memory.max_usage_in_bytes`, v2 `memory.peak` from Linux 5.19), page cache
+    /// included, with the file's name: what samples a second apart can miss.
+    pub fn recorded_peak(&self) -> Option<(u64, &'static str)> {
+        let name = match self.layout.version {
+            Version::V1 => "memory.max_usage_in_bytes",
+            Version::V2 => "memory.peak",
+        };
+        let dir = self.layout.memory.as_ref()?;
+        let text = std::fs::read_to_string(dir.path.join(name)).ok()?;
+        let bytes = parse::number_or_max(&text).ok()??;
+        Some((bytes, name))
     }
 
     pub fn layout(&self) -> &Layout {
@@ -231,6 +258,7 @@ impl Source for CgroupSource {
         }
         match self.read_memory_bytes() {
             Ok(bytes) => {
+                MemorySeen::update(&mut self.memory_seen, bytes, self.limits.memory_bytes);
                 sample.memory = memory_percent(bytes, self.limits.memory_bytes);
                 if sample.memory.is_none() {
                     sample.errors.push(self.implausible(
@@ -250,6 +278,7 @@ impl Source for CgroupSource {
             Ok(None) => {}
             Err(e) => sample.errors.push(e),
         }
+        self.kernel.sample_into(&mut sample);
         sample
     }
 }

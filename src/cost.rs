@@ -1,0 +1,281 @@
+//! What a configuration costs a month at CloudWatch's list prices: the requests it makes
+//! (or the log data it writes, for EMF) and the custom metrics it creates. `check` prints
+//! it; the README's cost table is this module's own output (a test keeps them equal).
+//!
+//! An estimate: list prices of one region on one date, before the free tier (10 custom
+//! metrics, 1 million API requests and 5 GB of logs a month) and before volume tiers
+//! (custom metrics beyond 10,000 cost less). Alarms and dashboards are not counted.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::config::{Config, Output};
+use crate::domain::{Distribution, Metric, Window};
+use crate::publish::cloudwatch::{self, Encoding};
+use crate::publish::emf::Emf;
+
+/// Where and when the prices below were read.
+pub const PRICES: &str =
+    "US East (N. Virginia) list prices of aws.amazon.com/cloudwatch/pricing, read 2026-12-02";
+/// A custom metric (one name with one set of dimension values), per month, for the first
+/// 10,000 metrics; prorated by the hour.
+pub const USD_PER_METRIC_MONTH: f64 = 0.30;
+/// `PutMetricData` (and the other non-`GetMetricData` API calls).
+pub const USD_PER_1000_REQUESTS: f64 = 0.01;
+/// CloudWatch Logs ingestion, standard log class (EMF needs it to extract metrics).
+pub const USD_PER_GB_INGESTED: f64 = 0.50;
+/// AWS's month for prorating: 730 hours.
+const SECONDS_PER_MONTH: f64 = 730.0 * 3600.0;
+/// CloudWatch Logs counts each event's message plus 26 bytes.
+const LOG_EVENT_OVERHEAD: f64 = 26.0;
+const GB: f64 = 1e9;
+
+/// One agent's month.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    /// `PutMetricData` requests (0 for EMF).
+    pub requests: f64,
+    /// Bytes of EMF documents CloudWatch Logs ingests (0 for `PutMetricData`).
+    pub log_bytes: f64,
+    /// Custom metrics: metric names × one set of dimension values. Every agent that
+    /// publishes the same names with the same dimension values shares them.
+    pub metrics: usize,
+    /// Whether the estimate is of EMF.
+    pub emf: bool,
+}
+
+impl Estimate {
+    /// The month of an agent run with `config`; a dry run is costed as `--output
+    /// cloudwatch`, what it previews.
+    pub fn of(config: &Config) -> Estimate {
+        let window = typical_window(config);
+        let encoding = Encoding::from(config);
+        let windows = SECONDS_PER_MONTH / config.period_secs as f64;
+        let names: BTreeSet<&str> = cloudwatch::encode(&window, &encoding)
+            .iter()
+            .map(|d| d.metric_name)
+            .collect();
+        if config.output == Output::Emf {
+            let emf = Emf {
+                namespace: config.namespace.clone(),
+                encoding,
+            };
+            let bytes: f64 = emf
+                .documents(&window)
+                .iter()
+                .map(|d| d.to_string().len() as f64 + 1.0 + LOG_EVENT_OVERHEAD)
+                .sum();
+            Estimate {
+                requests: 0.0,
+                log_bytes: bytes * windows,
+                metrics: names.len(),
+                emf: true,
+            }
+        } else {
+            Estimate {
+                requests: windows / config.send_every as f64,
+                log_bytes: 0.0,
+                metrics: names.len(),
+                emf: false,
+            }
+        }
+    }
+
+    /// Dollars a month for the requests or the log data.
+    pub fn usd_traffic(&self) -> f64 {
+        self.requests / 1000.0 * USD_PER_1000_REQUESTS + self.log_bytes / GB * USD_PER_GB_INGESTED
+    }
+
+    /// Dollars a month for the custom metrics.
+    pub fn usd_metrics(&self) -> f64 {
+        self.metrics as f64 * USD_PER_METRIC_MONTH
+    }
+
+    /// Dollars a month for `agents` such agents sharing their metrics (one service, the
+    /// same dimension values).
+    pub fn usd_fleet(&self, agents: u32) -> f64 {
+        f64::from(agents) * self.usd_traffic() + self.usd_metrics()
+    }
+}
+
+impl fmt::Display for Estimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let traffic = if self.emf {
+            format!(
+                "{:.1} MB of EMF logs ingested ({})",
+                self.log_bytes / 1e6,
+                dollars(self.usd_traffic())
+            )
+        } else {
+            format!(
+                "{} PutMetricData requests ({})",
+                thousands(self.requests),
+                dollars(self.usd_traffic())
+            )
+        };
+        write!(
+            f,
+            "about {} a month: {traffic} and {} custom metrics ({}, shared by every agent \
+             publishing the same dimension values); 1,000 such agents: {}. An estimate at \
+             {PRICES}, before the free tier",
+            dollars(self.usd_traffic() + self.usd_metrics()),
+            self.metrics,
+            dollars(self.usd_metrics()),
+            dollars(self.usd_fleet(1000))
+        )
+    }
+}
+
+/// A window as a run typically closes them, for the size of an EMF document: a sample
+/// a second, CPU spread over up to 30 distinct values, memory over 3, throttling over 5.
+fn typical_window(config: &Config) -> Window {
+    let samples = config.period_secs;
+    let series = config
+        .metrics
+        .iter()
+        .map(|metric| {
+            let spread = match metric {
+                Metric::Cpu => 30,
+                Metric::Memory => 3,
+                Metric::Throttled => 5,
+                Metric::CpuPressure | Metric::MemoryPressure | Metric::IoPressure => 10,
+                // One value: the window's total.
+                Metric::OomKills => 1,
+            };
+            let distinct = spread.min(samples);
+            let pairs = (0..distinct).map(|i| {
+                let count = samples / distinct + u64::from(i < samples % distinct);
+                (
+                    20.0 + i as f64 / 10.0,
+                    u32::try_from(count).unwrap_or(u32::MAX),
+                )
+            });
+            (metric, Distribution::from_sorted(pairs))
+        })
+        .collect();
+    Window {
+        start: 0,
+        dimensions: crate::dimensions::assemble(
+            config.service.clone(),
+            &config.dimensions,
+            std::iter::empty(),
+        ),
+        series,
+    }
+}
+
+/// 2628.6 → "$2,628.60".
+fn dollars(usd: f64) -> String {
+    let cents = (usd * 100.0).round();
+    let whole = (cents / 100.0).trunc();
+    format!("${}.{:02.0}", thousands(whole), cents - whole * 100.0)
+}
+
+/// 43800 → "43,800".
+fn thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n.round());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::config;
+
+    #[test]
+    fn a_minute_period_is_43_800_requests_and_two_metrics() {
+        let e = Estimate::of(&config(&[]));
+        assert_eq!(e.requests, 43_800.0);
+        assert_eq!(e.metrics, 2);
+        assert!((e.usd_traffic() - 0.438).abs() < 1e-9);
+        assert!((e.usd_metrics() - 0.60).abs() < 1e-9);
+        assert!((e.usd_fleet(1000) - 438.60).abs() < 1e-6);
+        let line = e.to_string();
+        assert!(line.starts_with("about $1.04 a month: 43,800 PutMetricData requests ($0.44)"));
+        assert!(line.contains("2 custom metrics ($0.60"), "{line}");
+        assert!(line.contains("1,000 such agents: $438.60"), "{line}");
+        assert!(line.contains("read 2026-12-02"), "{line}");
+    }
+
+    #[test]
+    fn send_every_divides_the_requests_and_the_shape_sets_the_metrics() {
+        let every = Estimate::of(&config(&["--send-every", "5"]));
+        assert_eq!(every.requests, 43_800.0 / 5.0);
+        let median_max = Estimate::of(&config(&["--aggregation", "median-max"]));
+        assert_eq!(median_max.metrics, 4, "two names per metric");
+        let compat = Estimate::of(&config(&["--compat", "0.1"]));
+        assert_eq!(compat.metrics, 3);
+        let ten = Estimate::of(&config(&["--period", "10"]));
+        assert_eq!(ten.requests, 262_800.0);
+    }
+
+    #[test]
+    fn emf_costs_log_bytes_not_requests() {
+        let e = Estimate::of(&config(&["--output", "emf"]));
+        assert_eq!(e.requests, 0.0);
+        // 43,800 documents of a few hundred bytes each.
+        let per_document = e.log_bytes / 43_800.0;
+        assert!((300.0..2000.0).contains(&per_document), "{per_document}");
+        assert!(e.usd_traffic() < Estimate::of(&config(&[])).usd_traffic());
+        assert!(e.to_string().contains("MB of EMF logs ingested"));
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(43_800.0), "43,800");
+        assert_eq!(thousands(262_800.0), "262,800");
+        assert_eq!(thousands(8_760.0), "8,760");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1_000_000.0), "1,000,000");
+        assert_eq!(dollars(2628.6), "$2,628.60");
+        assert_eq!(dollars(0.438), "$0.44");
+        assert_eq!(dollars(0.995), "$1.00");
+        assert_eq!(dollars(1234567.891), "$1,234,567.89");
+    }
+
+    /// The README's cost table, as this module computes it.
+    fn readme_table() -> String {
+        let mut table = String::from(
+            "| period | output | requests or log data per agent | per agent | 1,000 agents |\n\
+             |---|---|---|---|---|\n",
+        );
+        for period in ["10", "60", "300"] {
+            for (name, extra) in [
+                ("PutMetricData", &[][..]),
+                (
+                    "PutMetricData, `--send-every 5`",
+                    &["--send-every", "5"][..],
+                ),
+                ("EMF", &["--output", "emf"][..]),
+            ] {
+                let args = [&["--period", period][..], extra].concat();
+                let e = Estimate::of(&config(&args));
+                let traffic = if e.emf {
+                    format!("{:.1} MB", e.log_bytes / 1e6)
+                } else {
+                    format!("{} requests", thousands(e.requests))
+                };
+                table += &format!(
+                    "| {period} s | {name} | {traffic} | {} | {} |\n",
+                    dollars(e.usd_traffic() + e.usd_metrics()),
+                    dollars(e.usd_fleet(1000))
+                );
+            }
+        }
+        table
+    }
+
+    #[test]
+    fn the_readme_cost_table_is_what_check_computes() {
+        let table = readme_table();
+        let readme = include_str!("../README.md");
+        assert!(readme.contains(&table), "README should hold:\n{table}");
+    }
+}
