@@ -269,3 +269,185 @@ fn container_image_is_the_static_binary_alone_run_as_nobody() {
     );
     assert!(dockerfile.contains("--locked --target x86_64-unknown-linux-musl"));
 }
+
+/// Runs the harness's `cfn-lint` (installed in the test venv by ./scripts/test) on
+/// `template`: success, and what it printed.
+fn cfn_lint(template: &Path) -> (bool, String) {
+    let python = common::python();
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import sys; from cfnlint.runner import main; sys.exit(main())",
+        ])
+        .arg(template)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success() && text.trim().is_empty(), text)
+}
+
+const TEMPLATE: &str = "deploy/cloudformation/sidecar.yaml";
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn the_cloudformation_template_passes_cfn_lint_without_a_warning() {
+    let (ok, report) = cfn_lint(&repo(TEMPLATE));
+    assert!(ok, "{report}");
+    // The linter is really looking: a property ECS does not have, a wrong type.
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to) in [
+        (
+            "          StopTimeout: 10\n",
+            "          StopTimeout: 10\n          StopTimeOut: 10\n",
+        ),
+        (
+            "      DesiredCount: !Ref DesiredCount\n",
+            "      DesiredCount: many\n",
+        ),
+    ] {
+        let text = read(TEMPLATE);
+        assert!(text.contains(from), "{from:?}");
+        let broken = dir.path().join("broken.yaml");
+        std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
+        let (ok, report) = cfn_lint(&broken);
+        assert!(!ok, "{to:?} passed cfn-lint: {report}");
+    }
+}
+
+/// `check_deploy.py` with `args` (paths relative to the repository, or absolute), and
+/// `stdin`: success, and what it printed.
+fn check_deploy(args: &[&Path], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::python())
+        .arg(repo("tests/harness/check_deploy.py"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_template_grants_runs_and_shows_what_the_deploy_files_say() {
+    let files = [
+        "deploy/iam-policy.json",
+        "deploy/ecs-task-definition.json",
+        "deploy/dashboard.json",
+    ];
+    let consistency = |paths: [&Path; 3]| {
+        let template = repo(TEMPLATE);
+        let command = Path::new("consistency");
+        check_deploy(&[command, &template, paths[0], paths[1], paths[2]], "")
+    };
+    let good = files.map(repo);
+    let (ok, report) = consistency([&good[0], &good[1], &good[2]]);
+    assert!(ok, "{report}");
+    // Each file changed alone is caught.
+    let dir = tempfile::tempdir().unwrap();
+    for (i, from, to) in [
+        (0, "MyCompany/WebApi", "MyCompany/Other"),
+        (1, "\"stopTimeout\": 10", "\"stopTimeout\": 3"),
+        (
+            1,
+            "\"awslogs-stream-prefix\": \"metrics\"",
+            "\"awslogs-stream-prefix\": \"agent\"",
+        ),
+        (2, "\"p99\"", "\"p95\""),
+    ] {
+        let text = read(files[i]);
+        assert!(text.contains(from), "{from}");
+        let broken = dir.path().join(format!("broken-{i}.json"));
+        std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
+        let mut paths = [good[0].as_path(), good[1].as_path(), good[2].as_path()];
+        paths[i] = &broken;
+        let (ok, report) = consistency(paths);
+        assert!(!ok, "{} with {to} passed: {report}", files[i]);
+    }
+}
+
+/// Dry-run lines of the agent configured as the example task definition's agent
+/// container, on a cgroup v2 fixture with every metric the dashboard can show.
+fn dry_run_as_the_task_definition() -> String {
+    let task = json("deploy/ecs-task-definition.json");
+    let agent = task["containerDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "metrics")
+        .unwrap()
+        .clone();
+    let mut env: Vec<(&str, String)> = Vec::new();
+    let names: Vec<String> = agent["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect();
+    for (e, name) in agent["environment"].as_array().unwrap().iter().zip(&names) {
+        if name != "CWMA_OUTPUT" && name != "CWMA_PERIOD" {
+            env.push((name.as_str(), e["value"].as_str().unwrap().to_owned()));
+        }
+    }
+    let root = repo("tests/fixtures/cgroup/v2-namespaced");
+    env.extend([
+        ("CWMA_OUTPUT", "dry-run".to_owned()),
+        ("CWMA_PERIOD", "1".to_owned()),
+        ("CWMA_SCOPE", "cgroup".to_owned()),
+        ("CWMA_ROOT", root.display().to_string()),
+        (
+            "CWMA_METRICS",
+            "cpu,memory,throttling,oom,pressure".to_owned(),
+        ),
+    ]);
+    let mut agent = common::Agent::spawn(&[], &env);
+    let lines: Vec<String> = (0..3)
+        .map(|_| {
+            agent
+                .stdout
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("a dry-run line")
+        })
+        .collect();
+    agent.signal("TERM");
+    assert!(agent.wait(std::time::Duration::from_secs(3)).success());
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn every_metric_the_dashboard_and_alarms_name_is_one_the_agent_publishes() {
+    let lines = dry_run_as_the_task_definition();
+    let metrics = Path::new("metrics");
+    let (template, dashboard) = (repo(TEMPLATE), repo("deploy/dashboard.json"));
+    let (ok, report) = check_deploy(&[metrics, &template, &dashboard], &lines);
+    assert!(ok, "{report}");
+    assert!(report.contains("19 metrics named"), "{report}");
+    // A name, a dimension value or a statistic the agent's data cannot answer is caught.
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to) in [
+        ("\"MemoryPressure\"", "\"MemoryPresure\""),
+        ("\"web-api\"", "\"web\""),
+        ("\"stat\": \"p90\"", "\"stat\": \"P90\""),
+    ] {
+        let broken = dir.path().join("dashboard.json");
+        let text = read("deploy/dashboard.json");
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
+        let (ok, report) = check_deploy(&[metrics, &template, &broken], &lines);
+        assert!(!ok, "{to} passed: {report}");
+    }
+}
