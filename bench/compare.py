@@ -41,8 +41,8 @@ import footprint
 from footprint import ROOT
 
 DEFAULT_BINARY = "target/x86_64-unknown-linux-musl/release/cloudwatch_metrics_agent"
-BUILD_HINT = ("build it first (README, Footprint): CC_x86_64_unknown_linux_musl=musl-gcc "
-              "cargo build --release --target x86_64-unknown-linux-musl")
+BUILD_HINT = ("build it first (README, Footprint): "
+              "cargo zigbuild --release --target x86_64-unknown-linux-musl")
 ORIGINAL_VERSION = "0.1.8"
 DEFAULT_SCRATCH = "~/.cache/cloudwatch_metrics_agent/bench"
 MEASURES = ("cpu_ms", "vmhwm_kb", "threads", "sigterm_to_exit_ms")

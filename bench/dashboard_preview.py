@@ -10,7 +10,7 @@ agent would have sent, as CloudWatch computes percentiles from Values/Counts (ne
 rank), and draws them like the dashboard's two percentile widgets. The picture is
 docs/dashboard.png; the numbers are printed.
 
-    CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --target x86_64-unknown-linux-musl
+    cargo zigbuild --release --target x86_64-unknown-linux-musl    # README, Footprint
     python3 bench/dashboard_preview.py          # about 3.5 minutes
 
 matplotlib (pinned below) is installed into the project's .venv when missing.

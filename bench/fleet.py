@@ -18,7 +18,7 @@ sampling phases (a tick a second, from each process's start) already spread the 
 over half the period; a bucket holding a whole second would hide the collision that a
 60 s period shows. Real CloudWatch does not publish its bucket size.
 
-    CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --target x86_64-unknown-linux-musl
+    cargo zigbuild --release --target x86_64-unknown-linux-musl    # README, Footprint
     python3 bench/fleet.py                      # 200 agents, 150 s per run, 6 runs
     python3 bench/fleet.py --agents 300 --loads 90 --seconds 240
 """

@@ -254,7 +254,7 @@ fn container_image_is_the_static_binary_alone_run_as_nobody() {
     assert!(
         copies
             .iter()
-            .any(|c| c.contains("x86_64-unknown-linux-musl/release/"))
+            .any(|c| c.ends_with(" /cloudwatch_metrics_agent"))
     );
     assert!(copies.iter().any(|c| c.contains("ca-certificates.crt")));
     let user = final_stage
@@ -267,7 +267,79 @@ fn container_image_is_the_static_binary_alone_run_as_nobody() {
         final_stage.last(),
         Some(&r#"ENTRYPOINT ["/cloudwatch_metrics_agent"]"#)
     );
-    assert!(dockerfile.contains("--locked --target x86_64-unknown-linux-musl"));
+    assert!(
+        dockerfile.contains("cargo zigbuild --release --locked --target \"$(cat /rust-target)\"")
+    );
+    assert_eq!(
+        architectures_outside_the_mapping(&dockerfile),
+        Vec::<String>::new()
+    );
+}
+
+/// Lines of `dockerfile` (comments aside) that name an architecture outside the one
+/// `case "$TARGETARCH"` mapping from Docker's platform to Rust's target.
+fn architectures_outside_the_mapping(dockerfile: &str) -> Vec<String> {
+    const NAMES: [&str; 6] = ["x86_64", "amd64", "aarch64", "arm64", "x86-64", "armv8"];
+    let mut in_mapping = false;
+    let mut found = Vec::new();
+    for line in dockerfile.lines() {
+        let code = line.trim_start();
+        if code.starts_with('#') {
+            continue;
+        }
+        if code.contains("case \"$TARGETARCH\" in") {
+            in_mapping = true;
+        }
+        if !in_mapping && NAMES.iter().any(|name| code.contains(name)) {
+            found.push(line.to_owned());
+        }
+        if in_mapping && code.starts_with("esac") {
+            in_mapping = false;
+        }
+    }
+    found
+}
+
+#[test]
+fn the_image_builds_for_the_platform_asked_for() {
+    let dockerfile = read("Dockerfile");
+    assert!(dockerfile.contains("FROM --platform=$BUILDPLATFORM "));
+    assert!(dockerfile.contains("ARG TARGETARCH"));
+    let mapping: Vec<&str> = dockerfile
+        .lines()
+        .skip_while(|l| !l.contains("case \"$TARGETARCH\" in"))
+        .take_while(|l| !l.trim_start().starts_with("esac"))
+        .collect();
+    for (docker, rust) in [
+        ("amd64)", "x86_64-unknown-linux-musl"),
+        ("arm64)", "aarch64-unknown-linux-musl"),
+    ] {
+        assert!(
+            mapping
+                .iter()
+                .any(|l| l.contains(docker) && l.contains(rust)),
+            "{docker} → {rust} in {mapping:#?}"
+        );
+    }
+    assert!(
+        mapping
+            .iter()
+            .any(|l| l.trim_start().starts_with("*)") && l.contains("exit 1"))
+    );
+    // A hard-coded target anywhere else is caught.
+    for hard_coded in [
+        "RUN rustup target add x86_64-unknown-linux-musl",
+        "COPY --from=build /src/target/aarch64-unknown-linux-musl/release/cloudwatch_metrics_agent /a",
+        "ENV CC_x86_64_unknown_linux_musl=musl-gcc",
+    ] {
+        let changed =
+            dockerfile.replacen("WORKDIR /src", &format!("{hard_coded}\nWORKDIR /src"), 1);
+        assert_eq!(
+            architectures_outside_the_mapping(&changed),
+            [hard_coded],
+            "{hard_coded}"
+        );
+    }
 }
 
 /// Runs the harness's `cfn-lint` (installed in the test venv by ./scripts/test) on
