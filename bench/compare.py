@@ -8,7 +8,9 @@ two /proc reads a second); publishing, this agent and the original, both to one 
 server (bench/footprint.py starts it), under different namespaces. The floor has nothing
 to publish, so it has no publishing row.
 
-Measures (bench/footprint.py): CPU time user+sys from wait4, VmHWM and Threads from
+Measures (bench/footprint.py): CPU time user+sys from wait4; steady-state CPU per
+sample from the threads' schedstat run time between the end of start-up and the end;
+Pss from smaps_rollup; VmHWM and Threads from
 /proc/PID/status just before SIGTERM, SIGTERM-to-exit time; plus the stripped binary size.
 Then ratios against the original and the floor, with the targets: taken within each run
 (its programs shared its noise), then the median over --repeat runs. Each program's exit
@@ -45,7 +47,7 @@ BUILD_HINT = ("build it first (README, Footprint): "
               "cargo zigbuild --release --target x86_64-unknown-linux-musl")
 ORIGINAL_VERSION = "0.1.8"
 DEFAULT_SCRATCH = "~/.cache/cloudwatch_metrics_agent/bench"
-MEASURES = ("cpu_ms", "vmhwm_kb", "threads", "sigterm_to_exit_ms")
+MEASURES = ("cpu_ms", "steady_us_per_s", "vmhwm_kb", "pss_kb", "threads", "sigterm_to_exit_ms")
 NAMES = {"this": "this agent", "original": f"original {ORIGINAL_VERSION}", "floor": "C floor"}
 
 
@@ -134,8 +136,18 @@ def run_mode(progs, mode, seconds, env, scratch):
         binary, modes = progs[name]
         logs[name] = open(os.path.join(scratch, f"{name}-{mode}.stderr"), "w")
         procs.append(footprint.start(binary, modes[mode], env, stderr=logs[name]))
-    time.sleep(seconds)  # the measurement window
+    # Steady state: CPU between the end of start-up (a quarter of the run, at most 10 s)
+    # and the end, per second, that is per sample (the floor and this agent sample once
+    # a second; the original every ~0.9 s, so its figure is per ~1.1 samples).
+    warmup = min(10.0, seconds / 4)
+    time.sleep(warmup)  # the measurement window's start-up part
+    first = [(time.monotonic(), footprint.cpu_ns(p.pid)) for p in procs]
+    time.sleep(seconds - warmup)  # the rest of the window
+    last = [(time.monotonic(), footprint.cpu_ns(p.pid)) for p in procs]
     results = dict(zip(names, footprint.stop_all(procs)))
+    for name, (t0, c0), (t1, c1) in zip(names, first, last):
+        steady = None if None in (c0, c1) else (c1 - c0) / 1000 / (t1 - t0)
+        results[name]["steady_us_per_s"] = steady
     for name, log in logs.items():
         log.close()
         if results[name]["vmhwm_kb"] is None:
@@ -206,19 +218,23 @@ def report(runs, medians, statuses, sizes, opts, meta):
     modes = ["dry-run", "publishing"]
     print(f"\n### Footprint: {opts.seconds:g} s at `--period {opts.period}`, "
           f"`--scope {opts.scope}`, median of {opts.repeat} run(s)\n")
-    print("| program | mode | CPU | VmHWM | threads | binary (stripped) | SIGTERM → exit "
-          "| exit status |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| program | mode | CPU | steady CPU per sample | VmHWM | Pss | threads "
+          "| binary (stripped) | SIGTERM → exit | exit status |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for mode in modes:
         for name in NAMES:
             r = medians.get(mode, {}).get(name)
             size = fmt_kb(sizes[name] * 1000)
             if r is None:
-                print(f"| {NAMES[name]} | {mode} | n/a | n/a | n/a | {size} | n/a | n/a |")
+                print(f"| {NAMES[name]} | {mode} | n/a | n/a | n/a | n/a | n/a | {size} "
+                      "| n/a | n/a |")
                 continue
             status = ", ".join(str(s) for s in sorted(set(statuses[mode][name])))
-            print(f"| {NAMES[name]} | {mode} | {r['cpu_ms']:.1f} ms | "
-                  f"{fmt_kb(r['vmhwm_kb'])} | {r['threads']:g} | {size} | "
+            steady = r.get("steady_us_per_s")
+            steady = "n/a" if steady is None else f"{steady:.0f} µs"
+            pss = "n/a" if r.get("pss_kb") is None else fmt_kb(r["pss_kb"])
+            print(f"| {NAMES[name]} | {mode} | {r['cpu_ms']:.1f} ms | {steady} | "
+                  f"{fmt_kb(r['vmhwm_kb'])} | {pss} | {r['threads']:g} | {size} | "
                   f"{r['sigterm_to_exit_ms']:.0f} ms | {status} |")
 
     def get(mode, name, key):
@@ -233,6 +249,9 @@ def report(runs, medians, statuses, sizes, opts, meta):
     rows = [  # measure, mode, key, target vs original, target vs floor, label
         ("CPU", "dry-run", "cpu_ms", None, 1.5, "≤ 1.5× floor (≈ 0.3× original)"),
         ("CPU", "publishing", "cpu_ms", 0.5, None, "≤ 0.5× original"),
+        ("steady CPU per sample", "dry-run", "steady_us_per_s", None, 1.2, "≤ 1.2× floor"),
+        ("steady CPU per sample", "publishing", "steady_us_per_s", None, None, "—"),
+        ("Pss", "dry-run", "pss_kb", None, None, "—"),
         ("VmHWM", "dry-run", "vmhwm_kb", 0.5, None, "≤ 0.5× original"),
         ("VmHWM", "publishing", "vmhwm_kb", 0.7, None, "≤ 0.7× original"),
         ("threads", "dry-run", "threads", None, None, "—"),
@@ -250,7 +269,8 @@ def report(runs, medians, statuses, sizes, opts, meta):
             r_orig, r_floor = ratio(sizes["this"], sizes["original"]), None
         else:
             r_orig = paired(mode, key, "original")
-            r_floor = paired(mode, key, "floor") if key in ("cpu_ms", "vmhwm_kb") else None
+            r_floor = paired(mode, key, "floor") \
+                if key in ("cpu_ms", "vmhwm_kb", "steady_us_per_s", "pss_kb") else None
         if vs_floor is not None:
             met = verdict(r_floor, vs_floor)
         elif vs_orig is not None:
@@ -259,7 +279,8 @@ def report(runs, medians, statuses, sizes, opts, meta):
             met = verdict(get(mode, "this", key), 100)
         else:
             met = ""
-        floor_cell = fmt_ratio(r_floor) if key in ("cpu_ms", "vmhwm_kb") and mode == "dry-run" \
+        floor_cell = fmt_ratio(r_floor) \
+            if key in ("cpu_ms", "vmhwm_kb", "steady_us_per_s", "pss_kb") and mode == "dry-run" \
             else "n/a"
         print(f"| {measure} | {mode} | {fmt_ratio(r_orig)} | {floor_cell} | {label} | {met} |")
         ratios.append({"measure": measure, "mode": mode, "this_over_original": r_orig,
@@ -278,11 +299,17 @@ def report(runs, medians, statuses, sizes, opts, meta):
     return ratios
 
 
+def median_of(values):
+    """The median of the values measured; None when none was."""
+    measured = [v for v in values if v is not None]
+    return statistics.median(measured) if measured else None
+
+
 def median_results(runs):
     """mode -> name -> measure -> median over the runs."""
     out = {}
     for mode in runs[0]:
-        out[mode] = {name: {k: statistics.median(run[mode][name][k] for run in runs)
+        out[mode] = {name: {k: median_of(run[mode][name].get(k) for run in runs)
                             for k in MEASURES}
                      for name in runs[0][mode]}
     return out

@@ -37,6 +37,35 @@ def status_fields(pid, *names):
     return fields
 
 
+def cpu_ns(pid):
+    """Nanoseconds on a CPU so far, of every thread of `pid` (the first field of each
+    /proc/PID/task/TID/schedstat): finer than the 10 ms ticks of /proc/PID/stat."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # a thread that just ended
+    except FileNotFoundError:
+        return None
+    return total
+
+
+def pss_kb(pid):
+    """Proportional set size (/proc/PID/smaps_rollup): resident pages, shared ones divided
+    among the processes that map them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return None
+
+
 def start(binary, args, env, stderr=subprocess.DEVNULL):
     return subprocess.Popen([binary, *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=stderr)
@@ -47,6 +76,7 @@ def stop_all(procs):
     each in its own thread: a slow exit neither delays the others' signal (which would add
     to their CPU time) nor their measured exit time."""
     fields = [status_fields(p.pid, "VmHWM", "Threads") for p in procs]
+    pss = [pss_kb(p.pid) for p in procs]
     results = [None] * len(procs)
 
     def reap(i, proc, sent):
@@ -57,6 +87,7 @@ def stop_all(procs):
             "cpu_ms": round((usage.ru_utime + usage.ru_stime) * 1000, 1),
             "vmhwm_kb": int(fields[i]["VmHWM"].split()[0]) if "VmHWM" in fields[i] else None,
             "threads": int(fields[i]["Threads"]) if "Threads" in fields[i] else None,
+            "pss_kb": pss[i],
             "sigterm_to_exit_ms": round(exit_s * 1000, 1),
             "exit": proc.returncode,
         }
