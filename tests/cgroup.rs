@@ -30,14 +30,22 @@ const DRY_RUN: [&str; 7] = [
     "--dry-run",
 ];
 
-/// Values of `metric` in one dry-run line.
-fn values(line: &str, metric: &str) -> Vec<f64> {
+/// The datums of `metric` in one dry-run line.
+fn datums(line: &str, metric: &str) -> Vec<Value> {
     let request: Value = serde_json::from_str(line).unwrap();
     request["MetricData"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|d| d["MetricName"] == metric)
+        .cloned()
+        .collect()
+}
+
+/// Values of `metric` in one dry-run line.
+fn values(line: &str, metric: &str) -> Vec<f64> {
+    datums(line, metric)
+        .iter()
         .flat_map(|d| d["Values"].as_array().unwrap().clone())
         .map(|v| v.as_f64().unwrap())
         .collect()
@@ -58,18 +66,6 @@ fn auto_picks_the_cgroup_with_limits_and_reports_memory_against_its_limit() {
         "{log}"
     );
     assert!(log.contains("CPU limit 0.5 CPUs (CFS quota)"), "{log}");
-}
-
-/// The datums of `metric` in one dry-run line.
-fn datums(line: &str, metric: &str) -> Vec<Value> {
-    let request: Value = serde_json::from_str(line).unwrap();
-    request["MetricData"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|d| d["MetricName"] == metric)
-        .cloned()
-        .collect()
 }
 
 #[test]

@@ -393,25 +393,7 @@ fn the_cloudformation_template_passes_cfn_lint_without_a_warning() {
 /// `check_deploy.py` with `args` (paths relative to the repository, or absolute), and
 /// `stdin`: success, and what it printed.
 fn check_deploy(args: &[&Path], stdin: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(common::python())
-        .arg(repo("tests/harness/check_deploy.py"))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    common::run_harness("check_deploy.py", args, stdin)
 }
 
 #[test]

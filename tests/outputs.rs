@@ -21,26 +21,7 @@ fn validate_emf(docs: &[String]) -> (bool, String) {
 
 /// Runs a harness script with `lines` on its stdin: its exit status and output.
 fn run_harness(script: &str, lines: &[String]) -> (bool, String) {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/harness")
-        .join(script);
-    let mut child = std::process::Command::new(common::python())
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all((lines.join("\n") + "\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    common::run_harness(script, &[], &(lines.join("\n") + "\n"))
 }
 
 /// The first `n` EMF documents of the agent run with `extra` arguments.

@@ -84,6 +84,33 @@ pub fn unix_now() -> u64 {
         .as_secs()
 }
 
+/// Runs `tests/harness/SCRIPT ARGS…` with the harness's Python and `stdin` on its
+/// standard input: whether it succeeded, and what it printed on stdout.
+pub fn run_harness(script: &str, args: &[&Path], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/harness")
+        .join(script);
+    let mut child = Command::new(python())
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// The Python of the test harness's venv (`CWMA_TEST_PYTHON`, else `.venv/bin/python`).
 pub fn python() -> PathBuf {
     let python = std::env::var_os("CWMA_TEST_PYTHON")
