@@ -334,7 +334,7 @@ impl Queue {
         // A window is handed over at the first sample after its end: a group still
         // missing its last window gives it that long to arrive.
         if newest < self.schedule.last_of_group(oldest) {
-            due += HANDOVER_GRACE;
+            due = due.checked_add(HANDOVER_GRACE).unwrap_or(due);
         }
         let wait = due
             .duration_since(now)

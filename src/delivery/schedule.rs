@@ -67,7 +67,12 @@ impl Schedule {
     /// of its group of windows (groups are aligned to the wall clock like the windows,
     /// so a fleet groups alike) plus this agent's offset.
     pub fn due(&self, start: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.group_end(start)) + self.offset
+        // A time past what SystemTime holds cannot come from the agent's clock; were it
+        // ever asked for, the window is due now rather than a panic.
+        Duration::from_secs(self.group_end(start))
+            .checked_add(self.offset)
+            .and_then(|since_epoch| UNIX_EPOCH.checked_add(since_epoch))
+            .unwrap_or(UNIX_EPOCH)
     }
 
     /// The start of the last window in the group of the window that starts at `start`:
@@ -145,6 +150,13 @@ mod tests {
             assert_eq!(s.last_of_group(start), 120);
         }
         assert_eq!(s.due(180), at(360));
+    }
+
+    #[test]
+    fn a_start_beyond_any_clock_is_due_at_once_not_a_panic() {
+        let s = Schedule::new(60, 1, SendDelay::Auto, 0.5);
+        assert_eq!(s.due(u64::MAX), UNIX_EPOCH);
+        assert_eq!(s.last_of_group(u64::MAX), u64::MAX - 60);
     }
 
     #[test]
