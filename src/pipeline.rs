@@ -71,24 +71,23 @@ pub async fn run<S: Source, D: Delivery>(
     };
     if closed.is_none() {
         let recent = last_sample.is_some_and(|at| at.elapsed() < MIN_FINAL_SAMPLE_GAP);
-        if recent && config.metrics.contains(Metric::OomKills) {
-            // Rates over a few milliseconds are noise, but a count is exact: a kill
-            // since the last sample (the one that ended a wrapped command) is sent.
-            let kills = source.sample().await.oom_kills.filter(|k| *k > 0.0);
-            if kills.is_some() {
-                let sample = Sample {
-                    oom_kills: kills,
+        // Rates over a few milliseconds are noise, so a last sample right after the
+        // previous one is taken only for a count, which is exact: a kill since then (the
+        // one that ended a wrapped command) is still sent.
+        if last_sample.is_some() && (!recent || config.metrics.contains(Metric::OomKills)) {
+            let mut sample = source.sample().await;
+            let at = unix_secs(clock());
+            if recent {
+                sample = Sample {
+                    oom_kills: sample.oom_kills.filter(|k| *k > 0.0),
                     ..Sample::default()
                 };
-                if let Some(window) = aggregator.add(unix_secs(clock()), &sample) {
-                    hand_over(&mut delivery, window);
-                }
+            } else {
+                errors.record(at, &sample);
             }
-        } else if last_sample.is_some() && !recent {
-            let sample = source.sample().await;
-            let at = unix_secs(clock());
-            errors.record(at, &sample);
-            if let Some(window) = aggregator.add(at, &sample) {
+            if (!recent || sample.oom_kills.is_some())
+                && let Some(window) = aggregator.add(at, &sample)
+            {
                 hand_over(&mut delivery, window);
             }
         }

@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, StandardUnit, Statistic};
+use aws_sdk_cloudwatch::types::StandardUnit;
 use common::{Agent, TestServer, unix_now, wait_until};
 use serde_json::Value;
 
@@ -85,7 +84,6 @@ async fn publishes_both_metrics_with_service_dimension_in_percent_on_period_boun
     assert_eq!(stamps.len(), puts.len());
 
     // Read back through the real API.
-    let client = server.client();
     let mut listed_names = BTreeSet::new();
     for metric in server.listed(NAMESPACE).await {
         listed_names.insert(metric.metric_name().unwrap().to_owned());
@@ -100,29 +98,7 @@ async fn publishes_both_metrics_with_service_dimension_in_percent_on_period_boun
 
     let all_sent = datums(&server.accepted_puts());
     for metric in ["CPUUtilization", "MemoryUtilization"] {
-        let now = unix_now() as i64;
-        let stats = client
-            .get_metric_statistics()
-            .namespace(NAMESPACE)
-            .metric_name(metric)
-            .dimensions(
-                Dimension::builder()
-                    .name("ServiceName")
-                    .value("web")
-                    .build(),
-            )
-            .start_time(DateTime::from_secs(now - 3600))
-            .end_time(DateTime::from_secs(now + 3600))
-            .period(7200)
-            .statistics(Statistic::SampleCount)
-            .statistics(Statistic::Minimum)
-            .statistics(Statistic::Maximum)
-            .send()
-            .await
-            .unwrap();
-        let points = stats.datapoints();
-        assert_eq!(points.len(), 1, "{metric}: {points:?}");
-        let p = &points[0];
+        let p = &server.statistics_around_now(NAMESPACE, metric, "web").await;
         assert_eq!(
             p.sample_count(),
             Some(total_count(&all_sent, metric)),

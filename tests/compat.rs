@@ -7,9 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use aws_smithy_types::date_time::Format;
-use common::{Agent, TestServer, unix_now, wait_until};
+use common::{Agent, TestServer, wait_until};
 use serde_json::Value;
 
 const NAMESPACE: &str = "Test/Compat";
@@ -114,7 +113,6 @@ async fn compat_0_1_publishes_the_original_three_metrics_as_fractions_of_the_sam
     }
 
     // Read back through the API: every value arrived as sent.
-    let now = unix_now() as i64;
     for metric in ORIGINAL {
         let sent: Vec<f64> = puts
             .iter()
@@ -122,29 +120,7 @@ async fn compat_0_1_publishes_the_original_three_metrics_as_fractions_of_the_sam
             .filter(|d| d["MetricName"] == metric)
             .map(|d| d["Value"].as_f64().unwrap())
             .collect();
-        let stats = server
-            .client()
-            .get_metric_statistics()
-            .namespace(NAMESPACE)
-            .metric_name(metric)
-            .dimensions(
-                Dimension::builder()
-                    .name("ServiceName")
-                    .value("web")
-                    .build(),
-            )
-            .start_time(DateTime::from_secs(now - 3600))
-            .end_time(DateTime::from_secs(now + 3600))
-            .period(7200)
-            .statistics(Statistic::SampleCount)
-            .statistics(Statistic::Minimum)
-            .statistics(Statistic::Maximum)
-            .send()
-            .await
-            .unwrap();
-        let points = stats.datapoints();
-        assert_eq!(points.len(), 1, "{metric}: {points:?}");
-        let p = &points[0];
+        let p = &server.statistics_around_now(NAMESPACE, metric, "web").await;
         let max = sent.iter().copied().fold(f64::MIN, f64::max);
         let min = sent.iter().copied().fold(f64::MAX, f64::min);
         assert_eq!(p.sample_count(), Some(sent.len() as f64), "{metric}");

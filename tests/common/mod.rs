@@ -209,6 +209,43 @@ impl TestServer {
         self.client_in(REGION)
     }
 
+    /// The one datapoint of `SampleCount`, `Minimum` and `Maximum` that
+    /// `GetMetricStatistics` returns for `metric` of `ServiceName=service` in
+    /// `namespace`, over the two hours around now (one period, so all of a test's data).
+    pub async fn statistics_around_now(
+        &self,
+        namespace: &str,
+        metric: &str,
+        service: &str,
+    ) -> aws_sdk_cloudwatch::types::Datapoint {
+        use aws_sdk_cloudwatch::primitives::DateTime;
+        use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+        let now = unix_now() as i64;
+        let stats = self
+            .client()
+            .get_metric_statistics()
+            .namespace(namespace)
+            .metric_name(metric)
+            .dimensions(
+                Dimension::builder()
+                    .name("ServiceName")
+                    .value(service)
+                    .build(),
+            )
+            .start_time(DateTime::from_secs(now - 3600))
+            .end_time(DateTime::from_secs(now + 3600))
+            .period(7200)
+            .statistics(Statistic::SampleCount)
+            .statistics(Statistic::Minimum)
+            .statistics(Statistic::Maximum)
+            .send()
+            .await
+            .unwrap();
+        let points = stats.datapoints();
+        assert_eq!(points.len(), 1, "{metric}: {points:?}");
+        points[0].clone()
+    }
+
     /// The same in another region: moto keeps each region's metrics apart.
     pub fn client_in(&self, region: &str) -> aws_sdk_cloudwatch::Client {
         let http = aws_smithy_http_client::Builder::new()
