@@ -22,7 +22,8 @@ RUN case "$TARGETARCH" in \
     esac > /rust-target \
  && rustup target add "$(cat /rust-target)"
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY link ./link
 COPY src ./src
 RUN cargo zigbuild --release --locked --target "$(cat /rust-target)" --bin cloudwatch_metrics_agent \
  && cp "target/$(cat /rust-target)/release/cloudwatch_metrics_agent" /cloudwatch_metrics_agent

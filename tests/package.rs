@@ -36,6 +36,9 @@ fn the_package_carries_the_declared_licences_the_changelog_and_the_sources() {
         "Cargo.lock",
         "src/main.rs",
         "src/lib.rs",
+        // What `cargo install` links with (build.rs passes the script to the linker).
+        "build.rs",
+        "link/hot-text.ld",
     ] {
         assert!(files.iter().any(|f| f == needed), "{needed} in {files:#?}");
     }
