@@ -6,15 +6,16 @@ Why: the agent's resident memory is mostly its own code. The kernel maps code in
 (~340 KiB) are scattered over the 3.6 MB of text, so a dry-run touched 37 of its 64 KiB
 blocks: 2.1 MB resident for 340 KiB of code. Placed together they fit in ~8 blocks.
 
-How: unstripped release builds (glibc and static musl) run under `valgrind --tool=callgrind` in each way a
-user runs it (dry-run, publishing to the test server, EMF, the cgroup scope, every
-metric, --compat 0.1, wrapper mode, `check`), all at once, a few seconds each at
---period 1 and stopped by SIGTERM, so start-up, samples, windows, output and the flush
-all run. The functions of the binary named in any profile are written as input-section
-patterns of a linker script that build.rs hands to the linker: an output section
-`.text.hot` inserted before `.init` (see "Placement" below), filled in the reverse order
-of the runs below (what only `check` runs first, ..., what publishing adds, then dry-run's
-functions and the C start-up code), so the most common paths share the fewest blocks.
+How: unstripped release builds (glibc and static musl) run under `valgrind
+--tool=callgrind` in each way a user runs it (dry-run, publishing to the test server,
+EMF, the cgroup scope, every metric, --compat 0.1, wrapper mode, `check`), all at once, a
+few seconds each at --period 1 and stopped by SIGTERM, so start-up, samples, windows,
+output and the flush all run. The functions of the binary named in any profile are
+written as input-section patterns of a linker script that build.rs hands to the linker:
+an output section `.text.hot` inserted before `.init` (see "Placement" below), filled in
+the reverse order of the runs below (what only `check` runs first, ..., what publishing
+adds, then dry-run's functions and the C start-up code), so the most common paths share
+the fewest blocks.
 
 The patterns leave out what changes from one compiler or build to the next: the crate
 hash of legacy symbols (`17h<16 hex>E`), the crate disambiguators of v0 symbols
@@ -24,7 +25,7 @@ function the profile does not name is still linked, in `.text`; only its place d
 
 Regenerate after changes that add or rename what runs; `--check` (run by ./scripts/test
 on the `cargo install` build) fails when the list has gone stale, that is when a dry-run's
-code is resident in more than CODE_LIMIT:
+code is resident in more than CODE_LIMIT_KIB:
 
     export CARGO_PROFILE_RELEASE_STRIP=false
     cargo build --release
@@ -49,8 +50,8 @@ from footprint import ROOT
 OUT = os.path.join(ROOT, "link/hot-text.ld")
 COMMON = ["--namespace", "HotText", "--service", "hot-text", "--period", "1"]
 
-# (name, arguments): dry-run first (what bench/compare.py measures and the Dockerfile's
-# users preview), publishing next (what runs for days), then the rest.
+# (name, arguments), by priority: dry-run first (what bench/compare.py measures and users
+# preview), publishing next (what runs for days), then the rest.
 RUNS = [
     ("dry-run", ["--dry-run", "--scope", "host", *COMMON]),
     ("dry-run to /dev/null", ["--dry-run", "--scope", "host", *COMMON]),
@@ -163,7 +164,8 @@ def resident_code_kib(binary):
             for line in f:
                 fields = line.split()
                 if not line[0].isupper():  # a mapping's header: range perms offset ... path
-                    mapping = fields[1] if len(fields) > 5 and fields[5] == os.path.realpath(binary) else None
+                    ours = len(fields) > 5 and fields[5] == os.path.realpath(binary)
+                    mapping = fields[1] if ours else None
                 elif fields[0] == "Rss:" and mapping == "r-xp":
                     kib += int(fields[1])
         return kib
