@@ -4,7 +4,9 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::parser::ValueSource;
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 /// Samples CPU and memory utilization once a second and publishes them to Amazon
 /// CloudWatch each period.
@@ -44,7 +46,7 @@ pub struct Opts {
     pub period: String,
 
     /// Print each request as a JSON line on stdout instead of sending it (--output dry-run)
-    #[arg(long, short = 'd', visible_alias = "dryrun", env = "CWMA_DRY_RUN")]
+    #[arg(long, short = 'd', visible_alias = "dryrun", env = "CWMA_DRY_RUN", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
 
     /// Where metrics go: PutMetricData, Embedded Metric Format lines on stdout, or a preview
@@ -55,17 +57,13 @@ pub struct Opts {
     #[arg(long, env = "CWMA_STORAGE_RESOLUTION", value_name = "SECS")]
     pub storage_resolution: Option<String>,
 
-    /// Extra dimension Name=Value on every metric, repeatable (env: A=1,B=2)
-    #[arg(
-        long = "dimension",
-        env = "CWMA_DIMENSIONS",
-        value_name = "NAME=VALUE",
-        value_delimiter = ','
-    )]
+    /// Extra dimension Name=Value on every metric, one per flag, repeatable (env: A=1,B=2,
+    /// with \, for a comma in a value)
+    #[arg(long = "dimension", env = "CWMA_DIMENSIONS", value_name = "NAME=VALUE")]
     pub dimensions: Vec<String>,
 
     /// Add InstanceId, InstanceType and AutoScalingGroupName from EC2 instance metadata
-    #[arg(long, env = "CWMA_EC2_DIMENSIONS")]
+    #[arg(long, env = "CWMA_EC2_DIMENSIONS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub ec2_dimensions: bool,
 
     /// How each window is sent: all samples as Values/Counts, or median and max
@@ -89,7 +87,8 @@ pub struct Opts {
     )]
     pub scope: ScopeArg,
 
-    /// Metrics to send, comma-separated: cpu, memory, throttling (cgroup scope only)
+    /// Metrics to send, comma-separated: cpu, memory, throttling (cgroup scope), oom (host and
+    /// cgroup scopes), pressure (host and cgroup v2 scopes)
     #[arg(
         long,
         env = "CWMA_METRICS",
@@ -101,7 +100,7 @@ pub struct Opts {
     pub metrics: Vec<MetricArg>,
 
     /// Add ClusterName and TaskDefinitionFamily dimensions (ecs-task scope only)
-    #[arg(long, env = "CWMA_ECS_DIMENSIONS")]
+    #[arg(long, env = "CWMA_ECS_DIMENSIONS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub ecs_dimensions: bool,
 
     /// AWS region (default: AWS_REGION, the profile, or the EC2 instance's region)
@@ -183,7 +182,7 @@ pub struct Opts {
     pub send_every: String,
 
     /// In wrapper mode, signal the command's whole process group (like tini -g)
-    #[arg(long, env = "CWMA_SIGNAL_GROUP")]
+    #[arg(long, env = "CWMA_SIGNAL_GROUP", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub signal_group: bool,
 
     /// Command to run and wrap: metrics are flushed when it exits, with its exit status
@@ -199,6 +198,30 @@ pub struct Opts {
         hide = true
     )]
     pub root: PathBuf,
+
+    /// The flags whose value came from their environment variable, with its name: an
+    /// error about such a value names the variable the user set, not a flag never typed.
+    #[arg(skip)]
+    pub from_env: Vec<FromEnv>,
+}
+
+/// A flag whose value was read from its environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromEnv {
+    /// The long flag, as errors name it: `--period`.
+    pub flag: String,
+    /// The variable: `CWMA_PERIOD`.
+    pub variable: String,
+}
+
+impl Opts {
+    /// The variable `flag`'s value came from, if it came from the environment.
+    pub fn variable_of(&self, flag: &str) -> Option<&str> {
+        self.from_env
+            .iter()
+            .find(|f| f.flag == flag)
+            .map(|f| f.variable.as_str())
+    }
 }
 
 /// What the command line asks for: a run, or the `check` preflight.
@@ -217,7 +240,7 @@ const CHECK_ABOUT: &str = "Preflight: resolves the region and credentials (sayin
 /// deployment's own flags and environment).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<(Mode, Opts), clap::Error> {
     let mut args: Vec<OsString> = args.into_iter().collect();
-    if args.get(1).is_some_and(|a| a == "check") {
+    let (mode, command) = if args.get(1).is_some_and(|a| a == "check") {
         args.remove(1);
         let command = Opts::command()
             .name("cloudwatch_metrics_agent check")
@@ -225,10 +248,78 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<(Mode, Opts), c
             .about(CHECK_ABOUT)
             .after_help("")
             .mut_arg("command", |arg| arg.hide(true));
-        let matches = command.try_get_matches_from(args)?;
-        return Ok((Mode::Check, Opts::from_arg_matches(&matches)?));
+        (Mode::Check, command)
+    } else {
+        (Mode::Run, Opts::command())
+    };
+    let matches = command
+        .clone()
+        .try_get_matches_from(&args)
+        .map_err(|e| name_the_variable(e, &command))?;
+    let mut opts = Opts::from_arg_matches(&matches)?;
+    opts.from_env = command
+        .get_arguments()
+        .filter(|arg| matches.value_source(arg.get_id().as_str()) == Some(ValueSource::EnvVariable))
+        .filter_map(|arg| {
+            Some(FromEnv {
+                flag: format!("--{}", arg.get_long()?),
+                variable: arg.get_env()?.to_string_lossy().into_owned(),
+            })
+        })
+        .collect();
+    Ok((mode, opts))
+}
+
+/// clap names the flag of a bad value even when the value came from the environment
+/// (`CWMA_DRY_RUN=maybe`: "invalid value 'maybe' for '--dry-run'"); this names the
+/// variable instead, when it is set to that value.
+fn name_the_variable(e: clap::Error, command: &clap::Command) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use std::error::Error as _;
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return e;
     }
-    Ok((Mode::Run, Opts::try_parse_from(args)?))
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return e;
+    };
+    let from_env = command.get_arguments().find_map(|a| {
+        let variable = a.get_env()?;
+        let long = a.get_long()?;
+        let set = std::env::var_os(variable)?;
+        let this_arg = arg.starts_with(&format!("--{long}"));
+        let this_value = set
+            .to_string_lossy()
+            .split(',')
+            .any(|v| v.trim() == value.trim());
+        (this_arg && this_value).then(|| (variable.to_string_lossy().into_owned(), long))
+    });
+    let Some((variable, long)) = from_env else {
+        return e;
+    };
+    let possible = match e.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(values)) => format!(" [possible values: {}]", values.join(", ")),
+        _ => String::new(),
+    };
+    let boolean = command
+        .get_arguments()
+        .any(|a| a.get_long() == Some(long) && matches!(a.get_action(), ArgAction::SetTrue));
+    let detail = if boolean {
+        ": must be true or false, 1 or 0, yes or no, on or off (in any case)".to_owned()
+    } else {
+        e.source().map(|s| format!(": {s}")).unwrap_or_default()
+    };
+    clap::Error::raw(
+        ErrorKind::InvalidValue,
+        format!(
+            "invalid value '{value}' for {variable} (the variable of --{long}){detail}{possible}\n"
+        ),
+    )
 }
 
 /// What one window becomes in CloudWatch.

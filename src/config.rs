@@ -124,33 +124,66 @@ pub enum ConfigError {
     },
     #[error("invalid {flag} {value:?}: {rule}")]
     Invalid {
-        flag: &'static str,
+        /// The flag, or the environment variable the value came from.
+        flag: String,
         value: String,
         rule: String,
     },
 }
 
 impl Config {
-    /// Checks every value in `opts`; the first bad one is the error.
+    /// Checks every value in `opts`; the first bad one is the error. A value that came
+    /// from an environment variable is named by the variable.
     pub fn from_opts(opts: Opts) -> Result<Config, ConfigError> {
-        let namespace = opts.namespace.ok_or(ConfigError::Missing {
+        let from_env = opts.from_env.clone();
+        Config::check(opts).map_err(|mut e| {
+            if let ConfigError::Invalid { flag, .. } = &mut e
+                && let Some(source) = from_env.iter().find(|f| f.flag == *flag)
+            {
+                flag.clone_from(&source.variable);
+            }
+            e
+        })
+    }
+
+    fn check(opts: Opts) -> Result<Config, ConfigError> {
+        let namespace = opts.namespace.clone().ok_or(ConfigError::Missing {
             flag: "--namespace (or CWMA_NAMESPACE)",
             what: "the CloudWatch namespace to publish under, e.g. --namespace MyApp",
         })?;
         check_namespace(&namespace)?;
-        let service = opts.service.ok_or(ConfigError::Missing {
+        let service = opts.service.clone().ok_or(ConfigError::Missing {
             flag: "--service (or CWMA_SERVICE)",
             what: "the ServiceName dimension value, e.g. --service web",
         })?;
         let service = service_dimension(&service)?;
         let period_secs = parse_period(&opts.period)?;
         let flush_timeout = parse_flush_timeout(&opts.flush_timeout)?;
-        let buffer_size = parse_buffer_size(&opts.buffer_size)?;
         let retry_max_backoff = parse_seconds("--retry-max-backoff", &opts.retry_max_backoff)?;
         let request_timeout = parse_seconds("--request-timeout", &opts.request_timeout)?;
-        let send_every = parse_send_every(&opts.send_every, period_secs)?;
-        let send_delay = parse_send_delay(&opts.send_delay, period_secs * send_every)?;
-        let scope = resolve_scope(opts.scope, opts.ecs_metadata_uri, opts.ecs_dimensions)?;
+        let kind = output_kind(opts.dry_run, opts.output)?;
+        // The send settings pace PutMetricData requests; EMF and dry-run lines are written
+        // as each window closes, so a fleet-wide setting must not stop them.
+        let (send_every, send_delay) = if kind == OutputArg::Cloudwatch {
+            let send_every = parse_send_every(&opts.send_every, period_secs)?;
+            let send_delay = parse_send_delay(&opts.send_delay, period_secs * send_every)?;
+            (send_every, send_delay)
+        } else {
+            for (flag, text, default) in [
+                ("--send-every", &opts.send_every, "1"),
+                ("--send-delay", &opts.send_delay, "auto"),
+            ] {
+                if text != default {
+                    log::debug!("{flag} {text:?} ignored: it paces PutMetricData requests only");
+                }
+            }
+            (1, SendDelay::Auto)
+        };
+        let scope = resolve_scope(
+            opts.scope,
+            opts.ecs_metadata_uri.clone(),
+            opts.ecs_dimensions,
+        )?;
         let explicit_ecs = opts.scope == cli::ScopeArg::EcsTask;
         let metrics = metric_set(&opts.metrics, &scope, explicit_ecs)?;
         let aggregation = aggregation(opts.aggregation, opts.compat, metrics)?;
@@ -166,7 +199,12 @@ impl Config {
                 ..
             }
         );
-        let dimensions = parse_dimensions(&opts.dimensions, ecs_dimensions, opts.ec2_dimensions)?;
+        let pairs = match opts.variable_of("--dimension") {
+            // One variable holds the list: split at commas, `\,` keeps one in a value.
+            Some(_) => opts.dimensions.iter().flat_map(|v| split_list(v)).collect(),
+            None => opts.dimensions.clone(),
+        };
+        let dimensions = parse_dimensions(&pairs, ecs_dimensions, opts.ec2_dimensions)?;
         if opts.signal_group && opts.command.is_empty() {
             return Err(invalid(
                 "--signal-group",
@@ -174,34 +212,42 @@ impl Config {
                 "only applies to a wrapped command: cloudwatch_metrics_agent [options] -- CMD",
             ));
         }
-        let kind = match (opts.dry_run, opts.output) {
-            (true, Some(kind)) if kind != OutputArg::DryRun => {
+        let output = match kind {
+            OutputArg::DryRun => Output::DryRun,
+            OutputArg::Emf => {
+                check_emf_dimension_names(&dimensions, metrics, aggregation)?;
+                Output::Emf
+            }
+            OutputArg::Cloudwatch => {
+                if let Some(region) = &opts.region {
+                    check_region(region)?;
+                }
+                if let Some(url) = &opts.endpoint_url {
+                    check_endpoint_url(url)?;
+                }
+                Output::CloudWatch {
+                    region: opts.region.clone(),
+                    endpoint_url: opts.endpoint_url.clone(),
+                }
+            }
+        };
+        let buffer_size = parse_buffer_size(&opts.buffer_size)?;
+        if let Output::CloudWatch { .. } = output {
+            let needed =
+                crate::publish::cloudwatch::datums_per_window(metrics, aggregation, period_secs)
+                    * windows_held(period_secs, send_every, request_timeout);
+            if buffer_size < needed {
                 return Err(invalid(
-                    "--dry-run",
-                    "true",
-                    format!("contradicts --output {kind:?}; --dry-run means --output dry-run"),
+                    "--buffer-size",
+                    &opts.buffer_size,
+                    format!(
+                        "is below the {needed} datums one send cycle can hold while every \
+                         request succeeds (for these metrics, --period, --send-every and \
+                         --request-timeout): use at least {needed}"
+                    ),
                 ));
             }
-            (true, _) => OutputArg::DryRun,
-            (false, kind) => kind.unwrap_or(OutputArg::Cloudwatch),
-        };
-        let output = if kind == OutputArg::DryRun {
-            Output::DryRun
-        } else if kind == OutputArg::Emf {
-            check_emf_dimension_names(&dimensions)?;
-            Output::Emf
-        } else {
-            if let Some(region) = &opts.region {
-                check_region(region)?;
-            }
-            if let Some(url) = &opts.endpoint_url {
-                check_endpoint_url(url)?;
-            }
-            Output::CloudWatch {
-                region: opts.region,
-                endpoint_url: opts.endpoint_url,
-            }
-        };
+        }
         Ok(Config {
             namespace,
             service,
@@ -226,6 +272,50 @@ impl Config {
     }
 }
 
+/// The most closed windows the CloudWatch queue holds at once while every request
+/// succeeds: the group of `--send-every` windows waiting for its send time, as many more
+/// closing before that time (an agent's offset reaches up to a whole cycle once it has
+/// been throttled), and those closing while the request is out (`--request-timeout`, and
+/// the two seconds a group waits for its last window).
+fn windows_held(period_secs: u64, send_every: u64, request_timeout: Duration) -> usize {
+    let in_flight = (request_timeout.as_secs_f64() + 2.0) / period_secs.max(1) as f64;
+    let windows = 2 * send_every + in_flight.ceil() as u64;
+    usize::try_from(windows).unwrap_or(usize::MAX)
+}
+
+/// `--dry-run` and `--output`, which must agree.
+fn output_kind(dry_run: bool, output: Option<OutputArg>) -> Result<OutputArg, ConfigError> {
+    match (dry_run, output) {
+        (true, Some(kind)) if kind != OutputArg::DryRun => Err(invalid(
+            "--dry-run",
+            "true",
+            format!("contradicts --output {kind:?}; --dry-run means --output dry-run"),
+        )),
+        (true, _) => Ok(OutputArg::DryRun),
+        (false, kind) => Ok(kind.unwrap_or(OutputArg::Cloudwatch)),
+    }
+}
+
+/// A comma-separated list from one environment variable, `\,` standing for a comma
+/// inside an item (`CWMA_DIMENSIONS='Owners=alice\,bob,Env=prod'`).
+fn split_list(text: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut item = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&',') => {
+                chars.next();
+                item.push(',');
+            }
+            ',' => items.push(std::mem::take(&mut item)),
+            c => item.push(c),
+        }
+    }
+    items.push(item);
+    items
+}
+
 /// The error for `value` of `flag`. The value is shown as typed, but without a URL's
 /// user information (a password) and cut to a length that fits a line.
 fn invalid(flag: &'static str, value: &str, rule: impl Into<String>) -> ConfigError {
@@ -236,7 +326,7 @@ fn invalid(flag: &'static str, value: &str, rule: impl Into<String>) -> ConfigEr
         None => value,
     };
     ConfigError::Invalid {
-        flag,
+        flag: flag.to_owned(),
         value,
         rule: rule.into(),
     }
@@ -503,24 +593,48 @@ fn aggregation(
     }
 }
 
-/// CloudWatch takes dimension names of up to 255 characters, but the EMF specification's
-/// schema only up to 250: CloudWatch Logs would not extract a document with a longer one.
-fn check_emf_dimension_names(dimensions: &[Dimension]) -> Result<(), ConfigError> {
-    use crate::publish::emf::MAX_DIMENSION_NAME_LEN;
-    match dimensions
-        .iter()
-        .find(|d| d.name().len() > MAX_DIMENSION_NAME_LEN)
-    {
-        Some(d) => Err(invalid(
-            "--dimension",
-            d.name(),
-            format!(
-                "is a name of {} characters; with --output emf the limit is {MAX_DIMENSION_NAME_LEN} (EMF specification)",
-                d.name().len()
-            ),
-        )),
-        None => Ok(()),
+/// An EMF document holds the dimensions and the metrics as members of one JSON object
+/// beside `_aws`, the metadata: a dimension named `_aws` or like a metric the run
+/// publishes would overwrite it, and CloudWatch Logs would extract nothing. CloudWatch
+/// takes dimension names of up to 255 characters, but the EMF specification's schema
+/// only up to 250.
+fn check_emf_dimension_names(
+    dimensions: &[Dimension],
+    metrics: MetricSet,
+    aggregation: Aggregation,
+) -> Result<(), ConfigError> {
+    use crate::publish::emf::{MAX_DIMENSION_NAME_LEN, METADATA_MEMBER};
+    for d in dimensions {
+        let name = d.name();
+        if name.len() > MAX_DIMENSION_NAME_LEN {
+            return Err(invalid(
+                "--dimension",
+                name,
+                format!(
+                    "is a name of {} characters; with --output emf the limit is \
+                     {MAX_DIMENSION_NAME_LEN} (EMF specification)",
+                    name.len()
+                ),
+            ));
+        }
+        if name == METADATA_MEMBER {
+            return Err(invalid(
+                "--dimension",
+                name,
+                "is the member an EMF document keeps its metadata in; with --output emf a \
+                 dimension needs another name",
+            ));
+        }
+        if metrics.iter().any(|m| aggregation.names(m).contains(&name)) {
+            return Err(invalid(
+                "--dimension",
+                name,
+                "is the name of a metric this run publishes; in an EMF document the two \
+                 would be one member, so with --output emf a dimension needs another name",
+            ));
+        }
     }
+    Ok(())
 }
 
 fn parse_buffer_size(text: &str) -> Result<usize, ConfigError> {

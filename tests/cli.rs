@@ -5,6 +5,8 @@ mod common;
 
 use std::path::Path;
 
+use clap::ValueEnum;
+use cloudwatch_metrics_agent::cli::MetricArg;
 use common::{Agent, agent_command};
 use serde_json::Value;
 
@@ -93,7 +95,259 @@ fn bad_values_from_the_environment_exit_2_too() {
     ];
     let (code, _, stderr) = run(&[], &env);
     assert_eq!(code, Some(2), "{stderr}");
+    // The variable the user set, not a flag never typed.
+    assert!(stderr.contains("CWMA_PERIOD \"0\""), "{stderr}");
+    assert!(!stderr.contains("--period"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Typed as a flag, the flag is named.
+    let (code, _, stderr) = run(&["-n", "N", "-s", "w", "--period", "0"], &[]);
+    assert_eq!(code, Some(2));
     assert!(stderr.contains("--period \"0\""), "{stderr}");
+}
+
+/// Environment files and Kubernetes manifests spell booleans every way.
+#[test]
+fn boolean_variables_take_1_0_yes_no_on_off_in_any_case() {
+    fn base<'a>(variable: &'a str, value: &str) -> Vec<(&'a str, String)> {
+        vec![
+            ("CWMA_NAMESPACE", "N".to_owned()),
+            ("CWMA_SERVICE", "web".to_owned()),
+            ("CWMA_SCOPE", "host".to_owned()),
+            ("CWMA_ROOT", fixture("proc-2cpu")),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            (variable, value.to_owned()),
+        ]
+    }
+    // On: `check` previews instead of sending (it would need AWS otherwise).
+    for value in ["1", "yes", "TRUE", "On", "y"] {
+        let (code, stdout, stderr) = run(&["check"], &base("CWMA_DRY_RUN", value));
+        assert_eq!(code, Some(0), "CWMA_DRY_RUN={value}: {stdout}{stderr}");
+        assert!(stdout.contains("not sent (dry run)"), "{value}: {stdout}");
+    }
+    // Off: a real run is asked for, which needs a region.
+    for value in ["0", "no", "FALSE", "off", "n"] {
+        let (code, stdout, stderr) = run(&["check"], &base("CWMA_DRY_RUN", value));
+        assert!(
+            stdout.contains("region") && !stdout.contains("dry run"),
+            "CWMA_DRY_RUN={value}: {code:?} {stdout}{stderr}"
+        );
+    }
+    for variable in [
+        "CWMA_EC2_DIMENSIONS",
+        "CWMA_ECS_DIMENSIONS",
+        "CWMA_SIGNAL_GROUP",
+    ] {
+        let mut env = base(variable, "0");
+        env.push(("CWMA_DRY_RUN", "1".to_owned()));
+        let (code, stdout, stderr) = run(&["check"], &env);
+        assert_eq!(code, Some(0), "{variable}=0: {stdout}{stderr}");
+    }
+    let (code, _, stderr) = run(&["check"], &base("CWMA_DRY_RUN", "maybe"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CWMA_DRY_RUN")
+            && stderr.contains("'maybe'")
+            && stderr.contains("yes or no"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// The send settings pace PutMetricData; a fleet-wide value must not stop an EMF or a
+/// dry-run agent (as the README says).
+#[test]
+fn send_settings_are_ignored_by_emf_and_dry_run() {
+    for output in ["emf", "dry-run"] {
+        let env = [
+            ("CWMA_SEND_EVERY", "5".to_owned()),
+            ("CWMA_SEND_DELAY", "30".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ];
+        let root = fixture("proc-2cpu");
+        let args = [
+            "check", "-n", "N", "-s", "w", "--period", "5", "--scope", "host", "--root", &root,
+            "--output", output,
+        ];
+        let (code, stdout, stderr) = run(&args, &env);
+        assert_eq!(code, Some(0), "{output}: {stdout}{stderr}");
+    }
+    // Sent to CloudWatch they still count, and are checked.
+    let (code, _, stderr) = run(
+        &["-n", "N", "-s", "w", "--period", "5"],
+        &[("CWMA_SEND_DELAY", "30".to_owned())],
+    );
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("CWMA_SEND_DELAY \"30\""), "{stderr}");
+}
+
+/// CloudWatch allows commas in dimension values: one `--dimension` is one pair; only the
+/// variable holds a list, with `\,` for a comma.
+#[test]
+fn a_dimension_flag_keeps_its_commas_and_the_variable_escapes_them() {
+    let root = fixture("proc-2cpu");
+    let dimensions = |args: &[&str], env: &[(&str, String)]| -> Vec<(String, String)> {
+        let base = [
+            "check",
+            "--dry-run",
+            "-n",
+            "N",
+            "-s",
+            "w",
+            "--scope",
+            "host",
+            "--root",
+            &root,
+        ];
+        let (code, stdout, stderr) = run(&[&base[..], args].concat(), env);
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .expect("the request");
+        let request: Value = serde_json::from_str(line).unwrap();
+        request["MetricData"][0]["Dimensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["Name"].as_str().unwrap().to_owned(),
+                    d["Value"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+    assert_eq!(
+        dimensions(
+            &["--dimension", "Owners=alice,bob", "--dimension", "Env=prod"],
+            &[]
+        ),
+        [
+            pair("ServiceName", "w"),
+            pair("Owners", "alice,bob"),
+            pair("Env", "prod")
+        ]
+    );
+    let env = [("CWMA_DIMENSIONS", "Owners=alice\\,bob, Env=prod".to_owned())];
+    assert_eq!(
+        dimensions(&[], &env),
+        [
+            pair("ServiceName", "w"),
+            pair("Owners", "alice,bob"),
+            pair("Env", "prod")
+        ]
+    );
+}
+
+/// In an EMF document dimensions, metrics and `_aws` are members of one object.
+#[test]
+fn emf_refuses_dimension_names_that_would_overwrite_a_member() {
+    for (args, env, named) in [
+        (
+            vec!["--dimension", "_aws=x"],
+            vec![],
+            "--dimension \"_aws\"",
+        ),
+        (
+            vec!["--dimension", "CPUUtilization=x"],
+            vec![],
+            "--dimension \"CPUUtilization\"",
+        ),
+        (
+            vec![
+                "--aggregation",
+                "median-max",
+                "--dimension",
+                "MaxMemoryUtilization=x",
+            ],
+            vec![],
+            "\"MaxMemoryUtilization\"",
+        ),
+        (
+            vec![],
+            vec![("CWMA_DIMENSIONS", "Env=prod,_aws=x".to_owned())],
+            "CWMA_DIMENSIONS \"_aws\"",
+        ),
+    ] {
+        for mode in [
+            &["-n", "N", "-s", "w", "--output", "emf"][..],
+            &["check", "-n", "N", "-s", "w", "--output", "emf"],
+        ] {
+            let (code, _, stderr) = run(&[mode, &args[..]].concat(), &env);
+            assert_eq!(code, Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(named) && stderr.contains("EMF"), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        }
+    }
+    // Sent with PutMetricData the same names are only dimensions.
+    let root = fixture("proc-2cpu");
+    let (code, stdout, stderr) = run(
+        &[
+            "check",
+            "--dry-run",
+            "-n",
+            "N",
+            "-s",
+            "w",
+            "--scope",
+            "host",
+            "--root",
+            &root,
+            "--dimension",
+            "_aws=x",
+        ],
+        &[("AWS_EC2_METADATA_DISABLED", "true".to_owned())],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+}
+
+/// A buffer smaller than one send cycle lost data while CloudWatch was healthy.
+#[test]
+fn a_buffer_below_one_send_cycle_is_refused_with_the_minimum() {
+    for (args, minimum) in [
+        (vec!["--buffer-size", "1"], "6"),
+        (
+            vec!["--period", "1", "--send-every", "5", "--buffer-size", "4"],
+            "44",
+        ),
+    ] {
+        let (code, _, stderr) = run(&[&["-n", "N", "-s", "w"][..], &args[..]].concat(), &[]);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--buffer-size") && stderr.contains(&format!("at least {minimum}")),
+            "{stderr}"
+        );
+    }
+    // EMF and dry-run keep no retry queue: the setting does not apply.
+    let root = fixture("proc-2cpu");
+    let (code, stdout, stderr) = run(
+        &[
+            "check",
+            "--dry-run",
+            "-n",
+            "N",
+            "-s",
+            "w",
+            "--scope",
+            "host",
+            "--root",
+            &root,
+            "--buffer-size",
+            "1",
+        ],
+        &[("AWS_EC2_METADATA_DISABLED", "true".to_owned())],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+}
+
+/// A fixture tree under `tests/fixtures`.
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]
@@ -139,6 +393,19 @@ fn help_describes_every_flag_with_its_environment_variable() {
         "--version",
     ] {
         assert!(stdout.contains(needle), "--help lacks {needle}:\n{stdout}");
+    }
+    // Every name `--metrics` takes is listed in its description.
+    let metrics = stdout
+        .split("--metrics <LIST>")
+        .nth(1)
+        .and_then(|rest| rest.split("\n  -").next())
+        .expect("--metrics is described");
+    for metric in MetricArg::value_variants() {
+        let name = metric.to_possible_value().unwrap().get_name().to_owned();
+        assert!(
+            metrics.contains(&name),
+            "--metrics help lacks {name}: {metrics}"
+        );
     }
 }
 

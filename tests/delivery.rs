@@ -225,12 +225,17 @@ fn a_small_buffer_bounds_the_queue_during_an_outage() {
         &server,
         &proxy,
         "2",
-        &["--buffer-size", "5", "--flush-timeout", "1"],
+        // The smallest buffer this run takes: 6 windows of 2 datums (two sends'
+        // worth, and 4 s of windows while a request may be out).
+        &["--buffer-size", "12", "--flush-timeout", "1"],
     );
-    let dropped = agent.wait_for_log(&["dropped the", "--buffer-size"], Duration::from_secs(20));
+    let dropped = agent.wait_for_log(
+        &["dropping datums", "--buffer-size"],
+        Duration::from_secs(30),
+    );
     // More windows arrive at a full queue: each drops datums, none logs again yet.
     for _ in 0..3 {
-        agent.wait_for_log(&["queue: 5 datums"], Duration::from_secs(5));
+        agent.wait_for_log(&["queue: 12 datums"], Duration::from_secs(5));
     }
     agent.signal("TERM");
     assert_eq!(
@@ -246,16 +251,24 @@ fn a_small_buffer_bounds_the_queue_during_an_outage() {
         .collect();
     assert!(sizes.len() >= 3, "queue sizes logged: {sizes:?}");
     assert!(
-        sizes.iter().all(|n| *n <= 5),
+        sizes.iter().all(|n| *n <= 12),
         "queue exceeded --buffer-size: {sizes:?}"
     );
-    assert!(dropped.contains("oldest datums"), "{dropped}");
-    let drop_warnings = agent
+    assert!(
+        dropped.contains("ERROR") && dropped.contains("oldest dropped"),
+        "said at the default level: {dropped}"
+    );
+    let drop_lines: Vec<&String> = agent
         .log
         .iter()
-        .filter(|l| l.contains("dropped the"))
-        .count();
-    assert_eq!(drop_warnings, 1, "drops are logged at most once a minute");
+        .filter(|l| l.contains("dropping datums") || l.contains("were dropped because"))
+        .collect();
+    assert_eq!(
+        drop_lines.len(),
+        2,
+        "one line when the episode starts, its count at the end: {drop_lines:?}"
+    );
+    assert!(drop_lines[1].contains("ERROR"), "{drop_lines:?}");
     assert_eq!(server.call_count(), 0, "nothing got through");
 }
 

@@ -44,8 +44,6 @@ pub const MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 const HANDOVER_GRACE: Duration = Duration::from_secs(2);
 /// First retry delay; it doubles per consecutive failure up to the configured cap.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// Queue overflow is logged again at most this often.
-const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The CloudWatch delivery: windows are encoded as they arrive and queued for the task
 /// that sends them.
@@ -233,6 +231,13 @@ async fn deliver<P: Publisher>(
             }
         }
     }
+    if let Some(drops) = queue.dropping {
+        log::error!(
+            "{} datums were dropped because {} (first said above)",
+            drops.count,
+            drops.why
+        );
+    }
     queue.report
 }
 
@@ -258,13 +263,22 @@ struct Queue {
     outage: Option<Outage>,
     /// Sends failing for long, said at the default log level.
     alarm: Alarm,
-    /// Drops not yet logged, and when drops were last logged.
-    unlogged_drops: u64,
-    drops_logged_at: Option<Instant>,
+    /// Datums dropped since the first drop that no delivery has followed yet: one
+    /// episode of loss, said when it starts and counted when a delivery ends it.
+    dropping: Option<Drops>,
     /// When each window is due (`--send-delay`, `--send-every`).
     schedule: Schedule,
     /// The wall clock that says when a window is due and when it is too old.
     clock: Box<dyn Fn() -> SystemTime + Send>,
+}
+
+/// An episode of dropped datums.
+#[derive(Debug, Clone, Copy)]
+struct Drops {
+    /// Datums dropped in it.
+    count: u64,
+    /// Why its first datums were dropped.
+    why: &'static str,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -303,8 +317,7 @@ impl Queue {
             batch_limit: MAX_DATUMS_PER_REQUEST,
             outage: None,
             alarm: Alarm::new(config.period_secs),
-            unlogged_drops: 0,
-            drops_logged_at: None,
+            dropping: None,
             schedule,
             clock: Box::new(SystemTime::now),
         }
@@ -354,20 +367,19 @@ impl Queue {
         }
     }
 
-    fn drop_count(&mut self, n: u64, why: &str) {
+    /// Data lost is said at the default log level: once when an episode of drops
+    /// starts, and with its count when the next delivery ends it (or in the report).
+    fn drop_count(&mut self, n: u64, why: &'static str) {
         self.report.dropped += n;
-        self.unlogged_drops += n;
-        let due = self
-            .drops_logged_at
-            .is_none_or(|at| at.elapsed() >= DROP_LOG_INTERVAL);
-        if due {
-            log::warn!(
-                "dropped the {} oldest datums because {why} ({} dropped in all)",
-                self.unlogged_drops,
-                self.report.dropped
-            );
-            self.unlogged_drops = 0;
-            self.drops_logged_at = Some(Instant::now());
+        match &mut self.dropping {
+            Some(drops) => drops.count += n,
+            None => {
+                log::error!(
+                    "dropping datums: {n} oldest dropped because {why}; further drops are \
+                     counted until a request succeeds"
+                );
+                self.dropping = Some(Drops { count: n, why });
+            }
         }
     }
 
@@ -430,6 +442,14 @@ impl Queue {
 
     fn delivered(&mut self, batch: Vec<Datum>) {
         let n = batch.len() as u64;
+        if let Some(drops) = self.dropping.take() {
+            log::error!(
+                "{} datums were dropped because {} (first said above); {} dropped in all",
+                drops.count,
+                drops.why,
+                self.report.dropped
+            );
+        }
         self.report.delivered += n;
         self.failures = 0;
         // Its end is said below, with the backlog caught up.
@@ -566,11 +586,12 @@ mod tests {
         ]
     }
 
-    /// A queue for namespace NS holding `buffer_size` datums, retrying within 8 s.
+    /// A queue for namespace NS holding `buffer_size` datums (below what a run's
+    /// configuration accepts, to test the mechanism), retrying within 8 s.
     fn new_queue(buffer_size: usize) -> Queue {
-        let size = buffer_size.to_string();
-        let args = ["--retry-max-backoff", "8", "--buffer-size", &size];
-        Queue::new(&crate::config::testing::config(&args))
+        let mut config = crate::config::testing::config(&["--retry-max-backoff", "8"]);
+        config.buffer_size = buffer_size;
+        Queue::new(&config)
     }
 
     /// Rejects as invalid every request holding a datum with a negative value; records

@@ -141,6 +141,18 @@ pub enum Aggregation {
 }
 
 impl Aggregation {
+    /// The names `metric` is published under in this mode: a distribution or a count
+    /// under its own name, the median and the maximum under two, and 0.1.x's three.
+    pub fn names(self, metric: Metric) -> Vec<&'static str> {
+        match (self, metric) {
+            (Aggregation::Original, Metric::Cpu) => vec![metric.name()],
+            (Aggregation::Original, Metric::Memory) => vec![metric.name(), metric.max_name()],
+            (Aggregation::Original, _) => Vec::new(),
+            (Aggregation::MedianMax, m) if !m.is_count() => vec![m.name(), m.max_name()],
+            (_, m) => vec![m.name()],
+        }
+    }
+
     /// The named single values `metric`'s window is sent as, in order; `None` when it is
     /// sent as a distribution. Empty for a metric without samples, or one the mode does
     /// not send.

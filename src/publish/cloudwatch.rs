@@ -21,7 +21,7 @@ use thiserror::Error;
 
 use crate::config::Config;
 pub use crate::domain::rfc3339;
-use crate::domain::{Aggregation, Dimension, Window};
+use crate::domain::{Aggregation, Dimension, MetricSet, Window};
 use crate::redact;
 
 /// Most distinct values one datum may carry in `Values` (PutMetricData API reference,
@@ -119,6 +119,25 @@ pub fn encode(window: &Window, encoding: &Encoding) -> Vec<Datum> {
         }
     }
     data
+}
+
+/// Distinct values a percentage takes at 0.1 resolution (0.0–100.0).
+const DISTINCT_PERCENTAGES: u64 = 1001;
+
+/// The most datums [`encode`] makes of one window of `period_secs` (a sample a second,
+/// and one more when a late tick lands in it): a distribution needs a datum per
+/// [`MAX_VALUES_PER_DATUM`] distinct values.
+pub fn datums_per_window(metrics: MetricSet, aggregation: Aggregation, period_secs: u64) -> usize {
+    let distinct = period_secs.saturating_add(1).min(DISTINCT_PERCENTAGES);
+    metrics
+        .iter()
+        .map(|metric| match aggregation {
+            Aggregation::Distribution if !metric.is_count() => usize::try_from(distinct)
+                .unwrap_or(usize::MAX)
+                .div_ceil(MAX_VALUES_PER_DATUM),
+            _ => aggregation.names(metric).len(),
+        })
+        .sum()
 }
 
 fn serialize_rfc3339<S: Serializer>(secs: &u64, s: S) -> Result<S::Ok, S::Error> {

@@ -19,6 +19,9 @@ pub const MAX_METRICS_PER_DOCUMENT: usize = 100;
 /// Longest dimension name in a `DimensionSet` (the specification's JSON schema,
 /// `DimensionReference`: 250, where `PutMetricData` takes 255). Checked at start.
 pub const MAX_DIMENSION_NAME_LEN: usize = 250;
+/// The member that holds a document's metadata (EMF specification: "_aws"); dimensions
+/// and metrics are its siblings, so none may take its name.
+pub const METADATA_MEMBER: &str = "_aws";
 /// Longest line worth writing. The specification now allows 1 MB log events, but Docker's
 /// `awslogs` driver still splits lines at 262,118 bytes (its 256 KiB event less a
 /// 26-byte overhead), which would break the JSON, so the older limit holds. Documents
@@ -85,7 +88,7 @@ impl Emf {
                 let names: Vec<&str> = window.dimensions.iter().map(|d| d.name()).collect();
                 let mut doc = Map::new();
                 doc.insert(
-                    "_aws".into(),
+                    METADATA_MEMBER.into(),
                     json!({
                         "Timestamp": window.start.saturating_mul(1000),
                         "CloudWatchMetrics": [{

@@ -273,6 +273,7 @@ impl Tracker {
         let mut vcpus_used = 0.0;
         let mut advanced = false;
         let mut memory_bytes: Option<u64> = None;
+        let mut overflowed = false;
         let mut implausible = None;
         let mut current = HashMap::with_capacity(self.previous.len());
         for container in task.measured() {
@@ -282,12 +283,16 @@ impl Tracker {
             let Some(read_nanos) = s.read_nanos() else {
                 continue;
             };
-            if let Some(bytes) = s.working_set_bytes() {
+            // Once past 2^64 the sum is no value, whatever the containers after it say.
+            if let Some(bytes) = s.working_set_bytes()
+                && !overflowed
+            {
                 match memory_bytes.unwrap_or(0).checked_add(bytes) {
                     Some(sum) => memory_bytes = Some(sum),
                     None => {
                         implausible = Some("the containers' memory adds up past 2^64 bytes".into());
                         memory_bytes = None;
+                        overflowed = true;
                     }
                 }
             }
@@ -619,6 +624,31 @@ mod tests {
             memory.usage = Some(1 << 63);
             memory.stats = None;
         }
+        let u = Tracker::default().update(&t, &doc, &cap, 0);
+        assert_eq!(u.memory, None, "{u:?}");
+        assert!(u.implausible.unwrap().contains("2^64"));
+    }
+
+    #[test]
+    fn memory_stays_a_gap_after_an_overflow_whatever_the_containers_after_it_report() {
+        // Two containers at 2^63 bytes overflow the sum; a third with 100 MiB must not
+        // restart it (it did: 4.9 % of the task's memory was published).
+        let t = task(
+            r#"{"Limits":{"CPU":2,"Memory":2048},"Containers":[{"DockerId":"a"},{"DockerId":"b"},{"DockerId":"c"}]}"#,
+        );
+        let cap = t.capacity(INSTANCE);
+        let entry = |bytes: u64| {
+            format!(
+                r#"{{"read": "2026-12-02T00:00:00Z", "cpu_stats": {{"cpu_usage": {{"total_usage": 5}}}},
+                "memory_stats": {{"usage": {bytes}}}}}"#
+            )
+        };
+        let doc = stats(&format!(
+            r#"{{"a": {}, "b": {}, "c": {}}}"#,
+            entry(1 << 63),
+            entry(1 << 63),
+            entry(100 << 20)
+        ));
         let u = Tracker::default().update(&t, &doc, &cap, 0);
         assert_eq!(u.memory, None, "{u:?}");
         assert!(u.implausible.unwrap().contains("2^64"));
