@@ -120,7 +120,14 @@ struct Settled {
 
 async fn settle(config: &Config) -> Result<Settled, StartError> {
     let destination = Destination::prepare(config).await?;
-    let opening = scope::open(config)?;
+    let scope::Scoped {
+        opening,
+        unmeasured,
+    } = scope::open(config)?;
+    // Named in --metrics, so the user expects them: said at the default level.
+    for line in &unmeasured {
+        log::error!("{line}");
+    }
     let ec2 = if config.ec2_dimensions {
         dimensions::ec2::dimensions().await
     } else {

@@ -25,9 +25,11 @@ use crate::publish::{CloudWatch, DryRun, Emf, Format};
 use crate::sample::Source;
 use crate::sample::scope::{self, Opened, Opening};
 
-/// A step failed; its line is printed.
+/// A step failed; its line is printed. The status is the one a run with the same
+/// settings exits with: 2 for a setting that cannot work here (no region, a scope that
+/// cannot be measured), 1 for the rest.
 #[derive(Debug)]
-pub struct Failed;
+pub struct Failed(pub u8);
 
 /// One line on stdout. A closed stdout (`check | head -1`) is not worth a panic.
 fn say(line: std::fmt::Arguments) {
@@ -40,7 +42,17 @@ fn ok(step: &str, text: impl Display) {
 
 fn fail(step: &str, text: impl Display) -> Failed {
     say(format_args!("FAIL  {step}: {text}"));
-    Failed
+    Failed(1)
+}
+
+/// A failure that stops a run at start, with status 2.
+fn refuse(step: &str, text: impl Display) -> Failed {
+    Failed(fail(step, text).0 + 1)
+}
+
+/// Not a failure, but something the user asked for and will not get.
+fn warn(step: &str, text: impl Display) {
+    say(format_args!("warn  {step}: {text}"));
 }
 
 /// Runs every step in order; `Err` after the first that fails.
@@ -66,8 +78,11 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         }
     };
 
-    let opening = scope::open(config).map_err(|e| fail("sample", e))?;
-    let opened = match opening {
+    let scoped = scope::open(config).map_err(|e| refuse("sample", e))?;
+    for line in &scoped.unmeasured {
+        warn("sample", line);
+    }
+    let opened = match scoped.opening {
         Opening::Ready(opened) => opened,
         Opening::Ecs(mut connector) => {
             tokio::time::timeout(config.request_timeout, connector.connect())
@@ -170,7 +185,7 @@ async fn aws(
     let region_flag = region.is_some();
     let sdk = sdk_config(region, endpoint_url, config.request_timeout)
         .await
-        .map_err(|e| fail("region", e))?;
+        .map_err(|e| refuse("region", e))?;
     let region = sdk.region().map_or("", |r| r.as_ref());
     ok(
         "region",

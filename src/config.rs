@@ -163,21 +163,18 @@ impl Config {
         let request_timeout = parse_seconds("--request-timeout", &opts.request_timeout)?;
         let kind = output_kind(opts.dry_run, opts.output)?;
         // The send settings pace PutMetricData requests; EMF and dry-run lines are written
-        // as each window closes, so a fleet-wide setting must not stop them.
-        let (send_every, send_delay) = if kind == OutputArg::Cloudwatch {
-            let send_every = parse_send_every(&opts.send_every, period_secs)?;
-            let send_delay = parse_send_delay(&opts.send_delay, period_secs * send_every)?;
-            (send_every, send_delay)
-        } else {
-            for (flag, text, default) in [
-                ("--send-every", &opts.send_every, "1"),
-                ("--send-delay", &opts.send_delay, "auto"),
-            ] {
-                if text != default {
-                    log::debug!("{flag} {text:?} ignored: it paces PutMetricData requests only");
-                }
+        // as each window closes, so a fleet-wide setting must not stop them (a dry run
+        // still costs valid ones as the requests it previews).
+        let send = parse_send_every(&opts.send_every, period_secs).and_then(|every| {
+            parse_send_delay(&opts.send_delay, period_secs * every).map(|delay| (every, delay))
+        });
+        let (send_every, send_delay) = match send {
+            Ok(send) => send,
+            Err(e) if kind == OutputArg::Cloudwatch => return Err(e),
+            Err(e) => {
+                log::debug!("ignored, as it paces PutMetricData requests only: {e}");
+                (1, SendDelay::Auto)
             }
-            (1, SendDelay::Auto)
         };
         let scope = resolve_scope(
             opts.scope,

@@ -58,12 +58,11 @@ fn run() -> ExitCode {
         }
     };
     if mode == Mode::Check {
-        let passed = runtime.block_on(check::run(&config)).is_ok();
+        let checked = runtime.block_on(check::run(&config));
         runtime.shutdown_background();
-        return if passed {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
+        return match checked {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(check::Failed(status)) => ExitCode::from(status),
         };
     }
     let outcome = runtime.block_on(agent::run(&config));
@@ -91,9 +90,19 @@ fn exit_status(config: &Config, outcome: &Outcome) -> u8 {
         child_status,
     } = *outcome;
     let on_stdout = !matches!(config.output, Output::CloudWatch { .. });
+    if report.unanswered > 0 {
+        stdio::eprintln(format_args!(
+            "error: {} {} were sent, but CloudWatch had not answered when the flush timeout \
+             ({:?}) ended: they may or may not have been stored",
+            report.unanswered, report.unit, config.flush_timeout
+        ));
+    }
     if closed.is_none() && report.unflushed > 0 {
         let (what, earlier) = match report.dropped {
-            _ if !on_stdout => ("could not be delivered", String::new()),
+            _ if !on_stdout => (
+                "could not be delivered",
+                ": CloudWatch had not accepted them".to_owned(),
+            ),
             0 => ("were not written to stdout", String::new()),
             n => (
                 "were not written to stdout",
@@ -118,7 +127,8 @@ fn exit_status(config: &Config, outcome: &Outcome) -> u8 {
     match closed {
         // `--dry-run | head`: the preview was cut short on purpose.
         Some(Closed(failure)) if failure.reader_gone() && config.output == Output::DryRun => 0,
-        Some(Closed(failure)) if failure.reader_gone() => {
+        // `>&-`, or a reader that left: either way nothing can be written.
+        Some(Closed(failure)) if failure.reader_gone() || failure.descriptor_closed() => {
             stdio::eprintln(format_args!(
                 "error: stdout is closed: the {} have nowhere to go",
                 report.unit
@@ -132,7 +142,7 @@ fn exit_status(config: &Config, outcome: &Outcome) -> u8 {
             ));
             1
         }
-        None if report.unflushed > 0 => 1,
+        None if report.unflushed > 0 || report.unanswered > 0 => 1,
         None => 0,
     }
 }

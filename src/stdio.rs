@@ -22,6 +22,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,30 @@ pub const STDOUT_CAPACITY: usize = 1 << 20;
 pub const STDERR_CAPACITY: usize = 256 << 10;
 /// The writer thread only loops over `write(2)`.
 const THREAD_STACK: usize = 64 << 10;
+
+/// Whether descriptor 1 was closed when the process started (`>&-`). Rust's runtime puts
+/// `/dev/null` on a closed standard descriptor before `main` runs, so documents would
+/// vanish there with status 0; the look is taken earlier, from the ELF `.init_array`,
+/// which the C runtime runs before `main` (as the `ctor` crate does).
+static STDOUT_CLOSED_AT_START: AtomicBool = AtomicBool::new(false);
+
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static LOOK_AT_STDOUT_BEFORE_MAIN: extern "C" fn() = look_at_stdout;
+
+#[cfg(target_os = "linux")]
+extern "C" fn look_at_stdout() {
+    // SAFETY: F_GETFD reads a descriptor's flags and changes nothing; on a closed one it
+    // fails with EBADF.
+    let closed = unsafe { nix::libc::fcntl(1, nix::libc::F_GETFD) } == -1;
+    STDOUT_CLOSED_AT_START.store(closed, Ordering::Relaxed);
+}
+
+/// Whether stdout was closed when the agent started (Linux; elsewhere never known).
+pub fn stdout_closed_at_start() -> bool {
+    STDOUT_CLOSED_AT_START.load(Ordering::Relaxed)
+}
 
 /// Why an outlet stopped writing: the error of the write that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +78,11 @@ impl Failure {
             kind: e.kind(),
             code: e.raw_os_error(),
         }
+    }
+
+    /// There was no stdout to begin with (`>&-`): EBADF.
+    pub fn descriptor_closed(&self) -> bool {
+        self.code == Some(nix::errno::Errno::EBADF as i32)
     }
 
     /// The reader closed its end (EPIPE): nothing written from now on can arrive.
@@ -235,9 +265,19 @@ impl Outlet {
         }
     }
 
-    /// Stdout, for documents, watched for its reader's departure.
+    /// Stdout, for documents, watched for its reader's departure. A stdout that was
+    /// closed when the agent started (`>&-`) fails at once: descriptor 1 then holds the
+    /// `/dev/null` Rust's runtime put there, not a destination.
     pub fn stdout() -> Outlet {
-        let dup = || io::stdout().as_fd().try_clone_to_owned();
+        let dup = || {
+            if stdout_closed_at_start() {
+                Err(io::Error::from_raw_os_error(
+                    nix::errno::Errno::EBADF as i32,
+                ))
+            } else {
+                io::stdout().as_fd().try_clone_to_owned()
+            }
+        };
         Outlet::new("stdout", dup(), STDOUT_CAPACITY).watching(dup())
     }
 

@@ -8,7 +8,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use common::proxy::{Fault, FaultProxy};
-use common::{Agent, TestServer};
+use common::{Agent, TestServer, agent_command};
 
 const NAMESPACE: &str = "Test/Check";
 
@@ -86,13 +86,32 @@ async fn check_names_its_sources_sends_one_sample_and_never_prints_secrets() {
 }
 
 #[test]
-fn without_a_region_check_says_so_and_exits_1() {
+fn without_a_region_check_says_so_and_exits_2_as_a_run_does() {
     let env = [
         ("AWS_ACCESS_KEY_ID", "AKIDTEST".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "test-secret".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
     ];
     let (status, out, _) = check(&["--scope", "host"], &env);
-    assert_eq!(status.code(), Some(1));
+    let run = agent_command(
+        &[
+            "--namespace",
+            NAMESPACE,
+            "--service",
+            "web",
+            "--scope",
+            "host",
+        ],
+        &env,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(run.status.code(), Some(2), "a run refuses to start");
+    assert_eq!(
+        status.code(),
+        run.status.code(),
+        "check agrees with the run"
+    );
     let fail = line(&out, "FAIL");
     assert!(
         fail.starts_with("FAIL  region: no AWS region") && fail.contains("AWS_REGION"),
@@ -290,4 +309,54 @@ fn help_tells_of_check_and_check_help_describes_it() {
             && !check_help.contains("CMD"),
         "{check_help}"
     );
+}
+
+/// Pressure on cgroup v1 under `auto`: not fatal, but the user named it, so a run says
+/// so at the default level and `check` shows a warn line (and still passes).
+#[test]
+fn a_named_metric_auto_cannot_measure_is_a_warn_in_check_and_an_error_in_a_run() {
+    let root = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/cgroup/v1-quota"
+    );
+    let env = [("AWS_EC2_METADATA_DISABLED", "true".to_owned())];
+    let args = [
+        "--dry-run",
+        "--root",
+        root,
+        "--metrics",
+        "cpu,memory,pressure",
+    ];
+    let (status, out, _) = check(&args, &env);
+    assert_eq!(status.code(), Some(0), "{out:#?}");
+    let warns: Vec<&String> = out
+        .iter()
+        .filter(|l| l.starts_with("warn  sample:"))
+        .collect();
+    assert_eq!(warns.len(), 3, "{out:#?}");
+    assert!(
+        warns[0].contains("CPUPressure") && warns[0].contains("cgroup v1"),
+        "{warns:#?}"
+    );
+    assert!(!out.iter().any(|l| l.starts_with("FAIL")), "{out:#?}");
+    // The run, without RUST_LOG: the default level shows it.
+    let mut agent = Agent::spawn(
+        &[
+            &[
+                "--namespace",
+                NAMESPACE,
+                "--service",
+                "web",
+                "--period",
+                "1",
+            ][..],
+            &args,
+        ]
+        .concat(),
+        &env,
+    );
+    let line = agent.wait_for_log(&["CPUPressure cannot be measured"], Duration::from_secs(10));
+    assert!(line.contains("ERROR"), "{line}");
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(5)).success());
 }

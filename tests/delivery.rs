@@ -214,6 +214,9 @@ fn sigterm_during_an_outage_exits_1_within_the_flush_timeout_and_counts_the_loss
         .unwrap_or_else(|| panic!("says how many datums were lost:\n{log}"));
     let lost: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(lost >= 2, "{line}");
+    // Every answer was a 503: not accepted, said as such.
+    assert!(line.contains("CloudWatch had not accepted them"), "{line}");
+    assert!(!log.contains("had not answered"), "{log}");
 }
 
 #[test]

@@ -286,6 +286,31 @@ fn emf_into_a_closed_pipe_exits_1_saying_the_metrics_have_nowhere_to_go() {
     );
 }
 
+/// `>&-`: Rust's runtime puts /dev/null on a closed descriptor before `main`, where EMF
+/// documents vanished with status 0; a dry run must not pass silently either (unlike
+/// `| head`, nobody chose to stop reading).
+#[test]
+fn emf_and_dry_run_with_stdout_closed_at_start_exit_1_in_one_line() {
+    for (output, unit) in [("emf", "documents"), ("dry-run", "lines")] {
+        let started = Instant::now();
+        let out = common::launched_agent(
+            &["sh", "-c", "exec \"$0\" \"$@\" >&-"],
+            &args(&["--output", output], &[]),
+            &[],
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{output}: {stderr}");
+        assert_eq!(
+            stderr.trim(),
+            format!("error: stdout is closed: the {unit} have nowhere to go")
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "at once");
+    }
+}
+
 #[test]
 fn wrapper_mode_with_a_closed_stdout_reports_once_and_exits_with_the_commands_status() {
     let (reader, writer) = std::io::pipe().unwrap();

@@ -50,8 +50,12 @@ pub struct Report {
     /// Dropped while running: a buffer full, too old for CloudWatch, or rejected as
     /// invalid. Each kind of drop is logged.
     pub dropped: u64,
-    /// Still held when the flush deadline passed (or the destination closed).
+    /// Still held when the flush deadline passed (or the destination closed): not
+    /// accepted.
     pub unflushed: u64,
+    /// Sent in a request that had no answer when the flush deadline passed: CloudWatch
+    /// may or may not have stored them.
+    pub unanswered: u64,
     /// What is counted: "datums", "documents", "lines".
     pub unit: &'static str,
 }
@@ -63,6 +67,7 @@ impl Report {
             delivered: 0,
             dropped: 0,
             unflushed: 0,
+            unanswered: 0,
             unit,
         }
     }
@@ -72,8 +77,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {} delivered, {} dropped, {} not delivered",
-            self.delivered, self.unit, self.dropped, self.unflushed
+            "{} {} delivered, {} dropped, {} not delivered, {} sent without an answer",
+            self.delivered, self.unit, self.dropped, self.unflushed, self.unanswered
         )
     }
 }

@@ -122,6 +122,7 @@ impl Delivery for Queued {
                 log::error!("delivery task failed: {e}");
                 Report {
                     unflushed: self.handed_over,
+                    unanswered: 0,
                     ..Report::empty(UNIT)
                 }
             }
@@ -222,13 +223,8 @@ async fn deliver<P: Publisher>(
         match outcome {
             Some(Ok(())) => queue.delivered(request.metric_data),
             Some(Err(e)) => queue.failed(request.metric_data, &e),
-            None => {
-                log::error!(
-                    "flush timeout reached while publishing {} datums",
-                    request.metric_data.len()
-                );
-                queue.requeue(request.metric_data);
-            }
+            // Sent, and no answer yet: whether CloudWatch stored them is unknown.
+            None => queue.report.unanswered += request.metric_data.len() as u64,
         }
     }
     if let Some(drops) = queue.dropping {
@@ -654,6 +650,7 @@ mod tests {
                 delivered: 199,
                 dropped: 1,
                 unflushed: 0,
+                unanswered: 0,
                 unit: "datums"
             }
         );
@@ -680,6 +677,7 @@ mod tests {
                 delivered: 5,
                 dropped: 15,
                 unflushed: 0,
+                unanswered: 0,
                 unit: "datums"
             }
         );
@@ -714,6 +712,7 @@ mod tests {
                 delivered: 2,
                 dropped: 2,
                 unflushed: 0,
+                unanswered: 0,
                 unit: "datums"
             }
         );

@@ -101,6 +101,7 @@ impl<F: Format> Delivery for Printed<F> {
             delivered: progress.written,
             dropped: progress.dropped,
             unflushed: progress.pending as u64,
+            unanswered: 0,
             unit: F::UNIT,
         }
     }

@@ -65,15 +65,34 @@ pub enum Opening {
     Ecs(EcsConnector),
 }
 
+/// The scope, opened or waiting, and the metrics of `--metrics` it cannot measure here.
+/// Under `auto` those are not fatal, but the user named them: a run says each at the
+/// default log level, `check` as a `warn` line.
+#[derive(Debug)]
+pub struct Scoped {
+    pub opening: Opening,
+    /// One sentence per metric left out, and why.
+    pub unmeasured: Vec<String>,
+}
+
 /// Opens the configured scope under its root as far as files allow.
-pub fn open(config: &Config) -> Result<Opening, ScopeError> {
+pub fn open(config: &Config) -> Result<Scoped, ScopeError> {
+    let mut unmeasured = Vec::new();
+    let opening = open_noting(config, &mut unmeasured)?;
+    Ok(Scoped {
+        opening,
+        unmeasured,
+    })
+}
+
+fn open_noting(config: &Config, unmeasured: &mut Vec<String>) -> Result<Opening, ScopeError> {
     let root = config.root.as_path();
     let kernel = Kernel {
         wanted: config.metrics,
         watch_oom: !config.command.is_empty(),
     };
     let opened = match &config.scope {
-        Scope::Host => host(root, "asked for", kernel, true)?,
+        Scope::Host => host(root, "asked for", kernel, true, unmeasured)?,
         Scope::Cgroup => {
             let source = match cgroup::detect(root) {
                 Ok(Some(layout)) => CgroupSource::new(root, layout),
@@ -81,25 +100,28 @@ pub fn open(config: &Config) -> Result<Opening, ScopeError> {
                 Err(e) => Err(e),
             }
             .map_err(|e| ScopeError::Cgroup(e.to_string()))?;
-            cgroup_opened(source, "asked for", kernel, true)?
+            cgroup_opened(source, "asked for", kernel, true, unmeasured)?
         }
         Scope::CgroupOrHost => match auto_cgroup(root) {
-            Ok((source, why)) => cgroup_opened(source, why, kernel, false)?,
+            Ok((source, why)) => cgroup_opened(source, why, kernel, false, unmeasured)?,
             Err(why) => {
                 if config.metrics.contains(Metric::Throttled) {
-                    log::warn!("CPU throttling is measured only in the cgroup scope; not sent");
+                    unmeasured.push(format!(
+                        "{} is measured only in the cgroup scope, and {why}: not sent",
+                        Metric::Throttled.name()
+                    ));
                 }
-                host(root, &why, kernel, false)?
+                host(root, &why, kernel, false, unmeasured)?
             }
         },
         Scope::EcsTask { metadata_uri, .. } => {
             // Asked for by name, the config refused them already.
             for metric in config.metrics.iter().filter(|m| kernel_metric(*m)) {
-                log::warn!(
+                unmeasured.push(format!(
                     "{} is not in the ECS task metadata: not sent (measure it with --scope \
                      cgroup in the container instead)",
                     metric.name()
-                );
+                ));
             }
             let alarm = Alarm::new(config.period_secs);
             return Ok(Opening::Ecs(EcsConnector::new(metadata_uri, root, alarm)));
@@ -129,6 +151,7 @@ impl Kernel {
         places: &Places,
         scope: &'static str,
         explicit: bool,
+        unmeasured: &mut Vec<String>,
     ) -> Result<KernelFiles, ScopeError> {
         let (files, unavailable) = KernelFiles::open(places, self.wanted, self.watch_oom);
         for Unavailable { metric, reason } in unavailable {
@@ -144,18 +167,24 @@ impl Kernel {
                     reason,
                 });
             }
-            log::warn!(
+            unmeasured.push(format!(
                 "{} cannot be measured in the {scope} scope here, not sent: {reason}",
                 metric.name()
-            );
+            ));
         }
         Ok(files)
     }
 }
 
 #[cfg(not(target_os = "macos"))]
-fn host(root: &Path, why: &str, kernel: Kernel, explicit: bool) -> Result<Opened, ScopeError> {
-    let files = kernel.open(&Places::host(root), "host", explicit)?;
+fn host(
+    root: &Path,
+    why: &str,
+    kernel: Kernel,
+    explicit: bool,
+    unmeasured: &mut Vec<String>,
+) -> Result<Opened, ScopeError> {
+    let files = kernel.open(&Places::host(root), "host", explicit, unmeasured)?;
     Ok(Opened {
         source: ScopedSource::Host(Box::new(super::host_source(root).with_kernel(files))),
         what: format!("host, the whole machine ({why})"),
@@ -164,10 +193,16 @@ fn host(root: &Path, why: &str, kernel: Kernel, explicit: bool) -> Result<Opened
 
 /// macOS has no OOM kill counter or PSI to read.
 #[cfg(target_os = "macos")]
-fn host(root: &Path, why: &str, kernel: Kernel, explicit: bool) -> Result<Opened, ScopeError> {
+fn host(
+    root: &Path,
+    why: &str,
+    kernel: Kernel,
+    explicit: bool,
+    unmeasured: &mut Vec<String>,
+) -> Result<Opened, ScopeError> {
     let no_proc =
         Places::unavailable("macOS has no OOM kill counter or pressure stall information");
-    kernel.open(&no_proc, "host", explicit)?;
+    kernel.open(&no_proc, "host", explicit, unmeasured)?;
     Ok(Opened {
         source: ScopedSource::Host(Box::new(super::host_source(root))),
         what: format!("host, the whole machine ({why})"),
@@ -201,8 +236,14 @@ fn cgroup_opened(
     why: &str,
     kernel: Kernel,
     explicit: bool,
+    unmeasured: &mut Vec<String>,
 ) -> Result<Opened, ScopeError> {
-    let files = kernel.open(&Places::cgroup(source.layout()), "cgroup", explicit)?;
+    let files = kernel.open(
+        &Places::cgroup(source.layout()),
+        "cgroup",
+        explicit,
+        unmeasured,
+    )?;
     let source = source.with_kernel(files);
     let limits = source.limits();
     let what = format!(
