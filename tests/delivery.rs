@@ -208,15 +208,17 @@ fn sigterm_during_an_outage_exits_1_within_the_flush_timeout_and_counts_the_loss
         took < Duration::from_millis(3500),
         "exit {took:?} after SIGTERM"
     );
-    let line = log
+    // Refused requests are "not accepted"; one the deadline cut off while it was out
+    // may have been stored, and is said apart. Either way the count is there.
+    let lost: u64 = log
         .lines()
-        .find(|l| l.contains("could not be delivered"))
-        .unwrap_or_else(|| panic!("says how many datums were lost:\n{log}"));
-    let lost: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert!(lost >= 2, "{line}");
-    // Every answer was a 503: not accepted, said as such.
-    assert!(line.contains("CloudWatch had not accepted them"), "{line}");
-    assert!(!log.contains("had not answered"), "{log}");
+        .filter(|l| l.contains("could not be delivered") || l.contains("were sent, but"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(lost >= 2, "says how many datums were lost:\n{log}");
+    if let Some(line) = log.lines().find(|l| l.contains("could not be delivered")) {
+        assert!(line.contains("CloudWatch had not accepted them"), "{line}");
+    }
 }
 
 #[test]
