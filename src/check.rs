@@ -191,19 +191,15 @@ async fn aws(
         "region",
         format_args!("{region} (from {})", region_source(region_flag, region)),
     );
-    match sdk.endpoint_url() {
-        Some(url) => ok(
-            "endpoint",
-            format_args!(
-                "{} (from --endpoint-url or AWS_ENDPOINT_URL)",
-                crate::redact::url(url)
-            ),
-        ),
-        None => ok(
-            "endpoint",
-            format_args!("CloudWatch's endpoint in {region}"),
-        ),
-    }
+    let (url, source) = cloudwatch::endpoint(&sdk);
+    ok(
+        "endpoint",
+        format_args!("{} (from {source})", crate::redact::url(&url)),
+    );
+    ok(
+        "proxy",
+        format_args!("CloudWatch {}", crate::proxy::route(&url)),
+    );
     credentials(&sdk, config.request_timeout).await?;
     Ok(CloudWatch::new(&sdk, config.request_timeout))
 }

@@ -4,6 +4,8 @@
 //! [`MAX_AWS_RESPONSE_BYTES`] and a failed call, never its memory. The SDK's own client
 //! reads whatever comes.
 
+use aws_smithy_http_client::Connector;
+use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
@@ -20,14 +22,75 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 pub const MAX_AWS_RESPONSE_BYTES: usize = 64 << 10;
 
 /// The rustls (ring) HTTPS client, with every answer capped at `MAX_AWS_RESPONSE_BYTES`.
+/// Where a proxy variable is set ([`crate::proxy`]), requests go through the SDK's own
+/// proxy support, except those to link-local addresses.
 pub fn aws_client() -> SharedHttpClient {
-    let inner = aws_smithy_http_client::Builder::new()
+    let direct = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
+    let inner = if crate::proxy::configured() {
+        let proxied = aws_smithy_http_client::Builder::new().build_with_connector_fn(
+            |settings, components| {
+                let mut connector = Connector::builder();
+                connector.set_connector_settings(settings.cloned());
+                connector.set_sleep_impl(components.and_then(|c| c.sleep_impl()));
+                connector
+                    .proxy_config(ProxyConfig::from_env())
+                    .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+                    .build()
+            },
+        );
+        SharedHttpClient::new(Routed { proxied, direct })
+    } else {
+        direct
+    };
     SharedHttpClient::new(Capped {
         inner,
         limit: MAX_AWS_RESPONSE_BYTES,
     })
+}
+
+/// Requests to link-local addresses (instance metadata, container credentials) go
+/// `direct`; the rest through `proxied`, whose proxy settings decide.
+#[derive(Debug, Clone)]
+struct Routed {
+    proxied: SharedHttpClient,
+    direct: SharedHttpClient,
+}
+
+impl HttpClient for Routed {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(RoutedConnector {
+            proxied: self.proxied.http_connector(settings, components),
+            direct: self.direct.http_connector(settings, components),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RoutedConnector {
+    proxied: SharedHttpConnector,
+    direct: SharedHttpConnector,
+}
+
+impl HttpConnector for RoutedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let link_local = request
+            .uri()
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| uri.host().map(crate::proxy::is_link_local))
+            .unwrap_or(false);
+        if link_local {
+            self.direct.call(request)
+        } else {
+            self.proxied.call(request)
+        }
+    }
 }
 
 /// An HTTP client whose answers are read whole, up to `limit` bytes.

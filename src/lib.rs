@@ -10,7 +10,9 @@
 //! - [`domain`]: the vocabulary: metrics, dimensions (and the one validator every
 //!   dimension passes), aggregation modes, a closed window.
 //! - [`redact`]: outside text made safe to log (cut, escaped, secrets replaced).
-//! - [`http`]: the HTTPS client of every AWS call, with a cap on each answer's size.
+//! - [`proxy`]: which requests go through an egress proxy (`HTTPS_PROXY`, `NO_PROXY`).
+//! - [`http`]: the HTTPS client of every AWS call, with a cap on each answer's size,
+//!   through the proxy where one is set.
 //! - [`alarm`]: a failure that lasts (sampling, delivery, stdout) said at the default
 //!   log level.
 //! - [`dimensions`]: the dimensions of a run from every source (`--service`,
@@ -56,6 +58,7 @@ pub mod http;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod no_libm;
 pub mod pipeline;
+pub mod proxy;
 pub mod publish;
 pub mod redact;
 pub mod sample;

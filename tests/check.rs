@@ -129,10 +129,10 @@ fn without_credentials_check_lists_what_it_tried_on_one_line_and_sends_nothing()
     assert_eq!(status.code(), Some(1));
     assert_eq!(
         out.len(),
-        4,
-        "config, region, endpoint, then the failure: {out:#?}"
+        5,
+        "config, region, endpoint, proxy, then the failure: {out:#?}"
     );
-    let fail = &out[3];
+    let fail = &out[4];
     assert!(
         fail.starts_with("FAIL  credentials: none found")
             && fail.contains("Environment")
@@ -359,4 +359,30 @@ fn a_named_metric_auto_cannot_measure_is_a_warn_in_check_and_an_error_in_a_run()
     assert!(line.contains("ERROR"), "{line}");
     agent.signal("TERM");
     assert!(agent.wait(Duration::from_secs(5)).success());
+}
+
+/// `AWS_ENDPOINT_URL_CLOUDWATCH` wins over `AWS_ENDPOINT_URL` in the SDK: check names the
+/// endpoint the request really goes to.
+#[test]
+fn check_names_the_service_specific_endpoint_it_uses() {
+    let server = TestServer::start();
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut env = server.agent_env();
+    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{dead}")));
+    env.push(("AWS_ENDPOINT_URL_CLOUDWATCH", server.endpoint.clone()));
+    let (status, out, _) = check(&["--scope", "host"], &env);
+    assert_eq!(status.code(), Some(0), "{out:#?}");
+    assert_eq!(
+        line(&out, "ok    endpoint:"),
+        format!(
+            "ok    endpoint: {} (from AWS_ENDPOINT_URL_CLOUDWATCH or the profile's services section)",
+            server.endpoint
+        )
+    );
+    assert_eq!(server.accepted_puts().len(), 1);
 }

@@ -321,13 +321,12 @@ impl CloudWatch {
     /// A client for a loaded configuration (see [`sdk_config`]) whose attempts last at
     /// most `request_timeout`.
     pub fn new(config: &SdkConfig, request_timeout: Duration) -> Self {
+        let (url, _) = endpoint(config);
         log::info!(
-            "publishing to CloudWatch in {}{}",
+            "publishing to CloudWatch in {} at {}, {}",
             config.region().map_or("", |r| r.as_ref()),
-            config
-                .endpoint_url()
-                .map(|url| format!(" at {}", redact::url(url)))
-                .unwrap_or_default()
+            redact::url(&url),
+            crate::proxy::route(&url)
         );
         CloudWatch {
             client: Client::new(config),
@@ -369,6 +368,46 @@ pub async fn sdk_config(
         return Err(ConnectError::NoRegion);
     }
     Ok(config)
+}
+
+/// The CloudWatch endpoint a client made from `sdk` sends to, and where that came from,
+/// decided as the SDK decides it: `--endpoint-url`, else the service's own setting
+/// (`AWS_ENDPOINT_URL_CLOUDWATCH` or the profile's `services` section), else
+/// `AWS_ENDPOINT_URL`, else the region's endpoint.
+pub fn endpoint(sdk: &SdkConfig) -> (String, &'static str) {
+    use aws_types::service_config::ServiceConfigKey;
+    if sdk.get_origin("endpoint_url").is_client_config()
+        && let Some(url) = sdk.endpoint_url()
+    {
+        return (url.to_owned(), "--endpoint-url");
+    }
+    let key = ServiceConfigKey::builder()
+        .service_id("CloudWatch")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build();
+    if let Some(url) = key
+        .ok()
+        .and_then(|key| sdk.service_config().and_then(|c| c.load_config(key)))
+    {
+        return (
+            url,
+            "AWS_ENDPOINT_URL_CLOUDWATCH or the profile's services section",
+        );
+    }
+    if let Some(url) = sdk.endpoint_url() {
+        return (url.to_owned(), "AWS_ENDPOINT_URL or the profile");
+    }
+    let region = sdk.region().map_or("", |r| r.as_ref());
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    (
+        format!("https://monitoring.{region}.{domain}"),
+        "CloudWatch's endpoint in the region",
+    )
 }
 
 impl Publisher for CloudWatch {

@@ -7,6 +7,7 @@ pub mod cgroup;
 pub mod http;
 pub mod metadata;
 pub mod proxy;
+pub mod tinyproxy;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,175 @@
+//! Egress proxies: `HTTP_PROXY`/`HTTPS_PROXY` (either case) and `NO_PROXY`, through a
+//! real forward proxy (Debian's tinyproxy, [`common::tinyproxy`]) in front of the test
+//! server, whose host name only the proxy can resolve. With a password too, which the
+//! agent never prints.
+
+mod common;
+
+use std::time::Duration;
+
+use common::tinyproxy::{PROXIED_HOST, Tinyproxy};
+use common::{Agent, TestServer};
+
+const NAMESPACE: &str = "Test/Proxy";
+
+/// The server's URL with its host replaced by the name only the proxy resolves.
+fn proxied_endpoint(server: &TestServer) -> String {
+    server.endpoint.replace("127.0.0.1", PROXIED_HOST)
+}
+
+fn env_for(endpoint: &str, proxy: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ];
+    env.extend_from_slice(proxy);
+    env
+}
+
+/// Runs `check` to its end: status and stdout lines.
+fn check(env: &[(&str, String)]) -> (Option<i32>, Vec<String>) {
+    let mut agent = Agent::spawn(
+        &["check", "-n", NAMESPACE, "-s", "web", "--scope", "host"],
+        env,
+    );
+    let status = agent.wait(Duration::from_secs(30));
+    (status.code(), agent.stdout.iter().collect())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn check_and_a_run_go_through_http_proxy_in_either_case() {
+    let Some(proxy) = Tinyproxy::start("check_and_a_run_go_through_http_proxy", None) else {
+        return;
+    };
+    let server = TestServer::start();
+    let endpoint = proxied_endpoint(&server);
+    // Without the proxy the host cannot even be resolved.
+    let (code, out) = check(&env_for(&endpoint, &[]));
+    assert_eq!(code, Some(1), "{out:#?}");
+    assert!(out.iter().any(|l| l.starts_with("FAIL  send:")), "{out:#?}");
+    assert_eq!(server.call_count(), 0);
+
+    let (code, out) = check(&env_for(&endpoint, &[("HTTP_PROXY", proxy.url.clone())]));
+    assert_eq!(code, Some(0), "{out:#?}");
+    let line = out
+        .iter()
+        .find(|l| l.starts_with("ok    proxy:"))
+        .expect("a proxy line");
+    assert_eq!(
+        line,
+        &format!(
+            "ok    proxy: CloudWatch through the proxy {}/ (from HTTP_PROXY)",
+            proxy.url
+        )
+    );
+    assert_eq!(
+        server.accepted_puts().len(),
+        1,
+        "check's one request arrived"
+    );
+
+    // A run, with the lower-case spelling: the data arrives and reads back.
+    let mut agent = Agent::spawn(
+        &[
+            "-n", NAMESPACE, "-s", "run", "--scope", "host", "--period", "1",
+        ],
+        &env_for(&endpoint, &[("http_proxy", proxy.url.clone())]),
+    );
+    common::wait_until(
+        Duration::from_secs(20),
+        "a window through the proxy",
+        || (server.accepted_puts().len() >= 2).then_some(()),
+    );
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(10)).success());
+    let stats = server
+        .statistics_around_now(NAMESPACE, "MemoryUtilization", "run")
+        .await;
+    assert!(stats.sample_count().unwrap_or(0.0) >= 1.0, "{stats:?}");
+    let requests = proxy.requests();
+    assert!(
+        requests.len() >= 3
+            && requests
+                .iter()
+                .all(|r| r.starts_with(&format!("POST {endpoint}"))),
+        "every request went through the proxy: {requests:#?}"
+    );
+}
+
+#[test]
+fn no_proxy_exempts_the_endpoint() {
+    let Some(proxy) = Tinyproxy::start("no_proxy_exempts_the_endpoint", None) else {
+        return;
+    };
+    let server = TestServer::start();
+    let env = env_for(
+        &server.endpoint,
+        &[
+            ("HTTP_PROXY", proxy.url.clone()),
+            ("HTTPS_PROXY", proxy.url.clone()),
+            ("NO_PROXY", "example.com,127.0.0.1".to_owned()),
+        ],
+    );
+    let (code, out) = check(&env);
+    assert_eq!(code, Some(0), "{out:#?}");
+    let line = out.iter().find(|l| l.starts_with("ok    proxy:")).unwrap();
+    assert!(
+        line.contains("directly") && line.contains("NO_PROXY"),
+        "{line}"
+    );
+    assert_eq!(server.accepted_puts().len(), 1);
+    assert!(proxy.requests().is_empty(), "{:#?}", proxy.requests());
+}
+
+#[test]
+fn a_proxy_password_works_and_is_never_printed() {
+    const PASSWORD: &str = "pr0xy-s3cret";
+    let Some(proxy) = Tinyproxy::start("a_proxy_password_works", Some(("alice", PASSWORD))) else {
+        return;
+    };
+    let server = TestServer::start();
+    let endpoint = proxied_endpoint(&server);
+    let with_auth = proxy
+        .url
+        .replace("http://", &format!("http://alice:{PASSWORD}@"));
+    let mut env = env_for(
+        &endpoint,
+        &[
+            ("HTTPS_PROXY", with_auth.clone()),
+            ("HTTP_PROXY", with_auth),
+        ],
+    );
+    let (code, out) = check(&env);
+    assert_eq!(code, Some(0), "{out:#?}");
+    assert!(!out.join("\n").contains(PASSWORD), "{out:#?}");
+    assert_eq!(server.accepted_puts().len(), 1);
+
+    // A run at debug level: it logs the route, never the password.
+    env.push(("RUST_LOG", "debug".to_owned()));
+    let mut agent = Agent::spawn(
+        &[
+            "-n", NAMESPACE, "-s", "web", "--scope", "host", "--period", "1",
+        ],
+        &env,
+    );
+    let route = agent.wait_for_log(&["publishing to CloudWatch in"], Duration::from_secs(10));
+    assert!(route.contains("through the proxy"), "{route}");
+    common::wait_until(
+        Duration::from_secs(20),
+        "a window through the proxy",
+        || (server.accepted_puts().len() >= 2).then_some(()),
+    );
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(10)).success());
+    let log = agent.rest_of_log().join("\n") + &agent.log.join("\n");
+    assert!(!log.contains(PASSWORD), "the password was logged");
+
+    // The wrong password: refused by the proxy, said by check.
+    let wrong = proxy.url.replace("http://", "http://alice:wrong@");
+    let (code, out) = check(&env_for(&endpoint, &[("HTTP_PROXY", wrong)]));
+    assert_eq!(code, Some(1), "{out:#?}");
+    assert!(out.iter().any(|l| l.starts_with("FAIL  send:")), "{out:#?}");
+}
