@@ -68,6 +68,8 @@ pub struct Supervisor {
     child: Pid,
     /// Signal the child's whole process group (`--signal-group`, like `tini -g`).
     group: bool,
+    /// The child's group was given the terminal, to be taken back when it exits.
+    terminal: bool,
     /// Signals received, from one small task per signal.
     received: mpsc::UnboundedReceiver<Signal>,
     /// A child exited (the command, an orphan, or one of the agent's own).
@@ -97,9 +99,24 @@ impl Supervisor {
             .ok_or_else(|| SpawnError::Other(String::new(), io::Error::other("empty command")))?;
         let mut cmd = Command::new(program);
         cmd.args(args);
+        let terminal = group && terminal_is_ours();
         if group {
             // Its own process group, so that one kill reaches the workers it forks.
             cmd.process_group(0);
+        }
+        if terminal {
+            // In a background group the command would be stopped (SIGTTIN) at its first
+            // read of the terminal: its group becomes the foreground one, as `tini -g`
+            // does. SIGTTOU is blocked around the call, which a background group makes.
+            // SAFETY: between fork and exec only async-signal-safe calls are made
+            // (sigprocmask, getpid, tcsetpgrp), on the child's own state.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let _ttou = TtouBlocked::new()?;
+                    let _ = nix::unistd::tcsetpgrp(io::stdin(), nix::unistd::getpid());
+                    Ok(())
+                });
+            }
         }
         let child = cmd.spawn().map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => SpawnError::NotFound(program.clone()),
@@ -110,9 +127,13 @@ impl Supervisor {
         // Dropping std's handle neither waits nor kills; reaping is ours (below).
         drop(child);
         log::info!("started {program} as pid {pid}");
+        if terminal {
+            log::info!("the command's process group has the terminal");
+        }
         Ok(Supervisor {
             child: pid,
             group,
+            terminal,
             received,
             sigchld,
             zombies: Vec::new(),
@@ -124,6 +145,9 @@ impl Supervisor {
     pub async fn wait(mut self) -> u8 {
         loop {
             if let Some(code) = self.reap() {
+                if self.terminal {
+                    take_terminal_back();
+                }
                 return code;
             }
             let next_look = self
@@ -218,6 +242,51 @@ impl Supervisor {
     /// Off Linux the agent adopts no orphans (no subreaper), so only the command is its.
     #[cfg(not(target_os = "linux"))]
     fn reap_orphans(&mut self, _now: Instant) {}
+}
+
+/// Whether stdin is a terminal whose foreground process group is the agent's own: only
+/// then is the terminal the agent's to hand to the command (not when it was started in
+/// the background, or with no terminal at all).
+fn terminal_is_ours() -> bool {
+    nix::unistd::tcgetpgrp(io::stdin()).is_ok_and(|fg| fg == nix::unistd::getpgrp())
+}
+
+/// Gives the terminal back to the agent's own process group once the command is gone,
+/// so that the shell that started the agent finds it as it left it.
+fn take_terminal_back() {
+    match TtouBlocked::new() {
+        Ok(_ttou) => {
+            if let Err(e) = nix::unistd::tcsetpgrp(io::stdin(), nix::unistd::getpgrp()) {
+                log::debug!("cannot take the terminal back: {e}");
+            }
+        }
+        Err(e) => log::debug!("cannot take the terminal back: {e}"),
+    }
+}
+
+/// SIGTTOU blocked in this thread for as long as the value lives: `tcsetpgrp` from a
+/// background group is then allowed instead of stopping the caller.
+struct TtouBlocked(nix::sys::signal::SigSet);
+
+impl TtouBlocked {
+    fn new() -> io::Result<Self> {
+        use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+        let mut ttou = SigSet::empty();
+        ttou.add(Signal::SIGTTOU);
+        let mut old = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old))?;
+        Ok(TtouBlocked(old))
+    }
+}
+
+impl Drop for TtouBlocked {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&self.0),
+            None,
+        );
+    }
 }
 
 /// Finding the exited children without reaping them.

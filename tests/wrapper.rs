@@ -496,3 +496,40 @@ fn as_pid_1_it_reaps_orphaned_zombies() {
     );
     assert!(Path::new("/proc/1").exists());
 }
+
+/// `--signal-group` on a terminal: the command's group gets the terminal (as `tini -g`
+/// gives it), so a command that reads it is not stopped by SIGTTIN, and SIGTERM then
+/// ends it. Run on a real pseudo-terminal by `tests/harness/pty_signal_group.py`.
+#[test]
+fn signal_group_hands_the_terminal_to_the_command_and_sigterm_ends_it() {
+    let agent = env!("CARGO_BIN_EXE_cloudwatch_metrics_agent");
+    let out = Command::new(common::python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/pty_signal_group.py"))
+        .args([
+            agent,
+            "--dry-run",
+            "-n",
+            "N",
+            "-s",
+            "w",
+            "--scope",
+            "host",
+            "--signal-group",
+        ])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(result["ready"], true, "{result}");
+    assert_eq!(
+        result["got_line"], true,
+        "the command read the terminal (not stopped by SIGTTIN): {result}"
+    );
+    assert_eq!(result["status"], 143, "SIGTERM ended the command: {result}");
+}

@@ -1,0 +1,65 @@
+"""Runs the agent in wrapper mode with --signal-group on a real pseudo-terminal, as an
+interactive shell would: the command reads the terminal, then SIGTERM must end it.
+
+Usage: pty_signal_group.py AGENT [AGENT ARGS...]. The agent wraps a shell that reads a
+line and echoes it, then reads again. Prints one JSON line: whether the command got the
+line, the agent's exit status, and whether the terminal came back to our group.
+Exits 0 when it ran to the end (the Rust test judges the result)."""
+
+import json
+import os
+import pty
+import select
+import signal
+import sys
+import time
+
+
+def read_until(fd, needle, deadline):
+    seen = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if needle in seen:
+                return True, seen
+    return False, seen
+
+
+def main():
+    agent = sys.argv[1:]
+    command = ["sh", "-c", 'echo ready; read line; echo "got $line"; read again; echo done']
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(agent[0], agent + ["--"] + command)
+    result = {}
+    ok, seen = read_until(fd, b"ready", time.monotonic() + 10)
+    result["ready"] = ok
+    os.write(fd, b"hello\n")
+    ok, more = read_until(fd, b"got hello", time.monotonic() + 5)
+    result["got_line"] = ok
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    status = None
+    while time.monotonic() < deadline:
+        done, raw = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = os.waitstatus_to_exitcode(raw)
+            break
+        read_until(fd, b"\0", time.monotonic() + 0.1)
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    result["status"] = status
+    result["output"] = (seen + more).decode(errors="replace")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
