@@ -42,6 +42,56 @@ pub struct Estimate {
     pub metrics: usize,
     /// Whether the estimate is of EMF.
     pub emf: bool,
+    /// Why each agent's metrics are its own (a dimension value that differs per agent),
+    /// or `None` when every agent of the service shares them.
+    pub own_metrics: Option<String>,
+}
+
+/// Dimension names whose values name one instance, task, container or pod: every agent
+/// that sends one publishes metrics of its own.
+const PER_AGENT_NAMES: [&str; 10] = [
+    "InstanceId",
+    "TaskId",
+    "TaskArn",
+    "ContainerId",
+    "ContainerName",
+    "PodName",
+    "Pod",
+    "PodId",
+    "Hostname",
+    "Host",
+];
+
+/// Why the agents of `config` each publish their own metrics: `--ec2-dimensions` (its
+/// `InstanceId`), a `--dimension` named like a per-instance value, or one whose value is
+/// this machine's host name. `None` when nothing says the values differ.
+fn own_metrics(config: &Config) -> Option<String> {
+    if config.ec2_dimensions {
+        return Some("InstanceId (--ec2-dimensions) differs per agent".to_owned());
+    }
+    let hostname = std::fs::read_to_string(config.root.join("proc/sys/kernel/hostname"))
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty());
+    config.dimensions.iter().find_map(|d| {
+        if PER_AGENT_NAMES
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(d.name()))
+        {
+            Some(format!(
+                "{} names one instance, so it differs per agent",
+                d.name()
+            ))
+        } else if hostname.as_deref() == Some(d.value()) {
+            Some(format!(
+                "{}={} is this machine's host name, so it differs per agent",
+                d.name(),
+                d.value()
+            ))
+        } else {
+            None
+        }
+    })
 }
 
 impl Estimate {
@@ -70,6 +120,7 @@ impl Estimate {
                 log_bytes: bytes * windows,
                 metrics: names.len(),
                 emf: true,
+                own_metrics: own_metrics(config),
             }
         } else {
             Estimate {
@@ -77,6 +128,7 @@ impl Estimate {
                 log_bytes: 0.0,
                 metrics: names.len(),
                 emf: false,
+                own_metrics: own_metrics(config),
             }
         }
     }
@@ -91,10 +143,15 @@ impl Estimate {
         self.metrics as f64 * USD_PER_METRIC_MONTH
     }
 
-    /// Dollars a month for `agents` such agents sharing their metrics (one service, the
-    /// same dimension values).
+    /// Dollars a month for `agents` such agents: sharing their metrics (one service, the
+    /// same dimension values), or each with its own.
     pub fn usd_fleet(&self, agents: u32) -> f64 {
-        f64::from(agents) * self.usd_traffic() + self.usd_metrics()
+        let metric_sets = if self.own_metrics.is_some() {
+            f64::from(agents)
+        } else {
+            1.0
+        };
+        f64::from(agents) * self.usd_traffic() + metric_sets * self.usd_metrics()
     }
 }
 
@@ -113,11 +170,14 @@ impl fmt::Display for Estimate {
                 dollars(self.usd_traffic())
             )
         };
+        let shared = match &self.own_metrics {
+            Some(why) => format!("each agent's own: {why}"),
+            None => "shared by every agent publishing the same dimension values".to_owned(),
+        };
         write!(
             f,
-            "about {} a month: {traffic} and {} custom metrics ({}, shared by every agent \
-             publishing the same dimension values); 1,000 such agents: {}. An estimate at \
-             {PRICES}, before the free tier",
+            "about {} a month: {traffic} and {} custom metrics ({}, {shared}); 1,000 such \
+             agents: {}. An estimate at {PRICES}, before the free tier",
             dollars(self.usd_traffic() + self.usd_metrics()),
             self.metrics,
             dollars(self.usd_metrics()),
@@ -202,6 +262,38 @@ mod tests {
         assert!(line.contains("2 custom metrics ($0.60"), "{line}");
         assert!(line.contains("1,000 such agents: $438.60"), "{line}");
         assert!(line.contains("read 2026-12-02"), "{line}");
+    }
+
+    #[test]
+    fn agents_with_their_own_dimension_values_pay_for_their_own_metrics() {
+        // The shipped systemd setup: --ec2-dimensions. 1,000 agents: 1000 × ($0.438 +
+        // $0.60), where shared metrics would be 1000 × $0.438 + $0.60.
+        let e = Estimate::of(&config(&["--ec2-dimensions"]));
+        assert!(
+            (e.usd_fleet(1000) - 1038.0).abs() < 1.0,
+            "{}",
+            e.usd_fleet(1000)
+        );
+        let line = e.to_string();
+        assert!(line.contains("1,000 such agents: $1,038.00"), "{line}");
+        assert!(line.contains("each agent's own: InstanceId"), "{line}");
+        let e = Estimate::of(&config(&["--dimension", "TaskId=abc"]));
+        assert!(e.to_string().contains("TaskId names one instance"), "{e}");
+        // A dimension that says nothing of the agent: shared.
+        let e = Estimate::of(&config(&["--dimension", "Env=prod"]));
+        assert_eq!(e.own_metrics, None);
+        assert!((e.usd_fleet(1000) - 438.60).abs() < 1e-6);
+        // A value equal to the machine's host name (read under --root).
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("proc/sys/kernel")).unwrap();
+        std::fs::write(root.path().join("proc/sys/kernel/hostname"), "web-7\n").unwrap();
+        let root_arg = root.path().to_string_lossy().into_owned();
+        let e = Estimate::of(&config(&["--root", &root_arg, "--dimension", "Node=web-7"]));
+        assert!(
+            e.to_string()
+                .contains("Node=web-7 is this machine's host name"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -386,3 +386,45 @@ fn check_names_the_service_specific_endpoint_it_uses() {
     );
     assert_eq!(server.accepted_puts().len(), 1);
 }
+
+/// README's `check` example is what the binary prints today: the same steps in the same
+/// order, and for the same settings the same config and cost lines.
+#[test]
+fn readme_check_example_matches_the_binary() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let example: Vec<&str> = readme
+        .split("$ cloudwatch_metrics_agent check --namespace MyCompany/WebApi --service web-api\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README shows a check run")
+        .lines()
+        .collect();
+    let server = TestServer::start();
+    let mut agent = Agent::spawn(
+        &[
+            "check",
+            "--namespace",
+            "MyCompany/WebApi",
+            "--service",
+            "web-api",
+            "--scope",
+            "host",
+        ],
+        &server.agent_env(),
+    );
+    assert!(agent.wait(Duration::from_secs(30)).success());
+    let out: Vec<String> = agent.stdout.iter().collect();
+    let step = |l: &str| l.split(':').next().unwrap_or("").to_owned();
+    assert_eq!(
+        example.iter().map(|l| step(l)).collect::<Vec<_>>(),
+        out.iter().map(|l| step(l)).collect::<Vec<_>>(),
+        "README:\n{example:#?}\nbinary:\n{out:#?}"
+    );
+    for same in ["ok    config:", "ok    cost:"] {
+        assert_eq!(
+            line(&out, same),
+            *example.iter().find(|l| l.starts_with(same)).unwrap()
+        );
+    }
+}
