@@ -214,16 +214,6 @@ pub struct FromEnv {
     pub variable: String,
 }
 
-impl Opts {
-    /// The variable `flag`'s value came from, if it came from the environment.
-    pub fn variable_of(&self, flag: &str) -> Option<&str> {
-        self.from_env
-            .iter()
-            .find(|f| f.flag == flag)
-            .map(|f| f.variable.as_str())
-    }
-}
-
 /// What the command line asks for: a run, or the `check` preflight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::cli::{self, AggregationArg, CompatArg, MetricArg, Opts, OutputArg};
+use crate::cli::{self, AggregationArg, CompatArg, FromEnv, MetricArg, Opts, OutputArg};
 use crate::dimensions::{self, FlagError};
 use crate::domain::{Aggregation, Dimension, Metric, MetricSet};
 
@@ -134,9 +134,9 @@ pub enum ConfigError {
 impl Config {
     /// Checks every value in `opts`; the first bad one is the error. A value that came
     /// from an environment variable is named by the variable.
-    pub fn from_opts(opts: Opts) -> Result<Config, ConfigError> {
-        let from_env = opts.from_env.clone();
-        Config::check(opts).map_err(|mut e| {
+    pub fn from_opts(mut opts: Opts) -> Result<Config, ConfigError> {
+        let from_env = std::mem::take(&mut opts.from_env);
+        Config::check(opts, &from_env).map_err(|mut e| {
             if let ConfigError::Invalid { flag, .. } = &mut e
                 && let Some(source) = from_env.iter().find(|f| f.flag == *flag)
             {
@@ -146,13 +146,13 @@ impl Config {
         })
     }
 
-    fn check(opts: Opts) -> Result<Config, ConfigError> {
-        let namespace = opts.namespace.clone().ok_or(ConfigError::Missing {
+    fn check(opts: Opts, from_env: &[FromEnv]) -> Result<Config, ConfigError> {
+        let namespace = opts.namespace.ok_or(ConfigError::Missing {
             flag: "--namespace (or CWMA_NAMESPACE)",
             what: "the CloudWatch namespace to publish under, e.g. --namespace MyApp",
         })?;
         check_namespace(&namespace)?;
-        let service = opts.service.clone().ok_or(ConfigError::Missing {
+        let service = opts.service.ok_or(ConfigError::Missing {
             flag: "--service (or CWMA_SERVICE)",
             what: "the ServiceName dimension value, e.g. --service web",
         })?;
@@ -176,11 +176,7 @@ impl Config {
                 (1, SendDelay::Auto)
             }
         };
-        let scope = resolve_scope(
-            opts.scope,
-            opts.ecs_metadata_uri.clone(),
-            opts.ecs_dimensions,
-        )?;
+        let scope = resolve_scope(opts.scope, opts.ecs_metadata_uri, opts.ecs_dimensions)?;
         let explicit_ecs = opts.scope == cli::ScopeArg::EcsTask;
         let metrics = metric_set(&opts.metrics, &scope, explicit_ecs)?;
         let aggregation = aggregation(opts.aggregation, opts.compat, metrics)?;
@@ -196,10 +192,11 @@ impl Config {
                 ..
             }
         );
-        let pairs = match opts.variable_of("--dimension") {
+        let pairs = if from_env.iter().any(|f| f.flag == "--dimension") {
             // One variable holds the list: split at commas, `\,` keeps one in a value.
-            Some(_) => opts.dimensions.iter().flat_map(|v| split_list(v)).collect(),
-            None => opts.dimensions.clone(),
+            opts.dimensions.iter().flat_map(|v| split_list(v)).collect()
+        } else {
+            opts.dimensions
         };
         let dimensions = parse_dimensions(&pairs, ecs_dimensions, opts.ec2_dimensions)?;
         if opts.signal_group && opts.command.is_empty() {
@@ -223,8 +220,8 @@ impl Config {
                     check_endpoint_url(url)?;
                 }
                 Output::CloudWatch {
-                    region: opts.region.clone(),
-                    endpoint_url: opts.endpoint_url.clone(),
+                    region: opts.region,
+                    endpoint_url: opts.endpoint_url,
                 }
             }
         };

@@ -105,7 +105,8 @@ impl Estimate {
             .iter()
             .map(|d| d.metric_name)
             .collect();
-        if config.output == Output::Emf {
+        let emf = config.output == Output::Emf;
+        let (requests, log_bytes) = if emf {
             let emf = Emf {
                 namespace: config.namespace.clone(),
                 encoding,
@@ -115,21 +116,16 @@ impl Estimate {
                 .iter()
                 .map(|d| d.to_string().len() as f64 + 1.0 + LOG_EVENT_OVERHEAD)
                 .sum();
-            Estimate {
-                requests: 0.0,
-                log_bytes: bytes * windows,
-                metrics: names.len(),
-                emf: true,
-                own_metrics: own_metrics(config),
-            }
+            (0.0, bytes * windows)
         } else {
-            Estimate {
-                requests: windows / config.send_every as f64,
-                log_bytes: 0.0,
-                metrics: names.len(),
-                emf: false,
-                own_metrics: own_metrics(config),
-            }
+            (windows / config.send_every as f64, 0.0)
+        };
+        Estimate {
+            requests,
+            log_bytes,
+            metrics: names.len(),
+            emf,
+            own_metrics: own_metrics(config),
         }
     }
 

@@ -122,7 +122,6 @@ impl Delivery for Queued {
                 log::error!("delivery task failed: {e}");
                 Report {
                     unflushed: self.handed_over,
-                    unanswered: 0,
                     ..Report::empty(UNIT)
                 }
             }

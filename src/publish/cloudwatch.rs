@@ -321,13 +321,15 @@ impl CloudWatch {
     /// A client for a loaded configuration (see [`sdk_config`]) whose attempts last at
     /// most `request_timeout`.
     pub fn new(config: &SdkConfig, request_timeout: Duration) -> Self {
-        let (url, _) = endpoint(config);
-        log::info!(
-            "publishing to CloudWatch in {} at {}, {}",
-            config.region().map_or("", |r| r.as_ref()),
-            redact::url(&url),
-            crate::proxy::route(&url)
-        );
+        if log::log_enabled!(log::Level::Info) {
+            let (url, _) = endpoint(config);
+            log::info!(
+                "publishing to CloudWatch in {} at {}, {}",
+                config.region().map_or("", |r| r.as_ref()),
+                redact::url(&url),
+                crate::proxy::route(&url)
+            );
+        }
         CloudWatch {
             client: Client::new(config),
             request_timeout,
