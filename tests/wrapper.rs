@@ -497,26 +497,17 @@ fn as_pid_1_it_reaps_orphaned_zombies() {
     assert!(Path::new("/proc/1").exists());
 }
 
-/// `--signal-group` on a terminal: the command's group gets the terminal (as `tini -g`
-/// gives it), so a command that reads it is not stopped by SIGTTIN, and SIGTERM then
-/// ends it. Run on a real pseudo-terminal by `tests/harness/pty_signal_group.py`.
-#[test]
-fn signal_group_hands_the_terminal_to_the_command_and_sigterm_ends_it() {
+/// Runs `tests/harness/pty_signal_group.py MODE` with the agent and `args` on a real
+/// pseudo-terminal; its JSON report.
+fn on_a_terminal(mode: &str, args: &[&str], env: &[(&str, String)]) -> Value {
     let agent = env!("CARGO_BIN_EXE_cloudwatch_metrics_agent");
     let out = Command::new(common::python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/pty_signal_group.py"))
-        .args([
-            agent,
-            "--dry-run",
-            "-n",
-            "N",
-            "-s",
-            "w",
-            "--scope",
-            "host",
-            "--signal-group",
-        ])
+        .arg(mode)
+        .arg(agent)
+        .args(args)
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -525,11 +516,69 @@ fn signal_group_hands_the_terminal_to_the_command_and_sigterm_ends_it() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let result: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    serde_json::from_str(stdout.trim()).expect("one JSON line")
+}
+
+/// `--signal-group` on a terminal: the command's group gets the terminal (as `tini -g`
+/// gives it), so a command that reads it is not stopped by SIGTTIN, and SIGTERM then
+/// ends it.
+#[test]
+fn signal_group_hands_the_terminal_to_the_command_and_sigterm_ends_it() {
+    let args = [
+        "--dry-run",
+        "-n",
+        "N",
+        "-s",
+        "w",
+        "--scope",
+        "host",
+        "--signal-group",
+    ];
+    let result = on_a_terminal("sigterm", &args, &[]);
     assert_eq!(result["ready"], true, "{result}");
     assert_eq!(
         result["got_line"], true,
         "the command read the terminal (not stopped by SIGTTIN): {result}"
     );
+    assert_eq!(
+        result["foreground_while_running_is_agent"], false,
+        "the command's group had it: {result}"
+    );
     assert_eq!(result["status"], 143, "SIGTERM ended the command: {result}");
+}
+
+/// When the command ends by itself the terminal goes back to the agent's group, while
+/// the agent is still flushing (to an endpoint that never answers, so that takes the
+/// flush timeout).
+#[test]
+fn signal_group_takes_the_terminal_back_when_the_command_ends() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let env = [
+        (
+            "AWS_ENDPOINT_URL",
+            format!("http://{}", silent.local_addr().unwrap()),
+        ),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret".to_owned()),
+    ];
+    let args = [
+        "-n",
+        "N",
+        "-s",
+        "w",
+        "--scope",
+        "host",
+        "--signal-group",
+        "--flush-timeout",
+        "3",
+    ];
+    let result = on_a_terminal("exit", &args, &env);
+    assert_eq!(result["got_line"], true, "{result}");
+    assert_eq!(
+        result["foreground_while_running_is_agent"], false,
+        "{result}"
+    );
+    assert_eq!(result["command_done"], true, "{result}");
+    assert_eq!(result["terminal_back"], true, "{result}");
 }

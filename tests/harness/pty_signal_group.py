@@ -1,10 +1,13 @@
 """Runs the agent in wrapper mode with --signal-group on a real pseudo-terminal, as an
 interactive shell would: the command reads the terminal, then SIGTERM must end it.
 
-Usage: pty_signal_group.py AGENT [AGENT ARGS...]. The agent wraps a shell that reads a
-line and echoes it, then reads again. Prints one JSON line: whether the command got the
-line, the agent's exit status, and whether the terminal came back to our group.
-Exits 0 when it ran to the end (the Rust test judges the result)."""
+Usage: pty_signal_group.py sigterm|exit AGENT [AGENT ARGS...]. The agent wraps a shell
+that reads a line and echoes it, then reads again. With `sigterm` the agent then gets
+SIGTERM; with `exit` the second line is typed and the command ends by itself, and the
+terminal's foreground group is watched while the agent flushes (give it a flush that
+takes a while). Prints one JSON line: whether the command got the line, whose the
+terminal was while it ran and after, and the agent's exit status. Exits 0 when it ran to
+the end (the Rust test judges the result)."""
 
 import json
 import os
@@ -33,7 +36,8 @@ def read_until(fd, needle, deadline):
 
 
 def main():
-    agent = sys.argv[1:]
+    mode = sys.argv[1]
+    agent = sys.argv[2:]
     command = ["sh", "-c", 'echo ready; read line; echo "got $line"; read again; echo done']
     pid, fd = pty.fork()
     if pid == 0:
@@ -44,7 +48,24 @@ def main():
     os.write(fd, b"hello\n")
     ok, more = read_until(fd, b"got hello", time.monotonic() + 5)
     result["got_line"] = ok
-    os.kill(pid, signal.SIGTERM)
+    # The agent is the session leader: its group is its pid.
+    result["foreground_while_running_is_agent"] = os.tcgetpgrp(fd) == pid
+    if mode == "sigterm":
+        os.kill(pid, signal.SIGTERM)
+    else:
+        os.write(fd, b"again\n")
+        ok, tail = read_until(fd, b"done", time.monotonic() + 5)
+        more += tail
+        result["command_done"] = ok
+        back = False
+        watch_until = time.monotonic() + 2
+        while time.monotonic() < watch_until and not back:
+            try:
+                back = os.tcgetpgrp(fd) == pid
+            except OSError:
+                break
+            time.sleep(0.02)
+        result["terminal_back"] = back
     deadline = time.monotonic() + 10
     status = None
     while time.monotonic() < deadline:
