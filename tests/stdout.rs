@@ -344,7 +344,16 @@ fn readme_says_what_happens_when_stdout_is_slow_or_closed() {
         .split("### When stdout is slow or closed")
         .nth(1)
         .expect("a README section on a slow or closed stdout");
-    for needle in ["dry-run", "emf", "wrapper", "--flush-timeout", "head"] {
+    for needle in [
+        "dry-run",
+        "emf",
+        "wrapper",
+        "--flush-timeout",
+        "head",
+        ">&-",
+        "PIPE_BUF",
+        "exec app >&2",
+    ] {
         assert!(section.contains(needle), "the section covers {needle}");
     }
 }

@@ -582,3 +582,33 @@ fn signal_group_takes_the_terminal_back_when_the_command_ends() {
     assert_eq!(result["command_done"], true, "{result}");
     assert_eq!(result["terminal_back"], true, "{result}");
 }
+
+/// A command writing as fast as it can to the stdout it shares with the agent: every
+/// dry-run line of the agent's still arrives whole (one `write(2)` each, at most
+/// `PIPE_BUF` long here), so no line of either is cut by the other.
+#[test]
+fn documents_arrive_whole_on_a_stdout_the_command_writes_to() {
+    let flood = "end=$(($(date +%s) + 3)); \
+                 while [ \"$(date +%s)\" -lt \"$end\" ]; do \
+                 printf 'command-output-%0100d\\n' 0; done";
+    let out = agent_command(&args(&[], &["sh", "-c", flood]), &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (documents, other): (Vec<&str>, Vec<&str>) =
+        stdout.lines().partition(|l| l.contains("\"Namespace\""));
+    assert!(documents.len() >= 2, "the agent wrote its lines");
+    for document in &documents {
+        let request: Value = serde_json::from_str(document)
+            .unwrap_or_else(|e| panic!("a document was cut ({e}): {document}"));
+        assert!(request["MetricData"].is_array());
+    }
+    assert!(other.len() > 1000, "the command wrote too: {}", other.len());
+    let line = format!("command-output-{:0100}", 0);
+    assert!(
+        other.iter().all(|l| *l == line),
+        "a command line was cut: {:?}",
+        other.iter().find(|l| **l != line)
+    );
+}
