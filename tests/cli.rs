@@ -161,14 +161,9 @@ fn send_settings_are_ignored_by_emf_and_dry_run() {
         let env = [
             ("CWMA_SEND_EVERY", "5".to_owned()),
             ("CWMA_SEND_DELAY", "30".to_owned()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         ];
-        let root = fixture("proc-2cpu");
-        let args = [
-            "check", "-n", "N", "-s", "w", "--period", "5", "--scope", "host", "--root", &root,
-            "--output", output,
-        ];
-        let (code, stdout, stderr) = run(&args, &env);
+        let args = ["--period", "5", "--output", output];
+        let (code, stdout, stderr) = check_on_fixture(&args, &env);
         assert_eq!(code, Some(0), "{output}: {stdout}{stderr}");
     }
     // Sent to CloudWatch they still count, and are checked.
@@ -184,21 +179,8 @@ fn send_settings_are_ignored_by_emf_and_dry_run() {
 /// variable holds a list, with `\,` for a comma.
 #[test]
 fn a_dimension_flag_keeps_its_commas_and_the_variable_escapes_them() {
-    let root = fixture("proc-2cpu");
     let dimensions = |args: &[&str], env: &[(&str, String)]| -> Vec<(String, String)> {
-        let base = [
-            "check",
-            "--dry-run",
-            "-n",
-            "N",
-            "-s",
-            "w",
-            "--scope",
-            "host",
-            "--root",
-            &root,
-        ];
-        let (code, stdout, stderr) = run(&[&base[..], args].concat(), env);
+        let (code, stdout, stderr) = check_on_fixture(&[&["--dry-run"][..], args].concat(), env);
         assert_eq!(code, Some(0), "{stdout}{stderr}");
         let line = stdout
             .lines()
@@ -281,24 +263,7 @@ fn emf_refuses_dimension_names_that_would_overwrite_a_member() {
         }
     }
     // Sent with PutMetricData the same names are only dimensions.
-    let root = fixture("proc-2cpu");
-    let (code, stdout, stderr) = run(
-        &[
-            "check",
-            "--dry-run",
-            "-n",
-            "N",
-            "-s",
-            "w",
-            "--scope",
-            "host",
-            "--root",
-            &root,
-            "--dimension",
-            "_aws=x",
-        ],
-        &[("AWS_EC2_METADATA_DISABLED", "true".to_owned())],
-    );
+    let (code, stdout, stderr) = check_on_fixture(&["--dry-run", "--dimension", "_aws=x"], &[]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
 }
 
@@ -320,25 +285,20 @@ fn a_buffer_below_one_send_cycle_is_refused_with_the_minimum() {
         );
     }
     // EMF and dry-run keep no retry queue: the setting does not apply.
-    let root = fixture("proc-2cpu");
-    let (code, stdout, stderr) = run(
-        &[
-            "check",
-            "--dry-run",
-            "-n",
-            "N",
-            "-s",
-            "w",
-            "--scope",
-            "host",
-            "--root",
-            &root,
-            "--buffer-size",
-            "1",
-        ],
-        &[("AWS_EC2_METADATA_DISABLED", "true".to_owned())],
-    );
+    let (code, stdout, stderr) = check_on_fixture(&["--dry-run", "--buffer-size", "1"], &[]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
+}
+
+/// `check` in the host scope of the 2-CPU fixture tree with `args` and `env` (no
+/// instance metadata): status, stdout, stderr.
+fn check_on_fixture(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let root = fixture("proc-2cpu");
+    let base = [
+        "check", "-n", "N", "-s", "w", "--scope", "host", "--root", &root,
+    ];
+    let mut env = env.to_vec();
+    env.push(("AWS_EC2_METADATA_DISABLED", "true".to_owned()));
+    run(&[&base[..], args].concat(), &env)
 }
 
 /// A fixture tree under `tests/fixtures`.

@@ -39,6 +39,28 @@ fn check(env: &[(&str, String)]) -> (Option<i32>, Vec<String>) {
     (status.code(), agent.stdout.iter().collect())
 }
 
+/// Runs the agent at period 1 until the server has accepted one request more than it
+/// had, then stops it with SIGTERM (it must exit 0); its whole log.
+fn run_until_a_window_arrives(
+    server: &TestServer,
+    service: &str,
+    env: &[(&str, String)],
+) -> Vec<String> {
+    let before = server.accepted_puts().len();
+    let args = [
+        "-n", NAMESPACE, "-s", service, "--scope", "host", "--period", "1",
+    ];
+    let mut agent = Agent::spawn(&args, env);
+    common::wait_until(
+        Duration::from_secs(20),
+        "a window through the proxy",
+        || (server.accepted_puts().len() > before).then_some(()),
+    );
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(10)).success());
+    agent.rest_of_log()
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn check_and_a_run_go_through_http_proxy_in_either_case() {
     let Some(proxy) = Tinyproxy::start("check_and_a_run_go_through_http_proxy", None) else {
@@ -72,19 +94,11 @@ async fn check_and_a_run_go_through_http_proxy_in_either_case() {
     );
 
     // A run, with the lower-case spelling: the data arrives and reads back.
-    let mut agent = Agent::spawn(
-        &[
-            "-n", NAMESPACE, "-s", "run", "--scope", "host", "--period", "1",
-        ],
+    run_until_a_window_arrives(
+        &server,
+        "run",
         &env_for(&endpoint, &[("http_proxy", proxy.url.clone())]),
     );
-    common::wait_until(
-        Duration::from_secs(20),
-        "a window through the proxy",
-        || (server.accepted_puts().len() >= 2).then_some(()),
-    );
-    agent.signal("TERM");
-    assert!(agent.wait(Duration::from_secs(10)).success());
     let stats = server
         .statistics_around_now(NAMESPACE, "MemoryUtilization", "run")
         .await;
@@ -149,22 +163,12 @@ fn a_proxy_password_works_and_is_never_printed() {
 
     // A run at debug level: it logs the route, never the password.
     env.push(("RUST_LOG", "debug".to_owned()));
-    let mut agent = Agent::spawn(
-        &[
-            "-n", NAMESPACE, "-s", "web", "--scope", "host", "--period", "1",
-        ],
-        &env,
+    let log = run_until_a_window_arrives(&server, "web", &env).join("\n");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("publishing to CloudWatch in") && l.contains("through the proxy")),
+        "{log}"
     );
-    let route = agent.wait_for_log(&["publishing to CloudWatch in"], Duration::from_secs(10));
-    assert!(route.contains("through the proxy"), "{route}");
-    common::wait_until(
-        Duration::from_secs(20),
-        "a window through the proxy",
-        || (server.accepted_puts().len() >= 2).then_some(()),
-    );
-    agent.signal("TERM");
-    assert!(agent.wait(Duration::from_secs(10)).success());
-    let log = agent.rest_of_log().join("\n") + &agent.log.join("\n");
     assert!(!log.contains(PASSWORD), "the password was logged");
 
     // The wrong password: refused by the proxy, said by check.
