@@ -177,3 +177,72 @@ fn a_proxy_password_works_and_is_never_printed() {
     assert_eq!(code, Some(1), "{out:#?}");
     assert!(out.iter().any(|l| l.starts_with("FAIL  send:")), "{out:#?}");
 }
+
+/// The instance metadata service is link-local: it never goes through a proxy, whatever
+/// `NO_PROXY` says. In a network namespace of its own, `tests/harness/link_local.py` puts
+/// an IMDSv2 stand-in on 169.254.169.254 and another on 127.0.0.1, with `HTTP_PROXY` at a
+/// closed port: the link-local one is reached, the loopback one (which the proxy rules
+/// do cover) is not.
+#[test]
+fn link_local_metadata_never_goes_through_the_proxy() {
+    const TEST: &str = "link_local_metadata_never_goes_through_the_proxy";
+    if !common::cgroup::is_root() {
+        common::skip(TEST, "unshare --net and ip addr need root");
+        return;
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["--net"])
+        .arg(common::python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/harness/link_local.py"
+        ))
+        .arg(env!("CARGO_BIN_EXE_cloudwatch_metrics_agent"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(result["link_local"]["status"], 0, "{result}");
+    assert_eq!(
+        result["link_local"]["instance_id"], true,
+        "169.254.169.254 was reached directly: {result}"
+    );
+    assert_eq!(
+        result["loopback"]["instance_id"], false,
+        "the proxy variables were in force for other hosts: {result}"
+    );
+    assert_eq!(result["loopback"]["answered"], 0, "{result}");
+}
+
+/// CloudWatch's real endpoints are `https://`: `HTTPS_PROXY` is asked for a tunnel
+/// (CONNECT) to the endpoint's host, which only the proxy can resolve. The test server
+/// speaks plain HTTP, so the TLS handshake inside the tunnel fails; that the tunnel was
+/// asked for, to that host, is what is shown.
+#[test]
+fn https_proxy_is_asked_for_a_tunnel_to_an_https_endpoint() {
+    let Some(proxy) = Tinyproxy::start("https_proxy_is_asked_for_a_tunnel", None) else {
+        return;
+    };
+    let server = TestServer::start();
+    let endpoint = proxied_endpoint(&server).replace("http://", "https://");
+    let (code, out) = check(&env_for(&endpoint, &[("HTTPS_PROXY", proxy.url.clone())]));
+    assert_eq!(code, Some(1), "no TLS at the test server: {out:#?}");
+    let line = out
+        .iter()
+        .find(|l| l.starts_with("ok    proxy:"))
+        .expect("a proxy line");
+    assert!(line.ends_with("(from HTTPS_PROXY)"), "{line}");
+    let host_port = endpoint.trim_start_matches("https://");
+    let requests = proxy.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with(&format!("CONNECT {host_port}"))),
+        "a tunnel to {host_port}: {requests:#?}"
+    );
+}
