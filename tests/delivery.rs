@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
@@ -134,7 +133,8 @@ async fn outage(fault: Fault) {
     let proxy = FaultProxy::start(&server.endpoint);
     let mut agent = agent(&server, &proxy, "2", &[]);
     run_scenario(&mut agent, &proxy, &[(4, fault)], 14);
-    sleep(Duration::from_secs(6));
+    // The backlog caught up: said once the queue has drained.
+    agent.wait_for_log(&["queued during a"], Duration::from_secs(20));
     agent.signal("TERM");
     let status = agent.wait(Duration::from_secs(8));
     let log = agent.rest_of_log();
