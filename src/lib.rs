@@ -40,7 +40,6 @@
 //! - [`ticker`]: the once-a-second beat (a timerfd on Linux: one wakeup per sample).
 //! - [`check`]: the `check` preflight: region, credentials, one sample, one request,
 //!   and what the configuration costs a month ([`cost`]).
-//! - `no_libm` (glibc builds): C's `pow`, so the binary loads no `libm.so.6`.
 
 pub mod agent;
 pub mod aggregate;
@@ -55,8 +54,6 @@ pub mod delivery;
 pub mod dimensions;
 pub mod domain;
 pub mod http;
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-mod no_libm;
 pub mod pipeline;
 pub mod proxy;
 pub mod publish;

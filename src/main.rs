@@ -3,6 +3,11 @@
 //! write to, 2 bad input; in wrapper mode the command's status, or 126/127 when it
 //! cannot be started; for `check`, 1 when a step fails).
 
+// C's `pow` in the glibc build, so that the binary loads no `libm.so.6`: the binary's
+// concern, not the library's (a crate linking the library keeps its own libm).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod no_libm;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
