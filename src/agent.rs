@@ -16,7 +16,7 @@ use crate::delivery::{Closed, Delivery, Printed, Queued, Report};
 use crate::dimensions;
 use crate::domain::Dimension;
 use crate::pipeline::{self, Ended, SAMPLE_INTERVAL};
-use crate::publish::cloudwatch::{ConnectError, Encoding, sdk_config};
+use crate::publish::cloudwatch::{ConnectError, sdk_config};
 use crate::publish::{CloudWatch, DryRun, Emf, Format};
 use crate::sample::scope::{self, Opening, ScopeError};
 use crate::sample::{MemorySeen, ScopedSource};
@@ -76,7 +76,7 @@ enum Destination {
 
 impl Destination {
     async fn prepare(config: &Config) -> Result<Destination, ConnectError> {
-        let encoding = Encoding::from(config);
+        let encoding = config.encoding;
         let namespace = config.namespace.clone();
         Ok(match &config.output {
             config::Output::CloudWatch {
@@ -151,7 +151,7 @@ pub async fn run(config: &Config) -> Result<Outcome, StartError> {
         config.namespace,
         config.service.value(),
         config.period_secs,
-        config.aggregation
+        config.encoding.aggregation
     );
     let wrapping = !config.command.is_empty();
     let mut settled = tokio::select! {

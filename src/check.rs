@@ -20,7 +20,7 @@ use crate::config::{Config, Output};
 use crate::dimensions;
 use crate::domain::Metric;
 use crate::pipeline::SAMPLE_INTERVAL;
-use crate::publish::cloudwatch::{self, Encoding, ErrorKind, Publisher, PutRequest, sdk_config};
+use crate::publish::cloudwatch::{self, ErrorKind, Publisher, PutRequest, sdk_config};
 use crate::publish::{CloudWatch, DryRun, Emf, Format};
 use crate::sample::Source;
 use crate::sample::scope::{self, Opened, Opening};
@@ -139,7 +139,7 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         )
     })?;
 
-    let encoding = Encoding::from(config);
+    let encoding = config.encoding;
     let namespace = config.namespace.clone();
     match (cloudwatch, &config.output) {
         (Some(cloudwatch), _) => {

@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use crate::cli::{self, AggregationArg, CompatArg, FromEnv, MetricArg, Opts, OutputArg};
 use crate::dimensions::{self, FlagError};
-use crate::domain::{Aggregation, Dimension, Metric, MetricSet};
+use crate::domain::{Aggregation, Dimension, Encoding, Metric, MetricSet};
 
 /// Longest namespace CloudWatch accepts (PutMetricData API reference, `Namespace`).
 pub const MAX_NAMESPACE_LEN: usize = 255;
@@ -34,14 +34,12 @@ pub struct Config {
     pub service: Dimension,
     /// Window length in seconds, 1..=86400; windows start at multiples of it since the epoch.
     pub period_secs: u64,
-    /// Shape of each window's datums.
-    pub aggregation: Aggregation,
+    /// Shape of each window's datums and their storage resolution.
+    pub encoding: Encoding,
     /// What the numbers describe.
     pub scope: Scope,
     /// Which metrics are sent.
     pub metrics: MetricSet,
-    /// `Some(1)` for high-resolution metrics; `None` for CloudWatch's standard 60 s.
-    pub storage_resolution: Option<u32>,
     /// `--dimension` pairs, sent after `ServiceName`; their names, with the ECS and EC2
     /// ones asked for, are unique and at most 30 with `ServiceName`.
     pub dimensions: Vec<Dimension>,
@@ -185,6 +183,10 @@ impl Config {
             (None, Aggregation::Original) => None,
             (text, _) => storage_resolution(text, period_secs)?,
         };
+        let encoding = Encoding {
+            aggregation,
+            storage_resolution,
+        };
         let ecs_dimensions = matches!(
             scope,
             Scope::EcsTask {
@@ -227,9 +229,8 @@ impl Config {
         };
         let buffer_size = parse_buffer_size(&opts.buffer_size)?;
         if let Output::CloudWatch { .. } = output {
-            let needed =
-                crate::publish::cloudwatch::datums_per_window(metrics, aggregation, period_secs)
-                    * windows_held(period_secs, send_every, request_timeout);
+            let needed = encoding.datums_per_window(metrics, period_secs)
+                * windows_held(period_secs, send_every, request_timeout);
             if buffer_size < needed {
                 return Err(invalid(
                     "--buffer-size",
@@ -246,10 +247,9 @@ impl Config {
             namespace,
             service,
             period_secs,
-            aggregation,
+            encoding,
             scope,
             metrics,
-            storage_resolution,
             dimensions,
             ec2_dimensions: opts.ec2_dimensions,
             output,
@@ -597,21 +597,21 @@ fn check_emf_dimension_names(
     metrics: MetricSet,
     aggregation: Aggregation,
 ) -> Result<(), ConfigError> {
-    use crate::publish::emf::{MAX_DIMENSION_NAME_LEN, METADATA_MEMBER};
+    use crate::domain::dimension::{EMF_METADATA_MEMBER, MAX_EMF_NAME_LEN};
     for d in dimensions {
         let name = d.name();
-        if name.len() > MAX_DIMENSION_NAME_LEN {
+        if name.len() > MAX_EMF_NAME_LEN {
             return Err(invalid(
                 "--dimension",
                 name,
                 format!(
                     "is a name of {} characters; with --output emf the limit is \
-                     {MAX_DIMENSION_NAME_LEN} (EMF specification)",
+                     {MAX_EMF_NAME_LEN} (EMF specification)",
                     name.len()
                 ),
             ));
         }
-        if name == METADATA_MEMBER {
+        if name == EMF_METADATA_MEMBER {
             return Err(invalid(
                 "--dimension",
                 name,
@@ -786,7 +786,7 @@ mod tests {
         assert_eq!(c.namespace, "My/App");
         assert_eq!(c.service.value(), "web");
         assert_eq!(c.period_secs, 60);
-        assert_eq!(c.aggregation, Aggregation::Distribution);
+        assert_eq!(c.encoding.aggregation, Aggregation::Distribution);
         assert_eq!(c.flush_timeout, Duration::from_secs(5));
         assert_eq!(
             c.output,
@@ -856,10 +856,13 @@ mod tests {
     #[test]
     fn compat_0_1_is_the_original_shape_at_standard_resolution() {
         let c = config(&with(&["--compat", "0.1", "--period", "5"])).unwrap();
-        assert_eq!(c.aggregation, Aggregation::Original);
-        assert_eq!(c.storage_resolution, None, "0.1.x sent standard resolution");
+        assert_eq!(c.encoding.aggregation, Aggregation::Original);
+        assert_eq!(
+            c.encoding.storage_resolution, None,
+            "0.1.x sent standard resolution"
+        );
         let c = config(&with(&["--compat", "0.1", "--storage-resolution", "1"])).unwrap();
-        assert_eq!(c.storage_resolution, Some(1), "unless asked");
+        assert_eq!(c.encoding.storage_resolution, Some(1), "unless asked");
         let e = error(&with(&["--compat", "0.1", "--aggregation", "distribution"]));
         assert!(
             e.contains("--aggregation") && e.contains("--compat 0.1"),
@@ -881,7 +884,7 @@ mod tests {
         // Without it, nothing changes.
         let c = config(&with(&["--period", "5"])).unwrap();
         assert_eq!(
-            (c.aggregation, c.storage_resolution),
+            (c.encoding.aggregation, c.encoding.storage_resolution),
             (Aggregation::Distribution, Some(1))
         );
     }
@@ -897,7 +900,7 @@ mod tests {
             "http://127.0.0.1:4566",
         ]))
         .unwrap();
-        assert_eq!(c.aggregation, Aggregation::MedianMax);
+        assert_eq!(c.encoding.aggregation, Aggregation::MedianMax);
         assert_eq!(
             c.output,
             Output::CloudWatch {
@@ -1092,14 +1095,15 @@ mod tests {
         assert_eq!(
             config(&with(&["--period", "5"]))
                 .unwrap()
+                .encoding
                 .storage_resolution,
             Some(1)
         );
-        assert_eq!(config(&OK).unwrap().storage_resolution, None);
+        assert_eq!(config(&OK).unwrap().encoding.storage_resolution, None);
         let c = config(&with(&["--period", "5", "--storage-resolution", "60"])).unwrap();
-        assert_eq!(c.storage_resolution, None);
+        assert_eq!(c.encoding.storage_resolution, None);
         let c = config(&with(&["--storage-resolution", "1"])).unwrap();
-        assert_eq!(c.storage_resolution, Some(1));
+        assert_eq!(c.encoding.storage_resolution, Some(1));
         assert!(error(&with(&["--storage-resolution", "5"])).contains("1 or 60"));
     }
 

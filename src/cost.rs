@@ -11,7 +11,7 @@ use std::fmt;
 
 use crate::config::{Config, Output};
 use crate::domain::{Distribution, Metric, Window};
-use crate::publish::cloudwatch::{self, Encoding};
+use crate::publish::cloudwatch;
 use crate::publish::emf::Emf;
 
 /// Where and when the prices below were read.
@@ -99,7 +99,7 @@ impl Estimate {
     /// cloudwatch`, what it previews.
     pub fn of(config: &Config) -> Estimate {
         let window = typical_window(config);
-        let encoding = Encoding::from(config);
+        let encoding = config.encoding;
         let windows = SECONDS_PER_MONTH / config.period_secs as f64;
         let names: BTreeSet<&str> = cloudwatch::encode(&window, &encoding)
             .iter()

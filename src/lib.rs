@@ -4,8 +4,9 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: sampler → aggregator → delivery → output. Each layer stands on
-//! the ones listed before it.
+//! Data flows one way: sampler → aggregator → delivery → output. Each module stands on
+//! the ones listed before it, never on one listed after, and no file imports another
+//! that imports it back (`tests/layout.rs` reads the `use` paths and keeps it so).
 //!
 //! - [`domain`]: the vocabulary: metrics, dimensions (and the one validator every
 //!   dimension passes), aggregation modes, a closed window.
@@ -31,15 +32,16 @@
 //! - [`delivery`]: windows to the output without waiting: CloudWatch's send queue (the
 //!   one retry layer) and its schedule (each agent's send offset, `--send-every`), or
 //!   stdout.
-//! - [`pipeline`]: the sampling loop and the bounded final flush.
-//! - [`agent`]: start-up and wiring: settles output, scope and dimensions before anything
-//!   runs, starts a wrapped command, runs the loop.
 //! - [`shutdown`]: SIGTERM/SIGINT as one future.
 //! - [`supervise`]: wrapper mode: the workload as a child, signals forwarded, orphans
 //!   reaped (never another waiter's child), its exit status passed on.
 //! - [`ticker`]: the once-a-second beat (a timerfd on Linux: one wakeup per sample).
+//! - [`pipeline`]: the sampling loop and the bounded final flush.
+//! - [`agent`]: start-up and wiring: settles output, scope and dimensions before anything
+//!   runs, starts a wrapped command, runs the loop.
+//! - [`cost`]: what a configuration costs a month at CloudWatch's list prices.
 //! - [`check`]: the `check` preflight: region, credentials, one sample, one request,
-//!   and what the configuration costs a month ([`cost`]).
+//!   and what the configuration costs a month.
 
 pub mod agent;
 pub mod aggregate;

@@ -81,7 +81,7 @@ impl Queued {
         queue.clock = Box::new(clock);
         Queued {
             datums,
-            encoding: Encoding::from(config),
+            encoding: config.encoding,
             flush_deadline,
             task: tokio::spawn(deliver(publisher, receiver, deadline, queue)),
             handed_over: 0,

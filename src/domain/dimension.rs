@@ -18,6 +18,13 @@ pub const SERVICE_DIMENSION: &str = "ServiceName";
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest dimension value (API reference, `Dimension.Value`).
 pub const MAX_VALUE_LEN: usize = 1024;
+/// Longest dimension name in an EMF document's `DimensionSet` (the EMF specification's
+/// JSON schema, `DimensionReference`: 250, where `PutMetricData` takes 255). Checked at
+/// start with `--output emf`.
+pub const MAX_EMF_NAME_LEN: usize = 250;
+/// The member that holds an EMF document's metadata (EMF specification: "_aws");
+/// dimensions and metrics are its siblings, so none may take its name.
+pub const EMF_METADATA_MEMBER: &str = "_aws";
 /// Dimensions one metric may have (PutMetricData API reference, `Dimensions`: "up to
 /// 30"), `ServiceName` included.
 pub const MAX_DIMENSIONS: usize = 30;

@@ -127,6 +127,40 @@ impl Default for MetricSet {
     }
 }
 
+/// Most distinct values one `PutMetricData` datum may carry in `Values` (PutMetricData
+/// API reference, `MetricDatum.Values`: "up to 150 unique values").
+pub const MAX_VALUES_PER_DATUM: usize = 150;
+/// Distinct values a percentage takes at 0.1 resolution (0.0–100.0).
+const DISTINCT_PERCENTAGES: u64 = 1001;
+
+/// How windows become datums; the same for every window of a run, part of the checked
+/// configuration, read by every output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    /// Every sample, or the median and the maximum.
+    pub aggregation: Aggregation,
+    /// `Some(1)` for high-resolution metrics; `None` for CloudWatch's standard 60 s.
+    pub storage_resolution: Option<u32>,
+}
+
+impl Encoding {
+    /// The most `PutMetricData` datums one window of `metrics` over `period_secs` becomes
+    /// (a sample a second, and one more when a late tick lands in it): a distribution
+    /// needs a datum per [`MAX_VALUES_PER_DATUM`] distinct values.
+    pub fn datums_per_window(self, metrics: MetricSet, period_secs: u64) -> usize {
+        let distinct = period_secs.saturating_add(1).min(DISTINCT_PERCENTAGES);
+        metrics
+            .iter()
+            .map(|metric| match self.aggregation {
+                Aggregation::Distribution if !metric.is_count() => usize::try_from(distinct)
+                    .unwrap_or(usize::MAX)
+                    .div_ceil(MAX_VALUES_PER_DATUM),
+                _ => self.aggregation.names(metric).len(),
+            })
+            .sum()
+    }
+}
+
 /// How a window's samples are summarised for the outputs (`--aggregation`, `--compat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregation {

@@ -19,14 +19,10 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use serde::{Serialize, Serializer};
 use thiserror::Error;
 
-use crate::config::Config;
-pub use crate::domain::rfc3339;
-use crate::domain::{Aggregation, Dimension, MetricSet, Window};
+use crate::domain::{Dimension, Window};
+pub use crate::domain::{Encoding, MAX_VALUES_PER_DATUM, rfc3339};
 use crate::redact;
 
-/// Most distinct values one datum may carry in `Values` (PutMetricData API reference,
-/// `MetricDatum.Values`: "up to 150 unique values").
-pub const MAX_VALUES_PER_DATUM: usize = 150;
 /// Most datums in one request (PutMetricData API reference, `MetricData`: "up to 1000").
 pub const MAX_DATUMS_PER_REQUEST: usize = 1000;
 /// Most bytes in one request (PutMetricData API reference: "limited to 1 MB in size for
@@ -34,24 +30,6 @@ pub const MAX_DATUMS_PER_REQUEST: usize = 1000;
 pub const MAX_REQUEST_BYTES: usize = 1_000_000;
 /// A host that does not accept a TCP connection in this long is treated as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// How windows become datums; the same for every window of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Encoding {
-    /// Every sample, or the median and the maximum.
-    pub aggregation: Aggregation,
-    /// `Some(1)` for high-resolution metrics; `None` for CloudWatch's standard 60 s.
-    pub storage_resolution: Option<u32>,
-}
-
-impl From<&Config> for Encoding {
-    fn from(config: &Config) -> Self {
-        Encoding {
-            aggregation: config.aggregation,
-            storage_resolution: config.storage_resolution,
-        }
-    }
-}
 
 /// One `PutMetricData` call's input, with the field names of the API (and of `aws
 /// cloudwatch put-metric-data --cli-input-json`).
@@ -119,25 +97,6 @@ pub fn encode(window: &Window, encoding: &Encoding) -> Vec<Datum> {
         }
     }
     data
-}
-
-/// Distinct values a percentage takes at 0.1 resolution (0.0–100.0).
-const DISTINCT_PERCENTAGES: u64 = 1001;
-
-/// The most datums [`encode`] makes of one window of `period_secs` (a sample a second,
-/// and one more when a late tick lands in it): a distribution needs a datum per
-/// [`MAX_VALUES_PER_DATUM`] distinct values.
-pub fn datums_per_window(metrics: MetricSet, aggregation: Aggregation, period_secs: u64) -> usize {
-    let distinct = period_secs.saturating_add(1).min(DISTINCT_PERCENTAGES);
-    metrics
-        .iter()
-        .map(|metric| match aggregation {
-            Aggregation::Distribution if !metric.is_count() => usize::try_from(distinct)
-                .unwrap_or(usize::MAX)
-                .div_ceil(MAX_VALUES_PER_DATUM),
-            _ => aggregation.names(metric).len(),
-        })
-        .sum()
 }
 
 fn serialize_rfc3339<S: Serializer>(secs: &u64, s: S) -> Result<S::Ok, S::Error> {
@@ -525,6 +484,7 @@ mod tests {
     use aws_smithy_http_client::test_util::capture_request;
 
     use super::*;
+    use crate::domain::Aggregation;
     use crate::domain::Metric;
     use crate::domain::testing::test_window;
 

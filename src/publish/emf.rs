@@ -10,18 +10,13 @@ use serde_json::{Map, Value, json};
 
 use super::Format;
 use super::cloudwatch::Encoding;
+use crate::domain::dimension::EMF_METADATA_MEMBER;
 use crate::domain::{Distribution, Metric, Window};
 
 /// Most values per metric in one document (EMF specification: "up to 100 values").
 pub const MAX_VALUES_PER_METRIC: usize = 100;
 /// Most metrics in one directive (EMF specification, `Metrics`: "up to 100").
 pub const MAX_METRICS_PER_DOCUMENT: usize = 100;
-/// Longest dimension name in a `DimensionSet` (the specification's JSON schema,
-/// `DimensionReference`: 250, where `PutMetricData` takes 255). Checked at start.
-pub const MAX_DIMENSION_NAME_LEN: usize = 250;
-/// The member that holds a document's metadata (EMF specification: "_aws"); dimensions
-/// and metrics are its siblings, so none may take its name.
-pub const METADATA_MEMBER: &str = "_aws";
 /// Longest line worth writing. The specification now allows 1 MB log events, but Docker's
 /// `awslogs` driver still splits lines at 262,118 bytes (its 256 KiB event less a
 /// 26-byte overhead), which would break the JSON, so the older limit holds. Documents
@@ -88,7 +83,7 @@ impl Emf {
                 let names: Vec<&str> = window.dimensions.iter().map(|d| d.name()).collect();
                 let mut doc = Map::new();
                 doc.insert(
-                    METADATA_MEMBER.into(),
+                    EMF_METADATA_MEMBER.into(),
                     json!({
                         "Timestamp": window.start.saturating_mul(1000),
                         "CloudWatchMetrics": [{

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::cgroup::{Layout, Version};
 use super::procfs::ParseError;
 use super::rate::{self, Reading};
 use super::{ProcFile, Sample, SampleError};
@@ -87,34 +86,11 @@ impl Places {
         }
     }
 
-    /// The agent's cgroup: v2 `memory.events` (which counts the whole subtree) and the
-    /// `*.pressure` files of its directory; v1 `memory.oom_control`, and no pressure.
-    pub fn cgroup(layout: &Layout) -> Places {
-        let memory = layout.memory.as_ref().map(|d| d.path.clone());
-        let no_memory = || "the memory controller is not mounted for this cgroup".to_owned();
-        match layout.version {
-            Version::V2 => {
-                let dir = memory
-                    .clone()
-                    .or_else(|| layout.cpu.as_ref().map(|d| d.path.clone()));
-                Places {
-                    oom: memory
-                        .map(|d| d.join("memory.events"))
-                        .ok_or_else(no_memory),
-                    pressure: dir
-                        .map(|d| ["cpu", "memory", "io"].map(|r| d.join(format!("{r}.pressure"))))
-                        .ok_or_else(|| "no cgroup v2 directory".to_owned()),
-                }
-            }
-            Version::V1 => Places {
-                oom: memory
-                    .map(|d| d.join("memory.oom_control"))
-                    .ok_or_else(no_memory),
-                pressure: Err(
-                    "cgroup v1 keeps no pressure per cgroup (PSI needs cgroup v2)".into(),
-                ),
-            },
-        }
+    /// Counters at `oom` (a `/proc/vmstat`, `memory.events` or `memory.oom_control`
+    /// file) and `pressure` (`cpu`, `memory` and `io` PSI files, in that order), or why
+    /// there are none: a scope's source says where its files are.
+    pub fn new(oom: Result<PathBuf, String>, pressure: Result<[PathBuf; 3], String>) -> Places {
+        Places { oom, pressure }
     }
 }
 
@@ -431,7 +407,7 @@ mod tests {
 
         let root = fixtures.join("cgroup/v2-namespaced");
         let layout = crate::sample::cgroup::detect(&root).unwrap().unwrap();
-        let (files, unavailable) = KernelFiles::open(&Places::cgroup(&layout), all, false);
+        let (files, unavailable) = KernelFiles::open(&layout.kernel_places(), all, false);
         assert_eq!(unavailable, []);
         let mut cgroup = crate::sample::CgroupSource::new(&root, layout)
             .unwrap()
@@ -483,7 +459,7 @@ mod tests {
             crate::sample::cgroup::detect(&crate::sample::cgroup::testing::fixture("v1-quota"))
                 .unwrap()
                 .unwrap();
-        let (mut files, unavailable) = KernelFiles::open(&Places::cgroup(&v1), all, false);
+        let (mut files, unavailable) = KernelFiles::open(&v1.kernel_places(), all, false);
         let reasons: Vec<_> = unavailable
             .iter()
             .map(|u| (u.metric, u.reason.as_str()))

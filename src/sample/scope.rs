@@ -239,7 +239,7 @@ fn cgroup_opened(
     unmeasured: &mut Vec<String>,
 ) -> Result<Opened, ScopeError> {
     let files = kernel.open(
-        &Places::cgroup(source.layout()),
+        &source.layout().kernel_places(),
         "cgroup",
         explicit,
         unmeasured,

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::parse::{self, CgroupMount, Membership};
+use crate::sample::kernel::Places;
 use crate::sample::{SampleError, read_into};
 
 /// Paths in `/proc/self/cgroup` that only container runtimes create.
@@ -50,6 +51,36 @@ pub struct Layout {
     pub cpuset: Option<Dir>,
     /// Whether `/proc/self/cgroup` names a container runtime.
     runtime_path: bool,
+}
+
+impl Layout {
+    /// Where the cgroup's kernel counters are: v2 `memory.events` (which counts the whole
+    /// subtree) and the `*.pressure` files of its directory; v1 `memory.oom_control`, and
+    /// no pressure.
+    pub fn kernel_places(&self) -> Places {
+        let memory = self.memory.as_ref().map(|d| d.path.clone());
+        let no_memory = || "the memory controller is not mounted for this cgroup".to_owned();
+        match self.version {
+            Version::V2 => {
+                let dir = memory
+                    .clone()
+                    .or_else(|| self.cpu.as_ref().map(|d| d.path.clone()));
+                Places::new(
+                    memory
+                        .map(|d| d.join("memory.events"))
+                        .ok_or_else(no_memory),
+                    dir.map(|d| ["cpu", "memory", "io"].map(|r| d.join(format!("{r}.pressure"))))
+                        .ok_or_else(|| "no cgroup v2 directory".to_owned()),
+                )
+            }
+            Version::V1 => Places::new(
+                memory
+                    .map(|d| d.join("memory.oom_control"))
+                    .ok_or_else(no_memory),
+                Err("cgroup v1 keeps no pressure per cgroup (PSI needs cgroup v2)".into()),
+            ),
+        }
+    }
 }
 
 impl fmt::Display for Layout {
