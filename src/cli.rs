@@ -247,6 +247,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<(Mode, Opts), c
         .try_get_matches_from(&args)
         .map_err(|e| name_the_variable(e, &command))?;
     let mut opts = Opts::from_arg_matches(&matches)?;
+    if let (Mode::Check, Some(program)) = (mode, opts.command.first()) {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!("check takes no command to wrap (found {program:?})\n"),
+        ));
+    }
     opts.from_env = command
         .get_arguments()
         .filter(|arg| matches.value_source(arg.get_id().as_str()) == Some(ValueSource::EnvVariable))

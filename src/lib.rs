@@ -39,6 +39,7 @@
 //! - [`pipeline`]: the sampling loop and the bounded final flush.
 //! - [`agent`]: start-up and wiring: settles output, scope and dimensions before anything
 //!   runs, starts a wrapped command, runs the loop.
+//! - [`exit`]: how a run ends: what was lost said on stderr, and the exit status.
 //! - [`cost`]: what a configuration costs a month at CloudWatch's list prices.
 //! - [`check`]: the `check` preflight: region, credentials, one sample, one request,
 //!   and what the configuration costs a month.
@@ -55,6 +56,7 @@ mod counting_alloc;
 pub mod delivery;
 pub mod dimensions;
 pub mod domain;
+pub mod exit;
 pub mod http;
 pub mod pipeline;
 pub mod proxy;

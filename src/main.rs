@@ -1,7 +1,7 @@
 //! `cloudwatch_metrics_agent`: parse the command line, start logging, run, and map the
-//! outcome to an exit status (0 clean, 1 data not delivered on shutdown or no stdout to
-//! write to, 2 bad input; in wrapper mode the command's status, or 126/127 when it
-//! cannot be started; for `check`, 1 when a step fails).
+//! outcome to an exit status (2 bad input; a run's from [`exit::status`]; in wrapper
+//! mode 126/127 when the command cannot be started; for `check`, the status a run with
+//! the same settings would stop with when a step fails).
 
 // C's `pow` in the glibc build, so that the binary loads no `libm.so.6`: the binary's
 // concern, not the library's (a crate linking the library keeps its own libm).
@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use clap::error::ErrorKind;
 
-use cloudwatch_metrics_agent::agent::{self, Outcome, StartError};
-use cloudwatch_metrics_agent::check;
+use cloudwatch_metrics_agent::agent::{self, StartError};
 use cloudwatch_metrics_agent::cli::{self, Mode};
-use cloudwatch_metrics_agent::config::{Config, Output};
-use cloudwatch_metrics_agent::delivery::Closed;
+use cloudwatch_metrics_agent::config::Config;
 use cloudwatch_metrics_agent::stdio::{self, LogWriter};
+use cloudwatch_metrics_agent::{check, exit};
 
 /// What is left for stderr gets this long at exit, and never more: a stderr that is not
 /// read must not keep the agent from exiting.
@@ -45,13 +44,6 @@ fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if mode == Mode::Check && !config.command.is_empty() {
-        stdio::eprintln(format_args!(
-            "error: check takes no command to wrap (found {:?})",
-            config.command[0]
-        ));
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -62,94 +54,26 @@ fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if mode == Mode::Check {
-        let checked = runtime.block_on(check::run(&config));
-        runtime.shutdown_background();
-        return match checked {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(check::Failed(status)) => ExitCode::from(status),
-        };
-    }
-    let outcome = runtime.block_on(agent::run(&config));
+    let status = match mode {
+        Mode::Check => match runtime.block_on(check::run(&config)) {
+            Ok(()) => 0,
+            Err(check::Failed(status)) => status,
+        },
+        Mode::Run => match runtime.block_on(agent::run(&config)) {
+            Ok(outcome) => exit::status(&config, &outcome),
+            Err(StartError::Spawn(e)) => {
+                stdio::eprintln(format_args!("cloudwatch_metrics_agent: {e}"));
+                e.exit_code()
+            }
+            Err(e) => {
+                stdio::eprintln(format_args!("error: {e}"));
+                e.exit_code()
+            }
+        },
+    };
     // Do not wait for a DNS lookup or similar blocking work still in flight.
     runtime.shutdown_background();
-    match outcome {
-        Ok(outcome) => ExitCode::from(exit_status(&config, &outcome)),
-        Err(StartError::Spawn(e)) => {
-            stdio::eprintln(format_args!("cloudwatch_metrics_agent: {e}"));
-            ExitCode::from(e.exit_code())
-        }
-        Err(e) => {
-            stdio::eprintln(format_args!("error: {e}"));
-            ExitCode::from(e.exit_code())
-        }
-    }
-}
-
-/// Says what was lost, and picks the status: the command's when wrapping one (what was
-/// lost is still said); else 1 when data was lost or had nowhere to go.
-fn exit_status(config: &Config, outcome: &Outcome) -> u8 {
-    let Outcome {
-        report,
-        closed,
-        child_status,
-    } = *outcome;
-    let on_stdout = !matches!(config.output, Output::CloudWatch { .. });
-    if report.unanswered > 0 {
-        stdio::eprintln(format_args!(
-            "error: {} {} were sent, but CloudWatch had not answered when the flush timeout \
-             ({:?}) ended: they may or may not have been stored",
-            report.unanswered, report.unit, config.flush_timeout
-        ));
-    }
-    if closed.is_none() && report.unflushed > 0 {
-        let (what, earlier) = match report.dropped {
-            _ if !on_stdout => (
-                "could not be delivered",
-                ": CloudWatch had not accepted them".to_owned(),
-            ),
-            0 => ("were not written to stdout", String::new()),
-            n => (
-                "were not written to stdout",
-                format!("; {n} more were dropped earlier while it was blocked"),
-            ),
-        };
-        stdio::eprintln(format_args!(
-            "error: {} {} {what} within the flush timeout ({:?}){earlier}",
-            report.unflushed, report.unit, config.flush_timeout
-        ));
-    } else if on_stdout && report.dropped > 0 {
-        // The first overflow was warned about; this is the count.
-        log::warn!(
-            "{} {} were dropped while stdout was blocked",
-            report.dropped,
-            report.unit
-        );
-    }
-    if let Some(code) = child_status {
-        return code;
-    }
-    match closed {
-        // `--dry-run | head`: the preview was cut short on purpose.
-        Some(Closed(failure)) if failure.reader_gone() && config.output == Output::DryRun => 0,
-        // `>&-`, or a reader that left: either way nothing can be written.
-        Some(Closed(failure)) if failure.reader_gone() || failure.descriptor_closed() => {
-            stdio::eprintln(format_args!(
-                "error: stdout is closed: the {} have nowhere to go",
-                report.unit
-            ));
-            1
-        }
-        Some(Closed(failure)) => {
-            stdio::eprintln(format_args!(
-                "error: cannot write to stdout ({failure}): the {} have nowhere to go",
-                report.unit
-            ));
-            1
-        }
-        None if report.unflushed > 0 || report.unanswered > 0 => 1,
-        None => 0,
-    }
+    ExitCode::from(status)
 }
 
 /// Help and version go to stdout with status 0; every usage error becomes one line on
