@@ -12,8 +12,9 @@ use proptest::test_runner::{Config, RngSeed};
 
 use crate::aggregate::Aggregator;
 use crate::domain::{Dimension, Metric, MetricSet};
+use crate::sample::Machine;
 use crate::sample::cgroup::{parse, source};
-use crate::sample::ecs::metadata::{Instance, Stats, Task, Tracker};
+use crate::sample::ecs::metadata::{Stats, Task, Tracker};
 use crate::sample::rate::{self, Reading};
 use crate::sample::{Sample, mach, procfs};
 
@@ -298,7 +299,7 @@ proptest! {
             "Containers": [{"DockerId": "a"}, {"DockerId": "b"}],
         }))
         .unwrap();
-        let capacity = task.capacity(Instance { cpus, memory_bytes });
+        let capacity = task.capacity(Machine { cpus, memory_bytes });
         let mut tracker = Tracker::default();
         let mut now = 0u64;
         for (doc, step) in docs.iter().zip(&steps) {

@@ -263,3 +263,17 @@ fn main_stays_thin() {
     let lines = main.lines().count();
     assert!(lines < 100, "src/main.rs is {lines} lines");
 }
+
+/// One concept has one name: no type is re-exported under another.
+#[test]
+fn nothing_is_re_exported_under_another_name() {
+    let aliases: Vec<String> = modules()
+        .iter()
+        .flat_map(|(module, code)| {
+            code.lines()
+                .filter(|l| l.trim_start().starts_with("pub use ") && l.contains(" as "))
+                .map(move |l| format!("{module}: {}", l.trim()))
+        })
+        .collect();
+    assert!(aliases.is_empty(), "{aliases:#?}");
+}

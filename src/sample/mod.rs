@@ -182,6 +182,18 @@ pub enum SampleError {
     Implausible { origin: String, what: String },
 }
 
+/// `memory.stat` keys (Docker's `memory_stats.stats` copies them) of the page cache that
+/// counts as inactive, by preference: cgroup v1's hierarchical total, the cgroup's own
+/// (the only one cgroup v2 has), and for v1 kernels without the split all of `cache`.
+pub const INACTIVE_FILE_KEYS: [&str; 3] = ["total_inactive_file", "inactive_file", "cache"];
+
+/// Working set: usage minus inactive page cache, which the kernel reclaims before it
+/// would OOM-kill (the `docker stats` and cAdvisor formula); the one formula of the
+/// cgroup and ECS scopes.
+pub fn working_set(usage_bytes: u64, inactive_file_bytes: Option<u64>) -> u64 {
+    usage_bytes.saturating_sub(inactive_file_bytes.unwrap_or(0))
+}
+
 /// The whole machine (or VM): what utilization is measured against when a cgroup or task
 /// has no limit of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use super::parse;
 use crate::sample::kernel::KernelFiles;
 use crate::sample::procfs::ParseError;
 use crate::sample::rate::{self, Gap, Reading};
+use crate::sample::{INACTIVE_FILE_KEYS, working_set};
 use crate::sample::{MemorySeen, ProcFile, Sample, SampleError, Source};
 
 /// Limits change rarely (`docker update`, in-place resize): re-read them this often
@@ -180,15 +181,12 @@ impl CgroupSource {
         }
     }
 
-    /// Working set: usage minus inactive page cache, which the kernel reclaims before it
-    /// would OOM-kill (the `docker stats` and cAdvisor formula).
+    /// The cgroup's [`working_set`].
     fn read_memory_bytes(&mut self) -> Result<u64, SampleError> {
+        // v2's memory.stat has `inactive_file` only: the others are not looked for there.
         let (usage_file, inactive_keys): (&str, &[&str]) = match self.layout.version {
-            Version::V2 => ("memory.current", &["inactive_file"]),
-            Version::V1 => (
-                "memory.usage_in_bytes",
-                &["total_inactive_file", "inactive_file", "cache"],
-            ),
+            Version::V2 => ("memory.current", &INACTIVE_FILE_KEYS[1..2]),
+            Version::V1 => ("memory.usage_in_bytes", &INACTIVE_FILE_KEYS),
         };
         let (text, path) = read_usage(&mut self.usage.memory, usage_file)?;
         let usage = parse::number_or_max(text)
@@ -198,11 +196,8 @@ impl CgroupSource {
                 source,
             })?;
         let (text, _) = read_usage(&mut self.usage.memory_stat, "memory.stat")?;
-        let inactive = inactive_keys
-            .iter()
-            .find_map(|k| parse::keyed(text, k))
-            .unwrap_or(0);
-        Ok(usage.saturating_sub(inactive))
+        let inactive = inactive_keys.iter().find_map(|k| parse::keyed(text, k));
+        Ok(working_set(usage, inactive))
     }
 
     /// A reading that cannot be measured against, named after this cgroup.

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::sample::rate::{self, Gap, Reading};
 
 /// The instance (or Fargate micro-VM) the task runs on: the last resort for capacity.
-pub use crate::sample::Machine as Instance;
+use crate::sample::{Machine, working_set};
 
 /// Containers of this type are ECS's network plumbing, not the workload.
 const PAUSE_CONTAINER: &str = "CNI_PAUSE";
@@ -80,7 +80,7 @@ impl Task {
     }
 
     /// What utilization is measured against, and where each figure came from.
-    pub fn capacity(&self, instance: Instance) -> Capacity {
+    pub fn capacity(&self, instance: Machine) -> Capacity {
         let task = self.limits.unwrap_or_default();
         let containers = |pick: fn(&DeclaredLimits) -> Option<f64>| -> f64 {
             self.measured()
@@ -198,17 +198,16 @@ impl ContainerStats {
         })
     }
 
-    /// Working set: usage minus inactive page cache, which the kernel reclaims before
-    /// it would OOM-kill (the `docker stats` / cAdvisor formula).
+    /// The task's container's [`working_set`].
     fn working_set_bytes(&self) -> Option<u64> {
         let memory = self.memory_stats.as_ref()?;
         let usage = memory.usage?;
+        // Docker copies memory.stat's keys: the same preference as the cgroup scope's.
         let inactive = memory
             .stats
             .as_ref()
-            .and_then(|s| s.total_inactive_file.or(s.inactive_file).or(s.cache))
-            .unwrap_or(0);
-        Some(usage.saturating_sub(inactive))
+            .and_then(|s| s.total_inactive_file.or(s.inactive_file).or(s.cache));
+        Some(working_set(usage, inactive))
     }
 }
 
@@ -394,7 +393,7 @@ mod tests {
     /// A second on the agent's clock, in ns.
     const S: u64 = 1_000_000_000;
 
-    const INSTANCE: Instance = Instance {
+    const INSTANCE: Machine = Machine {
         cpus: 2,
         memory_bytes: 4 * 1024 * 1024 * 1024,
     };
@@ -657,7 +656,7 @@ mod tests {
     #[test]
     fn a_zero_capacity_is_no_value_with_a_reason() {
         let t = task(r#"{"Containers":[{"DockerId":"a","Limits":{"CPU":0,"Memory":0}}]}"#);
-        let cap = t.capacity(Instance {
+        let cap = t.capacity(Machine {
             cpus: 2,
             memory_bytes: 0,
         });

@@ -18,7 +18,7 @@ use super::{Machine, Sample, SampleError, Source};
 
 pub mod metadata;
 
-pub use metadata::{Capacity, Instance, Task};
+pub use metadata::{Capacity, Task};
 use metadata::{Stats, Tracker};
 
 /// Each request to the endpoint, body included; a sample is due every second.
@@ -39,7 +39,7 @@ pub struct EcsSource {
     /// The task document, read at start and again when an unknown container appears.
     task: Task,
     /// The instance, for tasks with no limits at all.
-    instance: Instance,
+    instance: Machine,
     capacity: Capacity,
     tracker: Tracker,
     /// The agent's clock for the tracker, which compares it with the stats' own.
@@ -158,7 +158,7 @@ fn log_capacity(task: &Task, capacity: &Capacity) {
 
 /// Online CPUs and memory of the instance, for tasks without limits; the figures are
 /// only used if the task has none, so a failed read falls back to what Rust can tell.
-fn read_instance(root: &Path) -> Instance {
+fn read_instance(root: &Path) -> Machine {
     Machine::read(root, &mut String::new())
 }
 
