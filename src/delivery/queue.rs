@@ -28,8 +28,8 @@ use crate::alarm::Alarm;
 use crate::config::Config;
 use crate::domain::Window;
 use crate::publish::cloudwatch::{
-    self, Datum, Encoding, ErrorKind, MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES, PublishError,
-    Publisher, PutRequest, rfc3339,
+    self, Datum, Encoding, ErrorKind, MAX_DATUMS_PER_REQUEST, PublishError, Publisher, PutRequest,
+    rfc3339,
 };
 
 /// What the queue counts.
@@ -378,31 +378,10 @@ impl Queue {
         }
     }
 
-    /// The oldest datums that fit in one request: at most `MAX_DATUMS_PER_REQUEST` (or the
-    /// bisection limit) and `MAX_REQUEST_BYTES` encoded. Windows are not split across
-    /// requests, unless one window alone is over the limits.
+    /// The oldest datums that fit in one request, as CloudWatch's budget says
+    /// ([`cloudwatch::request_len`]), at most `batch_limit` while bisecting.
     fn next_batch(&mut self) -> Option<PutRequest> {
-        let mut bytes = cloudwatch::request_overhead(&self.namespace);
-        let mut take = 0;
-        // Where the last window that started inside the batch begins.
-        let mut window_start = 0;
-        for (i, datum) in self.datums.iter().take(self.batch_limit).enumerate() {
-            if i > 0 && datum.timestamp != self.datums[i - 1].timestamp {
-                window_start = i;
-            }
-            bytes += cloudwatch::encoded_size(datum);
-            if take > 0 && bytes > MAX_REQUEST_BYTES {
-                break;
-            }
-            take += 1;
-        }
-        let cuts_a_window = self
-            .datums
-            .get(take)
-            .is_some_and(|next| take > 0 && next.timestamp == self.datums[take - 1].timestamp);
-        if cuts_a_window && window_start > 0 {
-            take = window_start;
-        }
+        let take = cloudwatch::request_len(&self.namespace, &self.datums, self.batch_limit);
         (take > 0).then(|| PutRequest {
             namespace: self.namespace.clone(),
             metric_data: self.datums.drain(..take).collect(),
@@ -560,6 +539,7 @@ mod tests {
 
     use super::*;
     use crate::domain::Dimension;
+    use crate::publish::cloudwatch::MAX_REQUEST_BYTES;
 
     fn datum(metric_name: &'static str, timestamp: u64, value: f64) -> Datum {
         Datum {
