@@ -1,7 +1,7 @@
 //! Delivery: closed windows to where the output sends them, without ever making the
 //! sampling loop wait. The loop talks to one [`Delivery`], chosen at start:
 //!
-//! - [`queue::Queued`], for CloudWatch: a send queue drained by its own task in batches
+//! - [`sender::Queued`], for CloudWatch: a send queue ([`queue`]) drained by its own task in batches
 //!   within the `PutMetricData` limits, and the one retry layer. Only this output has
 //!   anything to retry. [`schedule`] says when each window is due, so that a fleet
 //!   spreads its requests.
@@ -19,9 +19,10 @@ use crate::stdio::Failure;
 
 pub mod queue;
 pub mod schedule;
+pub mod sender;
 pub mod stdout;
 
-pub use queue::Queued;
+pub use sender::Queued;
 pub use stdout::Printed;
 
 /// Where closed windows go.

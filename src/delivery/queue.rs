@@ -1,42 +1,30 @@
-//! The CloudWatch delivery: the send queue between the agent and the publisher, and the
-//! one retry layer.
+//! The send queue of the CloudWatch delivery and its retry state: a bounded queue of
+//! datums, oldest first, taken in batches within the `PutMetricData` budget. Plain data
+//! and methods, no task: [`super::sender`] drives it.
 //!
-//! Every window's datums join a bounded queue that a single task drains oldest first, in
-//! batches within the `PutMetricData` limits. A failed send keeps its datums queued and
-//! is retried with exponential backoff and full jitter while new windows keep arriving;
-//! throttling, network errors, timeouts, 5xx and credential problems are retried until
-//! the datums age out (CloudWatch takes datapoints up to two weeks old) or the queue
-//! overflows, and both of those are counted and logged. A request CloudWatch rejects as
-//! invalid is bisected so that only the offending datums are dropped.
-//!
-//! Shutdown reaches the task in two ways (as in mini-redis): the window channel closes
-//! when the agent drops its sender, and a flush deadline arrives on a watch channel. Past
-//! the deadline whatever is left counts as not delivered.
+//! A failed send keeps its datums queued and is retried with exponential backoff and
+//! full jitter while new windows keep arriving; throttling, network errors, timeouts,
+//! 5xx and credential problems are retried until the datums age out (CloudWatch takes
+//! datapoints up to two weeks old) or the queue overflows, and both of those are counted
+//! and logged. A request CloudWatch rejects as invalid is bisected so that only the
+//! offending datums are dropped.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::Report;
 use super::schedule::Schedule;
-use super::{Closed, Delivery, Report};
 use crate::aggregate::unix_secs;
 use crate::alarm::Alarm;
 use crate::config::Config;
-use crate::domain::Window;
 use crate::publish::cloudwatch::{
-    self, Datum, Encoding, ErrorKind, MAX_DATUMS_PER_REQUEST, PublishError, Publisher, PutRequest,
-    rfc3339,
+    self, Datum, ErrorKind, MAX_DATUMS_PER_REQUEST, PublishError, PutRequest, rfc3339,
 };
 
 /// What the queue counts.
-const UNIT: &str = "datums";
-/// Windows handed over and not yet taken by the task: it takes them between and during
-/// requests, so this fills only if the task itself is stuck.
-const HANDOVER_CAPACITY: usize = 64;
+pub(super) const UNIT: &str = "datums";
 /// CloudWatch accepts datapoints up to two weeks old (PutMetricData API reference).
 pub const MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 /// How long a group of windows (`--send-every`) waits past its send time for its last
@@ -45,199 +33,8 @@ const HANDOVER_GRACE: Duration = Duration::from_secs(2);
 /// First retry delay; it doubles per consecutive failure up to the configured cap.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The CloudWatch delivery: windows are encoded as they arrive and queued for the task
-/// that sends them.
-#[derive(Debug)]
-pub struct Queued {
-    /// Each window's datums, to the task; dropped to tell it nothing more is coming.
-    datums: mpsc::Sender<Vec<Datum>>,
-    /// How windows become datums.
-    encoding: Encoding,
-    /// Set when the run ends: the task gives up what is left after it.
-    flush_deadline: watch::Sender<Option<Instant>>,
-    /// The task, which returns what became of the datums.
-    task: JoinHandle<Report>,
-    /// Datums handed over, and dropped because the task fell behind.
-    handed_over: u64,
-    dropped: u64,
-}
-
-impl Queued {
-    /// Starts the task that sends through `publisher`; must be called inside the runtime.
-    pub fn start<P: Publisher + Send + 'static>(publisher: P, config: &Config) -> Queued {
-        Queued::start_clocked(publisher, config, SystemTime::now)
-    }
-
-    /// `start` with `clock` as the wall clock that says when windows are due, the one
-    /// that stamped them (tests run a virtual one).
-    pub fn start_clocked<P: Publisher + Send + 'static>(
-        publisher: P,
-        config: &Config,
-        clock: impl Fn() -> SystemTime + Send + 'static,
-    ) -> Queued {
-        let (datums, receiver) = mpsc::channel(HANDOVER_CAPACITY);
-        let (flush_deadline, deadline) = watch::channel(None);
-        let mut queue = Queue::new(config);
-        queue.clock = Box::new(clock);
-        Queued {
-            datums,
-            encoding: config.encoding,
-            flush_deadline,
-            task: tokio::spawn(deliver(publisher, receiver, deadline, queue)),
-            handed_over: 0,
-            dropped: 0,
-        }
-    }
-}
-
-impl Delivery for Queued {
-    fn send(&mut self, window: Window) {
-        let datums = cloudwatch::encode(&window, &self.encoding);
-        let n = datums.len() as u64;
-        if self.datums.try_send(datums).is_err() {
-            self.dropped += n;
-            log::warn!(
-                "delivery is {HANDOVER_CAPACITY} windows behind: dropped {n} datums ({} so far)",
-                self.dropped
-            );
-        } else {
-            self.handed_over += n;
-        }
-    }
-
-    fn closed(&mut self) -> impl Future<Output = Closed> + 'static {
-        // CloudWatch is never gone for good: outages are retried.
-        std::future::pending()
-    }
-
-    async fn finish(self, deadline: Instant) -> Report {
-        // Closing the channel tells the task that nothing more is coming.
-        drop(self.datums);
-        // The receiver lives until the task returns, so this send cannot fail.
-        let _ = self.flush_deadline.send(Some(deadline));
-        let mut report = match self.task.await {
-            Ok(report) => report,
-            Err(e) => {
-                // Only a bug gets here; what it had delivered is unknown, so claim nothing.
-                log::error!("delivery task failed: {e}");
-                Report {
-                    unflushed: self.handed_over,
-                    ..Report::empty(UNIT)
-                }
-            }
-        };
-        report.dropped += self.dropped;
-        report
-    }
-}
-
-/// Delivers datums until the channel closes and the queue is empty, or the flush
-/// deadline passes; returns what became of them.
-async fn deliver<P: Publisher>(
-    publisher: P,
-    mut requests: mpsc::Receiver<Vec<Datum>>,
-    mut flush_deadline: watch::Receiver<Option<Instant>>,
-    mut queue: Queue,
-) -> Report {
-    let mut open = true;
-    loop {
-        while open {
-            match requests.try_recv() {
-                Ok(request) => queue.push(request),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
-            }
-        }
-        if flush_deadline.borrow().is_some_and(|d| d <= Instant::now()) {
-            queue.give_up();
-            if !open {
-                break;
-            }
-        }
-        if queue.is_empty() {
-            if !open {
-                break;
-            }
-            match requests.recv().await {
-                Some(request) => queue.push(request),
-                None => open = false,
-            }
-            continue;
-        }
-        // Each window waits for its send time, the agent's offset after it (see
-        // `schedule`); the final flush does not wait.
-        let deadline = *flush_deadline.borrow();
-        let flushing = !open || deadline.is_some();
-        if let Some(deadline) = deadline {
-            queue.retry_within(deadline);
-        }
-        let due = queue
-            .due_in((queue.clock)())
-            .filter(|_| !flushing)
-            .map(|wait| Instant::now() + wait);
-        let wait = queue.retry_at.into_iter().chain(due).max();
-        if let Some(at) = wait.filter(|at| *at > Instant::now()) {
-            tokio::select! {
-                request = requests.recv(), if open => match request {
-                    Some(request) => queue.push(request),
-                    None => open = false,
-                },
-                () = tokio::time::sleep_until(at) => {
-                    queue.retry_at = queue.retry_at.filter(|retry| *retry > Instant::now());
-                }
-                () = deadline_passes(&mut flush_deadline) => {}
-            }
-            continue;
-        }
-        queue.expire(unix_secs((queue.clock)()));
-        let Some(request) = queue.next_batch() else {
-            continue;
-        };
-        // Windows keep arriving while a request is out (it may take --request-timeout).
-        let sent_at = Instant::now();
-        let outcome = {
-            let publish = publisher.publish(&request);
-            tokio::pin!(publish);
-            loop {
-                tokio::select! {
-                    outcome = &mut publish => break Some(outcome),
-                    () = deadline_passes(&mut flush_deadline) => break None,
-                    datums = requests.recv(), if open => match datums {
-                        Some(datums) => queue.push(datums),
-                        None => open = false,
-                    },
-                }
-            }
-        };
-        if log::log_enabled!(target: crate::CLOUDWATCH_LOG, log::Level::Info) {
-            let took = sent_at.elapsed().as_millis();
-            let ended = match &outcome {
-                Some(Ok(())) => format!("ok in {took} ms"),
-                Some(Err(e)) => format!("failed in {took} ms ({:?}): {e}", e.kind),
-                None => format!("cut off by the flush deadline after {took} ms"),
-            };
-            let request = cloudwatch::describe(&request);
-            log::info!(target: crate::CLOUDWATCH_LOG, "{request} → {ended}");
-        }
-        match outcome {
-            Some(Ok(())) => queue.delivered(request.metric_data),
-            Some(Err(e)) => queue.failed(request.metric_data, &e),
-            // Sent, and no answer yet: whether CloudWatch stored them is unknown.
-            None => queue.report.unanswered += request.metric_data.len() as u64,
-        }
-    }
-    if let Some(drops) = queue.dropping {
-        log::error!(
-            "{} datums were dropped because {} (first said above)",
-            drops.count,
-            drops.why
-        );
-    }
-    queue.report
-}
-
 /// The datums waiting to be sent and the retry state.
-struct Queue {
+pub(super) struct Queue {
     /// The namespace of every request.
     namespace: String,
     /// Most datums held (`--buffer-size`); the oldest go first when it is full.
@@ -286,7 +83,7 @@ struct Outage {
 }
 
 impl Queue {
-    fn new(config: &Config) -> Self {
+    pub(super) fn new(config: &Config) -> Self {
         let schedule = Schedule::new(
             config.period_secs,
             config.send_every,
@@ -318,12 +115,52 @@ impl Queue {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    /// The queue with `clock` as the wall clock that says when windows are due and when
+    /// they are too old (tests run a virtual one).
+    pub(super) fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// When the next request may go: after the backoff, and (unless `flushing`) once the
+    /// oldest window is due; `None` when nothing holds it back.
+    pub(super) fn next_send(&self, flushing: bool) -> Option<Instant> {
+        let due = self
+            .due_in((self.clock)())
+            .filter(|_| !flushing)
+            .map(|wait| Instant::now() + wait);
+        self.retry_at.into_iter().chain(due).max()
+    }
+
+    /// A backoff that has passed no longer holds sends back.
+    pub(super) fn forget_passed_retry(&mut self) {
+        self.retry_at = self.retry_at.filter(|retry| *retry > Instant::now());
+    }
+
+    /// A request the flush deadline cut off while it was out: sent, with no answer, so
+    /// whether CloudWatch stored its datums is unknown.
+    pub(super) fn unanswered(&mut self, batch: Vec<Datum>) {
+        self.report.unanswered += batch.len() as u64;
+    }
+
+    /// What became of the datums; an episode of drops still open is counted first.
+    pub(super) fn into_report(self) -> Report {
+        if let Some(drops) = self.dropping {
+            log::error!(
+                "{} datums were dropped because {} (first said above)",
+                drops.count,
+                drops.why
+            );
+        }
+        self.report
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
         self.datums.is_empty()
     }
 
     /// Adds a window's datums, dropping the oldest beyond the buffer size.
-    fn push(&mut self, datums: Vec<Datum>) {
+    pub(super) fn push(&mut self, datums: Vec<Datum>) {
         self.datums.extend(datums);
         let excess = self.datums.len().saturating_sub(self.buffer_size);
         if excess > 0 {
@@ -351,8 +188,13 @@ impl Queue {
         Some(wait.min(self.schedule.longest_wait() + HANDOVER_GRACE))
     }
 
-    /// Drops datums too old for CloudWatch to accept.
-    fn expire(&mut self, now_unix: u64) {
+    /// Drops datums too old for CloudWatch to accept, by the queue's clock.
+    pub(super) fn expire(&mut self) {
+        self.expire_at(unix_secs((self.clock)()));
+    }
+
+    /// Drops datums too old for CloudWatch to accept at `now_unix`.
+    fn expire_at(&mut self, now_unix: u64) {
         let oldest_allowed = now_unix.saturating_sub(MAX_AGE.as_secs());
         let before = self.datums.len();
         self.datums.retain(|d| d.timestamp >= oldest_allowed);
@@ -380,7 +222,7 @@ impl Queue {
 
     /// The oldest datums that fit in one request, as CloudWatch's budget says
     /// ([`cloudwatch::request_len`]), at most `batch_limit` while bisecting.
-    fn next_batch(&mut self) -> Option<PutRequest> {
+    pub(super) fn next_batch(&mut self) -> Option<PutRequest> {
         let take = cloudwatch::request_len(&self.namespace, &self.datums, self.batch_limit);
         (take > 0).then(|| PutRequest {
             namespace: self.namespace.clone(),
@@ -398,7 +240,7 @@ impl Queue {
     /// While flushing, a backoff longer than half the time left is cut to a jittered
     /// quarter of it: waiting out a long backoff would only reach the deadline, and a
     /// fleet stopped together would retry in step.
-    fn retry_within(&mut self, deadline: Instant) {
+    pub(super) fn retry_within(&mut self, deadline: Instant) {
         let left = deadline.saturating_duration_since(Instant::now());
         if self
             .retry_at
@@ -409,12 +251,12 @@ impl Queue {
     }
 
     /// Datums still queued at the flush deadline.
-    fn give_up(&mut self) {
+    pub(super) fn give_up(&mut self) {
         self.report.unflushed += self.datums.len() as u64;
         self.datums.clear();
     }
 
-    fn delivered(&mut self, batch: Vec<Datum>) {
+    pub(super) fn delivered(&mut self, batch: Vec<Datum>) {
         let n = batch.len() as u64;
         if let Some(drops) = self.dropping.take() {
             log::error!(
@@ -443,7 +285,7 @@ impl Queue {
         }
     }
 
-    fn failed(&mut self, batch: Vec<Datum>, error: &PublishError) {
+    pub(super) fn failed(&mut self, batch: Vec<Datum>, error: &PublishError) {
         if error.kind == ErrorKind::Invalid {
             if batch.len() == 1 {
                 let d = &batch[0];
@@ -516,32 +358,17 @@ pub fn backoff(failures: u32, cap: Duration) -> Duration {
     ceiling.mul_f64(fastrand::f64())
 }
 
-/// Completes once a deadline has been set and has passed; pending until then.
-async fn deadline_passes(deadline: &mut watch::Receiver<Option<Instant>>) {
-    loop {
-        let current = *deadline.borrow_and_update();
-        match current {
-            Some(at) => return tokio::time::sleep_until(at).await,
-            None => {
-                if deadline.changed().await.is_err() {
-                    return std::future::pending().await;
-                }
-            }
-        }
-    }
-}
-
+/// Datums, windows and queues for the tests of the queue and of the task.
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-    use std::sync::{Arc, Mutex};
-    use std::time::UNIX_EPOCH;
+pub(super) mod testing {
+    use std::time::SystemTime;
 
-    use super::*;
+    use super::Queue;
+    use crate::aggregate::unix_secs;
     use crate::domain::Dimension;
-    use crate::publish::cloudwatch::MAX_REQUEST_BYTES;
+    use crate::publish::cloudwatch::Datum;
 
-    fn datum(metric_name: &'static str, timestamp: u64, value: f64) -> Datum {
+    pub(crate) fn datum(metric_name: &'static str, timestamp: u64, value: f64) -> Datum {
         Datum {
             metric_name,
             dimensions: vec![Dimension::service("svc").unwrap()].into(),
@@ -554,7 +381,7 @@ mod tests {
         }
     }
 
-    fn window(timestamp: u64) -> Vec<Datum> {
+    pub(crate) fn window(timestamp: u64) -> Vec<Datum> {
         vec![
             datum("CPUUtilization", timestamp, 1.0),
             datum("MemoryUtilization", timestamp, 2.0),
@@ -563,139 +390,25 @@ mod tests {
 
     /// A queue for namespace NS holding `buffer_size` datums (below what a run's
     /// configuration accepts, to test the mechanism), retrying within 8 s.
-    fn new_queue(buffer_size: usize) -> Queue {
+    pub(crate) fn new_queue(buffer_size: usize) -> Queue {
         let mut config = crate::config::testing::config(&["--retry-max-backoff", "8"]);
         config.buffer_size = buffer_size;
         Queue::new(&config)
     }
 
-    /// Rejects as invalid every request holding a datum with a negative value; records
-    /// the others.
-    #[derive(Clone, Default)]
-    struct Strict {
-        accepted: Arc<Mutex<Vec<Datum>>>,
-        requests: Arc<Mutex<usize>>,
-    }
-
-    impl Publisher for Strict {
-        async fn publish(&self, request: &PutRequest) -> Result<(), PublishError> {
-            *self.requests.lock().unwrap() += 1;
-            if request
-                .metric_data
-                .iter()
-                .any(|d| d.value.is_some_and(|v| v < 0.0))
-            {
-                return Err(PublishError::new(
-                    ErrorKind::Invalid,
-                    "InvalidParameterValue",
-                ));
-            }
-            self.accepted
-                .lock()
-                .unwrap()
-                .extend(request.metric_data.iter().cloned());
-            Ok(())
-        }
-    }
-
-    async fn deliver_all<P: Publisher>(
-        publisher: P,
-        windows: Vec<Vec<Datum>>,
-        queue: Queue,
-    ) -> Report {
-        let (tx, rx) = mpsc::channel(windows.len().max(1));
-        for w in windows {
-            tx.try_send(w).unwrap();
-        }
-        drop(tx);
-        let (_deadline_tx, deadline) = watch::channel(None);
-        deliver(publisher, rx, deadline, queue).await
-    }
-
-    fn now() -> u64 {
+    pub(crate) fn now() -> u64 {
         unix_secs(SystemTime::now()) / 60 * 60
     }
+}
 
-    #[tokio::test(start_paused = true)]
-    async fn an_invalid_datum_is_bisected_out_and_the_others_are_delivered() {
-        let t = now();
-        let mut windows: Vec<Vec<Datum>> = (0..100).map(|i| window(t - 100 + i)).collect();
-        windows[37][1].value = Some(-1.0);
-        let strict = Strict::default();
-        let report = deliver_all(strict.clone(), windows, new_queue(5000)).await;
-        assert_eq!(
-            report,
-            Report {
-                delivered: 199,
-                dropped: 1,
-                unflushed: 0,
-                unanswered: 0,
-                unit: "datums"
-            }
-        );
-        let accepted = strict.accepted.lock().unwrap();
-        assert!(accepted.iter().all(|d| d.value != Some(-1.0)));
-        let requests = *strict.requests.lock().unwrap();
-        // Halving on rejection and doubling on success: a few requests per halving.
-        assert!(
-            requests <= 3 * 8,
-            "bisection takes O(log2 200) requests, not {requests}"
-        );
-    }
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::UNIX_EPOCH;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_full_queue_drops_the_oldest_and_counts_them() {
-        let t = now();
-        let strict = Strict::default();
-        let windows: Vec<Vec<Datum>> = (0..10).map(|i| window(t - 10 + i)).collect();
-        let report = deliver_all(strict.clone(), windows, new_queue(5)).await;
-        // All ten windows arrive before the first send: 20 datums, 5 kept.
-        assert_eq!(
-            report,
-            Report {
-                delivered: 5,
-                dropped: 15,
-                unflushed: 0,
-                unanswered: 0,
-                unit: "datums"
-            }
-        );
-        let kept: Vec<u64> = strict
-            .accepted
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|d| d.timestamp)
-            .collect();
-        assert_eq!(
-            kept,
-            [t - 3, t - 2, t - 2, t - 1, t - 1],
-            "the newest survive"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn datums_older_than_14_days_are_dropped_not_sent() {
-        let t = now();
-        let stale = t - MAX_AGE.as_secs() - 60;
-        let strict = Strict::default();
-        let report = deliver_all(
-            strict.clone(),
-            vec![window(stale), window(t)],
-            new_queue(100),
-        )
-        .await;
-        assert_eq!(
-            report,
-            Report {
-                delivered: 2,
-                dropped: 2,
-                unflushed: 0,
-                unanswered: 0,
-                unit: "datums"
-            }
-        );
-    }
+    use super::testing::{datum, new_queue, now, window};
+    use super::*;
+    use crate::publish::cloudwatch::MAX_REQUEST_BYTES;
 
     #[test]
     fn batches_stay_within_1000_datums_and_1_mb() {
