@@ -14,7 +14,8 @@ use crate::aggregate::Aggregator;
 use crate::domain::{Dimension, Metric, MetricSet};
 use crate::sample::Machine;
 use crate::sample::cgroup::{parse, source};
-use crate::sample::ecs::metadata::{Stats, Task, Tracker};
+use crate::sample::ecs::metadata::{Stats, Task};
+use crate::sample::ecs::tracker::Tracker;
 use crate::sample::rate::{self, Reading};
 use crate::sample::{Sample, mach, procfs};
 

@@ -17,9 +17,13 @@ use hyper_util::rt::TokioExecutor;
 use super::{Machine, Sample, SampleError, Source};
 
 pub mod metadata;
+#[cfg(test)]
+mod published;
+pub mod tracker;
 
+use metadata::Stats;
 pub use metadata::{Capacity, Task};
-use metadata::{Stats, Tracker};
+use tracker::Tracker;
 
 /// Each request to the endpoint, body included; a sample is due every second.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);

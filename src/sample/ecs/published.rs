@@ -1,0 +1,193 @@
+//! AWS's published ECS task metadata examples and real captures
+//! (`tests/fixtures/ecs/published/`, see the README there): what the agent reports from
+//! each, with the arithmetic written out.
+
+use super::metadata::testing::*;
+use super::metadata::*;
+use super::tracker::{Tracker, Utilization};
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!("../../../tests/fixtures/ecs/published/", $name))
+    };
+}
+
+/// The stats document with entries moved to the ids the task lists: the examples
+/// of each page come from different tasks.
+fn joined(text: &str, ids: &[(&str, &str)]) -> Stats {
+    let mut doc = stats(text);
+    for (from, to) in ids {
+        let entry = doc.remove(*from).expect("the example's container");
+        doc.insert((*to).to_owned(), entry);
+    }
+    doc
+}
+
+/// The utilization of the task's first stats document, read at an arbitrary time
+/// on the agent's clock.
+fn first(t: &Task, doc: &Stats) -> (Utilization, Capacity) {
+    let cap = t.capacity(INSTANCE);
+    (Tracker::default().update(t, doc, &cap, 1_000 * S), cap)
+}
+
+fn close(value: Option<f64>, expected: f64) -> bool {
+    value.is_some_and(|v| (v - expected).abs() < 1e-9 * expected.max(1.0))
+}
+
+#[test]
+fn published_fargate_a_quarter_vcpu_task() {
+    let t = task(fixture!("fargate-task.json"));
+    let doc = joined(
+        fixture!("fargate-task-stats.json"),
+        &[(
+            "3d1f891cded94dc795608466cce8ddcf-464223573",
+            "bfa2636268144d039771334145e490c5-3681984407",
+        )],
+    );
+    let (u, cap) = first(&t, &doc);
+    // Task Limits: 0.25 vCPU, 512 MiB (the containers' 128 and 2 CPU units ignored).
+    assert_eq!((cap.vcpus, cap.memory_bytes), (0.25, 512.0 * MIB));
+    // CPU: (1137691504 − 1136624601) ns of CPU over (21:24:44.938937019 −
+    // 21:24:34.938633969) = 10.000303050 s is 0.000107 vCPU, 0.0427 % of 0.25.
+    let cpu = (1_137_691_504.0 - 1_136_624_601.0) / 10_000_303_050.0 / 0.25 * 100.0;
+    assert!(close(u.cpu, cpu), "{u:?}");
+    assert!(close(u.cpu, 0.042_674_826_739), "{u:?}");
+    // Memory: usage 6504448 − total_inactive_file 3088384 = 3416064 bytes of
+    // 512 MiB: 0.636 %. (`limit` is the 9223372036854772000 "no limit" value.)
+    assert!(
+        close(u.memory, 3_416_064.0 / (512.0 * MIB) * 100.0),
+        "{u:?}"
+    );
+    assert!(close(u.memory, 0.636_291_503_906_25), "{u:?}");
+    assert_eq!(u.implausible, None);
+}
+
+#[test]
+fn published_fargate_examples_as_printed_name_no_container_of_the_task() {
+    let t = task(fixture!("fargate-task.json"));
+    let doc = stats(fixture!("fargate-task-stats.json"));
+    assert!(doc.keys().all(|id| !t.knows(id)));
+    let (u, _) = first(&t, &doc);
+    assert_eq!((u.cpu, u.memory), (None, None), "nothing made up");
+}
+
+#[test]
+fn published_ec2_awsvpc_task_sized_by_its_container() {
+    let t = task(fixture!("ec2-awsvpc-task.json"));
+    let doc = joined(
+        fixture!("ec2-awsvpc-task-stats.json"),
+        &[
+            (
+                "01999f2e5c6cf4df3873f28950e6278813408f281c54778efec860d0caad4854",
+                "598cba581fe3f939459eaba1e071d5c93bb2c49b7d1ba7db6bb19deeb70d8e38",
+            ),
+            (
+                "5fc21e5b015f899d22618f8aede80b6d70d71b2a75465ea49d9462c8f3d2d3af",
+                "ee08638adaaf009d78c248913f629e38299471d45fe7dc944d1039077e3424ca",
+            ),
+        ],
+    );
+    let (u, cap) = first(&t, &doc);
+    // No task Limits: curl's 10 CPU units (10/1024 vCPU) and 128 MiB; the
+    // CNI_PAUSE container's stats (532480 bytes) are not the workload's.
+    assert_eq!((cap.vcpus, cap.memory_bytes), (10.0 / 1024.0, 128.0 * MIB));
+    assert_eq!(cap.cpu_source, "the sum of the containers' CPU units");
+    // CPU: (379075681 − 378825197) ns over 1.002173613 s is 0.00025 vCPU, 2.56 %
+    // of 10 CPU units.
+    let cpu = (379_075_681.0 - 378_825_197.0) / 1_002_173_613.0 / (10.0 / 1024.0) * 100.0;
+    assert!(close(u.cpu, cpu), "{u:?}");
+    assert!(close(u.cpu, 2.559_393_030_037_8), "{u:?}");
+    // Memory: usage 1814528 − total_inactive_file 0 of 128 MiB: 1.352 %.
+    assert!(
+        close(u.memory, 1_814_528.0 / (128.0 * MIB) * 100.0),
+        "{u:?}"
+    );
+}
+
+#[test]
+fn published_ec2_bridge_container_that_used_no_cpu() {
+    let t = task(fixture!("ec2-awsvpc-task.json"));
+    let container: ContainerStats =
+        serde_json::from_str(fixture!("ec2-bridge-container-stats.json")).unwrap();
+    let doc = Stats::from([(
+        "ee08638adaaf009d78c248913f629e38299471d45fe7dc944d1039077e3424ca".to_owned(),
+        Some(container),
+    )]);
+    let (u, _) = first(&t, &doc);
+    // cpu and precpu total_usage are both 360968065: 0 % over 1.004 s, a value.
+    assert_eq!(u.cpu, Some(0.0));
+    // Memory: usage 1806336 − 0 of 128 MiB: 1.346 %.
+    assert!(
+        close(u.memory, 1_806_336.0 / (128.0 * MIB) * 100.0),
+        "{u:?}"
+    );
+}
+
+#[test]
+fn published_managed_instances_cgroup_v2() {
+    let t = task(fixture!("managed-instances-cgroupv2-task.json"));
+    let doc = stats(fixture!("managed-instances-cgroupv2-task-stats.json"));
+    let (u, cap) = first(&t, &doc);
+    // Task Limits 1 vCPU and 3072 MiB (the container's own "CPU": 2 ignored;
+    // `limit` 18446744073709551615 is u64::MAX, "no limit").
+    assert_eq!((cap.vcpus, cap.memory_bytes), (1.0, 3072.0 * MIB));
+    // CPU: (670462000 − 663809000) ns over 9.998537590 s: 0.0665 % of 1 vCPU.
+    let cpu = (670_462_000.0 - 663_809_000.0) / 9_998_537_590.0 * 100.0;
+    assert!(close(u.cpu, cpu), "{u:?}");
+    // Memory, cgroup v2 (no `cache`): usage 83562496 − inactive_file 48271360 =
+    // 35291136 bytes of 3072 MiB: 1.096 %.
+    assert!(
+        close(u.memory, 35_291_136.0 / (3072.0 * MIB) * 100.0),
+        "{u:?}"
+    );
+    assert!(close(u.memory, 1.095_581_054_687_5), "{u:?}");
+}
+
+#[test]
+fn published_cgroup_v2_capture_with_only_the_pause_container() {
+    let t = task(fixture!("telegraf-cgroupv2-task.json"));
+    let doc = stats(fixture!("telegraf-cgroupv2-task-stats.json"));
+    assert!(doc.keys().all(|id| t.knows(id)));
+    assert_eq!(t.measured().count(), 0);
+    let (u, cap) = first(&t, &doc);
+    assert_eq!((cap.vcpus, cap.memory_bytes), (0.5, 1024.0 * MIB));
+    // ECS's plumbing is not the workload: no value rather than its 303104 bytes.
+    assert_eq!((u.cpu, u.memory), (None, None));
+    let pause = doc.values().flatten().next().unwrap();
+    assert_eq!(pause.working_set_bytes(), Some(303_104));
+}
+
+#[test]
+fn published_2020_fargate_first_reading_has_memory_but_no_cpu_yet() {
+    let t = task(fixture!("legacy-2020-fargate-task.json"));
+    let doc = joined(
+        fixture!("legacy-2020-fargate-task-stats.json"),
+        &[(
+            "1823e1f6-7248-43c3-bed6-eea1fa7501a5query-metadata",
+            "febee046097849aba589d4435207c04aquery-metadata",
+        )],
+    );
+    let cap = t.capacity(INSTANCE);
+    let mut tracker = Tracker::default();
+    let u = tracker.update(&t, &doc, &cap, 1_000 * S);
+    // precpu total_usage is 0 (Docker had no reading before): no baseline, so no
+    // CPU rather than 410557100 ns over 5 s (32.8 %) as if the task had started then.
+    assert_eq!(u.cpu, None, "{u:?}");
+    // Memory: usage 4390912 − total_inactive_file 3108864 of 512 MiB: 0.239 %.
+    assert!(
+        close(u.memory, 1_282_048.0 / (512.0 * MIB) * 100.0),
+        "{u:?}"
+    );
+    // The next document a second later, 0.1 vCPU on: 40 % of 0.25 vCPU.
+    let next = advanced(
+        doc,
+        1,
+        &[(
+            "febee046097849aba589d4435207c04aquery-metadata",
+            100_000_000,
+        )],
+    );
+    let u = tracker.update(&t, &next, &cap, 1_001 * S);
+    // (`advanced` writes `read` to the microsecond.)
+    assert!(u.cpu.is_some_and(|c| (c - 40.0).abs() < 1e-3), "{u:?}");
+}
