@@ -11,15 +11,14 @@ use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::delivery::{Closed, Delivery, Printed, Queued, Report};
-use crate::dimensions;
 use crate::domain::Dimension;
 use crate::pipeline::{self, Ended, SAMPLE_INTERVAL};
-use crate::publish::cloudwatch::{ConnectError, sdk_config};
-use crate::publish::{CloudWatch, DryRun, Emf, Format};
+use crate::publish::cloudwatch::ConnectError;
 use crate::sample::scope::{self, Opening, ScopeError};
 use crate::sample::{MemorySeen, ScopedSource};
+use crate::setup::{self, Destination};
 use crate::shutdown::Signals;
 use crate::stdio::Outlet;
 use crate::supervise::{SpawnError, Supervisor};
@@ -66,48 +65,6 @@ pub struct Outcome {
     pub child_status: Option<u8>,
 }
 
-/// Where the data goes, made ready: CloudWatch's client with its region resolved, or a
-/// format for stdout.
-enum Destination {
-    CloudWatch(CloudWatch),
-    Emf(Emf),
-    DryRun(DryRun),
-}
-
-impl Destination {
-    async fn prepare(config: &Config) -> Result<Destination, ConnectError> {
-        let encoding = config.encoding;
-        let namespace = config.namespace.clone();
-        Ok(match &config.output {
-            config::Output::CloudWatch {
-                region,
-                endpoint_url,
-            } => {
-                let sdk = sdk_config(region.clone(), endpoint_url.clone(), config.request_timeout)
-                    .await?;
-                Destination::CloudWatch(CloudWatch::new(&sdk, config.request_timeout))
-            }
-            config::Output::Emf => Destination::Emf(Emf {
-                namespace,
-                encoding,
-            }),
-            config::Output::DryRun => Destination::DryRun(DryRun {
-                namespace,
-                encoding,
-            }),
-        })
-    }
-}
-
-/// What the output counts in its report.
-fn unit(output: &config::Output) -> &'static str {
-    match output {
-        config::Output::CloudWatch { .. } => "datums",
-        config::Output::Emf => Emf::UNIT,
-        config::Output::DryRun => DryRun::UNIT,
-    }
-}
-
 /// Everything settled before a command starts.
 struct Settled {
     /// Where the data goes.
@@ -128,11 +85,7 @@ async fn settle(config: &Config) -> Result<Settled, StartError> {
     for line in &unmeasured {
         log::error!("{line}");
     }
-    let ec2 = if config.ec2_dimensions {
-        dimensions::ec2::dimensions().await
-    } else {
-        Vec::new()
-    };
+    let ec2 = setup::ec2_dimensions(config).await;
     Ok(Settled {
         destination,
         opening,
@@ -208,7 +161,7 @@ pub async fn run(config: &Config) -> Result<Outcome, StartError> {
 fn stopped_at_start(config: &Config, name: &str, number: i32) -> Outcome {
     log::info!("{name} received while starting: exiting");
     Outcome {
-        report: Report::empty(unit(&config.output)),
+        report: Report::empty(setup::unit(&config.output)),
         closed: None,
         child_status: (!config.command.is_empty()).then(|| 128 + number as u8),
     }
@@ -277,18 +230,14 @@ async fn measure(
         Opening::Ready(opened) => opened,
         Opening::Ecs(mut connector) => tokio::select! {
             opened = connector.connect() => opened,
-            () = shutdown.as_mut() => return (nothing(unit(&config.output)), None),
+            () = shutdown.as_mut() => return (nothing(setup::unit(&config.output)), None),
         },
     };
     log::info!("scope: {}", opened.what);
-    let dimensions = dimensions::assemble(
-        config.service.clone(),
-        &config.dimensions,
-        opened.ecs_dimensions(&config.scope).into_iter().chain(ec2),
-    );
+    let dimensions = setup::dimensions(config, &opened, ec2);
     let mut source = opened.source;
     let ended = match destination {
-        Destination::CloudWatch(client) => {
+        Destination::CloudWatch(client, _) => {
             let delivery = Queued::start(client, config);
             sample_into(config, dimensions, &mut source, delivery, shutdown.as_mut()).await
         }

@@ -3,9 +3,9 @@
 //! where they came from, never their values), reads one sample in the chosen scope, and
 //! sends it as one real request (printed instead with `--dry-run` or `--output emf`).
 //! Each step prints one line on stdout; the first failure says what is wrong and ends it.
-//! It goes through the same entry points as a run: the scope from
-//! [`crate::sample::scope`], the dimensions from [`crate::dimensions`], the window from
-//! the aggregator, and each output's own encoding.
+//! It goes through the same entry points as a run: the output and the dimensions from
+//! [`crate::setup`], the scope from [`crate::sample::scope`], the window from the
+//! aggregator, and each output's own encoding.
 
 use std::fmt::Display;
 use std::io::Write;
@@ -17,13 +17,13 @@ use aws_credential_types::provider::ProvideCredentials;
 
 use crate::aggregate::{Aggregator, unix_secs};
 use crate::config::{Config, Output};
-use crate::dimensions;
 use crate::domain::Metric;
 use crate::pipeline::SAMPLE_INTERVAL;
-use crate::publish::cloudwatch::{self, ErrorKind, Publisher, PutRequest, sdk_config};
-use crate::publish::{CloudWatch, DryRun, Emf, Format};
+use crate::publish::cloudwatch::{self, ErrorKind, Publisher, PutRequest};
+use crate::publish::{CloudWatch, Format};
 use crate::sample::Source;
 use crate::sample::scope::{self, Opened, Opening};
+use crate::setup::{self, Destination};
 
 /// A step failed; its line is printed. The status is the one a run with the same
 /// settings exits with: 2 for a setting that cannot work here (no region, a scope that
@@ -67,16 +67,15 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         ),
     );
     // AWS first: it is what most often goes wrong, and costs no sampling time.
-    let cloudwatch = match &config.output {
-        Output::CloudWatch {
-            region,
-            endpoint_url,
-        } => Some(aws(config, region.clone(), endpoint_url.clone()).await?),
-        Output::DryRun | Output::Emf => {
+    let destination = Destination::prepare(config)
+        .await
+        .map_err(|e| refuse("region", e))?;
+    match &destination {
+        Destination::CloudWatch(_, sdk) => aws(config, sdk).await?,
+        Destination::Emf(_) | Destination::DryRun(_) => {
             ok("aws", "not needed: this output sends nothing");
-            None
         }
-    };
+    }
 
     let scoped = scope::open(config).map_err(|e| refuse("sample", e))?;
     for line in &scoped.unmeasured {
@@ -98,7 +97,7 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
                 })?
         }
     };
-    let ecs = opened.ecs_dimensions(&config.scope);
+    let dimensions = setup::dimensions(config, &opened, setup::ec2_dimensions(config).await);
     let Opened { mut source, what } = opened;
     // CPU use is a rate: it takes two readings.
     let first = source.sample().await;
@@ -118,16 +117,6 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         .collect();
     ok("sample", format_args!("{what}: {}", shown.join(", ")));
 
-    let ec2 = if config.ec2_dimensions {
-        dimensions::ec2::dimensions().await
-    } else {
-        Vec::new()
-    };
-    let dimensions = dimensions::assemble(
-        config.service.clone(),
-        &config.dimensions,
-        ecs.into_iter().chain(ec2),
-    );
     let now = unix_secs(SystemTime::now());
     let mut aggregator = Aggregator::new(config.period_secs, config.metrics, dimensions);
     aggregator.add(now, &first);
@@ -139,30 +128,16 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         )
     })?;
 
-    let encoding = config.encoding;
-    let namespace = config.namespace.clone();
-    match (cloudwatch, &config.output) {
-        (Some(cloudwatch), _) => {
+    match &destination {
+        Destination::CloudWatch(cloudwatch, _) => {
             let request = PutRequest {
-                namespace,
-                metric_data: cloudwatch::encode(&window, &encoding),
+                namespace: config.namespace.clone(),
+                metric_data: cloudwatch::encode(&window, &config.encoding),
             };
-            send(&cloudwatch, &request, config).await?;
+            send(cloudwatch, &request, config).await?;
         }
-        (None, Output::Emf) => print(
-            &Emf {
-                namespace,
-                encoding,
-            },
-            &window,
-        )?,
-        (None, _) => print(
-            &DryRun {
-                namespace,
-                encoding,
-            },
-            &window,
-        )?,
+        Destination::Emf(emf) => print(emf, &window)?,
+        Destination::DryRun(dry_run) => print(dry_run, &window)?,
     }
     let estimate = crate::cost::Estimate::of(config);
     match config.output {
@@ -176,22 +151,21 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
     Ok(())
 }
 
-/// Region, endpoint and credentials, each with where it came from.
-async fn aws(
-    config: &Config,
-    region: Option<String>,
-    endpoint_url: Option<String>,
-) -> Result<CloudWatch, Failed> {
-    let region_flag = region.is_some();
-    let sdk = sdk_config(region, endpoint_url, config.request_timeout)
-        .await
-        .map_err(|e| refuse("region", e))?;
+/// Region, endpoint, proxy and credentials, each with where it came from.
+async fn aws(config: &Config, sdk: &SdkConfig) -> Result<(), Failed> {
+    let region_flag = matches!(
+        config.output,
+        Output::CloudWatch {
+            region: Some(_),
+            ..
+        }
+    );
     let region = sdk.region().map_or("", |r| r.as_ref());
     ok(
         "region",
         format_args!("{region} (from {})", region_source(region_flag, region)),
     );
-    let (url, source) = cloudwatch::endpoint(&sdk);
+    let (url, source) = cloudwatch::endpoint(sdk);
     ok(
         "endpoint",
         format_args!("{} (from {source})", crate::redact::url(&url)),
@@ -200,8 +174,7 @@ async fn aws(
         "proxy",
         format_args!("CloudWatch {}", crate::proxy::route(&url)),
     );
-    credentials(&sdk, config.request_timeout).await?;
-    Ok(CloudWatch::new(&sdk, config.request_timeout))
+    credentials(sdk, config.request_timeout).await
 }
 
 fn region_source(flag: bool, region: &str) -> &'static str {

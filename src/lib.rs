@@ -37,6 +37,8 @@
 //!   reaped (never another waiter's child), its exit status passed on.
 //! - [`ticker`]: the once-a-second beat (a timerfd on Linux: one wakeup per sample).
 //! - [`pipeline`]: the sampling loop and the bounded final flush.
+//! - [`setup`]: what a run is made of, decided once for a run and `check` alike: the
+//!   output made ready, the EC2 lookup, the dimensions of every datum.
 //! - [`agent`]: start-up and wiring: settles output, scope and dimensions before anything
 //!   runs, starts a wrapped command, runs the loop.
 //! - [`exit`]: how a run ends: what was lost said on stderr, and the exit status.
@@ -63,6 +65,7 @@ pub mod proxy;
 pub mod publish;
 pub mod redact;
 pub mod sample;
+pub mod setup;
 pub mod shutdown;
 pub mod stdio;
 pub mod supervise;
