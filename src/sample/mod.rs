@@ -194,6 +194,34 @@ pub fn working_set(usage_bytes: u64, inactive_file_bytes: Option<u64>) -> u64 {
     usage_bytes.saturating_sub(inactive_file_bytes.unwrap_or(0))
 }
 
+/// What a scope may use, whatever the source (a cgroup's quota and limit, an ECS task's
+/// size): 100 % CPU and 100 % memory, where each figure came from, and whether it is a
+/// limit of the scope's own or the machine's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capacity {
+    /// CPUs the scope may use.
+    pub cpus: f64,
+    /// Where `cpus` came from, for the log and `check`.
+    pub cpus_from: &'static str,
+    /// Whether `cpus` is the scope's own limit (a CFS quota, the task's size).
+    pub cpu_limit: bool,
+    /// Bytes the scope may use.
+    pub memory_bytes: u64,
+    /// Where `memory_bytes` came from.
+    pub memory_from: &'static str,
+    /// Whether `memory_bytes` is the scope's own limit.
+    pub memory_limit: bool,
+    /// The machine's CPUs: no scope can use more.
+    pub machine_cpus: f64,
+}
+
+impl Capacity {
+    /// Whether the scope has a limit of its own.
+    pub fn any_limit(&self) -> bool {
+        self.cpu_limit || self.memory_limit
+    }
+}
+
 /// The whole machine (or VM): what utilization is measured against when a cgroup or task
 /// has no limit of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

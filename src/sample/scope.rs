@@ -224,7 +224,7 @@ fn auto_cgroup(root: &Path) -> Result<(CgroupSource, &'static str), String> {
         }
         format!("auto: cgroup not measurable: {e}")
     })?;
-    match (source.limits().any(), container) {
+    match (source.limits().any_limit(), container) {
         (true, _) => Ok((source, "auto: the cgroup has limits")),
         (false, true) => Ok((source, "auto: running in a container")),
         (false, false) => Err("auto: not in a container and no cgroup limits".into()),
@@ -250,17 +250,9 @@ fn cgroup_opened(
         "cgroup ({why}): {}; CPU limit {} CPUs ({}), memory limit {} MiB ({})",
         source.layout(),
         limits.cpus,
-        if limits.cpu_quota {
-            "CFS quota"
-        } else {
-            "CPUs available, no quota"
-        },
+        limits.cpus_from,
         limits.memory_bytes / (1024 * 1024),
-        if limits.memory_limit {
-            "cgroup limit"
-        } else {
-            "host memory, no limit"
-        },
+        limits.memory_from,
     );
     Ok(Opened {
         source: ScopedSource::Cgroup(Box::new(source)),

@@ -7,41 +7,33 @@ use std::path::Path;
 
 use super::detect::{Layout, Version};
 use super::parse;
-use crate::sample::{Machine, read_into};
-
-/// The limits utilization is measured against.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CgroupLimits {
-    /// CPUs the cgroup may use: its quota, capped at the CPUs it may run on.
-    pub cpus: f64,
-    /// Whether `cpus` comes from a CFS quota (else from the CPUs available).
-    pub cpu_quota: bool,
-    pub memory_bytes: u64,
-    /// Whether `memory_bytes` is the cgroup's limit (else the host's memory).
-    pub memory_limit: bool,
-}
-
-impl CgroupLimits {
-    /// Whether the cgroup has a limit of its own.
-    pub fn any(&self) -> bool {
-        self.cpu_quota || self.memory_limit
-    }
-}
+use crate::sample::{Capacity, Machine, read_into};
 
 /// The limits as the files under `root` say now, reading through `buf`. Missing files
 /// mean "no limit here", so this cannot fail; the machine's figures are read once for
 /// both fallbacks.
-pub fn read(root: &Path, layout: &Layout, buf: &mut String) -> CgroupLimits {
+pub fn read(root: &Path, layout: &Layout, buf: &mut String) -> Capacity {
     let machine = Machine::read(root, buf);
     let available = cpuset_cpus(layout, buf).unwrap_or(machine.cpus as f64);
     let quota = cpu_quota(layout, buf);
     let host_memory = machine.memory_bytes;
     let limit = memory_limit(layout, buf).filter(|l| host_memory == 0 || *l < host_memory);
-    CgroupLimits {
+    Capacity {
         cpus: quota.map_or(available, |q| q.min(available)),
-        cpu_quota: quota.is_some(),
+        cpus_from: if quota.is_some() {
+            "CFS quota"
+        } else {
+            "CPUs available, no quota"
+        },
+        cpu_limit: quota.is_some(),
         memory_bytes: limit.unwrap_or(host_memory),
+        memory_from: if limit.is_some() {
+            "cgroup limit"
+        } else {
+            "host memory, no limit"
+        },
         memory_limit: limit.is_some(),
+        machine_cpus: machine.cpus as f64,
     }
 }
 
@@ -125,7 +117,7 @@ mod tests {
     /// MemTotal of the fixtures' `proc/meminfo`.
     const HOST_MEMORY: u64 = 16_000_000 * 1024;
 
-    fn limits(root: &Path) -> CgroupLimits {
+    fn limits(root: &Path) -> Capacity {
         let layout = detect::detect(root).unwrap().expect("a cgroup filesystem");
         read(root, &layout, &mut String::new())
     }
@@ -133,11 +125,14 @@ mod tests {
     #[test]
     fn v2_quota_and_memory_max() {
         let got = limits(&fixture("v2-namespaced"));
-        let want = CgroupLimits {
+        let want = Capacity {
             cpus: 0.5,
-            cpu_quota: true,
+            cpus_from: "CFS quota",
+            cpu_limit: true,
             memory_bytes: 256 * MIB,
+            memory_from: "cgroup limit",
             memory_limit: true,
+            machine_cpus: got.machine_cpus,
         };
         assert_eq!(got, want);
     }
@@ -145,7 +140,7 @@ mod tests {
     #[test]
     fn v2_without_a_quota_takes_the_cpuset_and_an_ancestors_memory_limit() {
         let got = limits(&fixture("v2-host-path"));
-        assert_eq!((got.cpus, got.cpu_quota), (2.0, false));
+        assert_eq!((got.cpus, got.cpu_limit), (2.0, false));
         assert_eq!((got.memory_bytes, got.memory_limit), (1024 * MIB, true));
     }
 
@@ -160,7 +155,7 @@ mod tests {
     #[test]
     fn v1_without_limits_measures_against_the_cpus_and_the_host_memory() {
         let got = limits(&fixture("v1-apart-unlimited"));
-        assert!(!got.any(), "{got:?}");
+        assert!(!got.any_limit(), "{got:?}");
         assert_eq!((got.cpus, got.memory_bytes), (2.0, HOST_MEMORY));
     }
 

@@ -12,7 +12,6 @@ pub mod parse;
 pub mod source;
 
 pub use detect::{Layout, Version, detect, in_container};
-pub use limits::CgroupLimits;
 pub use source::CgroupSource;
 
 /// Fixture trees for the tests of this module's parts.

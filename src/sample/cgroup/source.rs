@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::detect::{Dir, Layout, Version};
-use super::limits::{self, CgroupLimits};
+use super::limits;
 use super::parse;
 use crate::sample::kernel::KernelFiles;
 use crate::sample::procfs::ParseError;
 use crate::sample::rate::{self, Gap, Reading};
-use crate::sample::{INACTIVE_FILE_KEYS, working_set};
+use crate::sample::{Capacity, INACTIVE_FILE_KEYS, working_set};
 use crate::sample::{MemorySeen, ProcFile, Sample, SampleError, Source};
 
 /// Limits change rarely (`docker update`, in-place resize): re-read them this often
@@ -24,7 +24,7 @@ const USER_HZ: u64 = 100;
 pub struct CgroupSource {
     root: PathBuf,
     layout: Layout,
-    limits: CgroupLimits,
+    limits: Capacity,
     samples_since_limits: u32,
     /// What the CPU time is divided by: wall time since this instant.
     origin: Instant,
@@ -147,7 +147,7 @@ impl CgroupSource {
         &self.layout
     }
 
-    pub fn limits(&self) -> CgroupLimits {
+    pub fn limits(&self) -> Capacity {
         self.limits
     }
 
@@ -210,7 +210,7 @@ impl CgroupSource {
 
     /// Throttled over all CFS periods, when the cgroup has a quota to be throttled by.
     fn read_throttling(&mut self) -> Result<Option<Reading>, SampleError> {
-        if !self.limits.cpu_quota {
+        if !self.limits.cpu_limit {
             return Ok(None);
         }
         let (text, _) = read_usage(&mut self.usage.throttling, "cpu.stat")?;

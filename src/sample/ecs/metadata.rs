@@ -14,13 +14,16 @@ use serde::Deserialize;
 
 use crate::sample::rate::Reading;
 // The instance (or Fargate micro-VM) the task runs on is the last resort for capacity.
-use crate::sample::{Machine, working_set};
+use crate::sample::{Capacity, Machine, working_set};
 
 /// Containers of this type are ECS's network plumbing, not the workload.
 const PAUSE_CONTAINER: &str = "CNI_PAUSE";
 /// ECS CPU units per vCPU (task definition `cpu`).
 const CPU_UNITS_PER_VCPU: f64 = 1024.0;
 pub(crate) const MIB: f64 = 1024.0 * 1024.0;
+/// Where a task with no size of its own and no container limits gets its capacity.
+const INSTANCE_CPUS: &str = "the instance's online CPUs";
+const INSTANCE_MEMORY: &str = "the instance's memory";
 
 /// `GET ${URI}/task`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -83,42 +86,31 @@ impl Task {
                 .filter(|v| *v > 0.0)
                 .sum()
         };
-        let (vcpus, cpu_source) = match task.cpu.filter(|v| *v > 0.0) {
+        let (cpus, cpus_from) = match task.cpu.filter(|v| *v > 0.0) {
             Some(vcpus) => (vcpus, "the task's CPU limit"),
             None => match containers(|l| l.cpu) / CPU_UNITS_PER_VCPU {
                 units if units > 0.0 => (units, "the sum of the containers' CPU units"),
-                _ => (instance.cpus as f64, "the instance's online CPUs"),
+                _ => (instance.cpus as f64, INSTANCE_CPUS),
             },
         };
-        let (memory_bytes, memory_source) = match task.memory.filter(|v| *v > 0.0) {
+        let (memory_bytes, memory_from) = match task.memory.filter(|v| *v > 0.0) {
             Some(mib) => (mib * MIB, "the task's memory limit"),
             None => match containers(|l| l.memory) {
                 mib if mib > 0.0 => (mib * MIB, "the sum of the containers' memory limits"),
-                _ => (instance.memory_bytes as f64, "the instance's memory"),
+                _ => (instance.memory_bytes as f64, INSTANCE_MEMORY),
             },
         };
         Capacity {
-            vcpus,
-            cpu_source,
-            memory_bytes,
-            memory_source,
-            instance_cpus: instance.cpus as f64,
+            cpus,
+            cpus_from,
+            cpu_limit: cpus_from != INSTANCE_CPUS,
+            // MiB from the documents, whole bytes.
+            memory_bytes: memory_bytes as u64,
+            memory_from,
+            memory_limit: memory_from != INSTANCE_MEMORY,
+            machine_cpus: instance.cpus as f64,
         }
     }
-}
-
-/// The denominators of the task's utilization.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Capacity {
-    /// CPUs the task may use: 100 % CPU.
-    pub vcpus: f64,
-    /// Where `vcpus` came from, for the log.
-    pub cpu_source: &'static str,
-    /// Bytes the task may use: 100 % memory.
-    pub memory_bytes: f64,
-    pub memory_source: &'static str,
-    /// No container can use more than the machine it runs on.
-    pub instance_cpus: f64,
 }
 
 /// `GET ${URI}/task/stats`: Docker stats per `DockerId`; `null` for containers that have
@@ -288,8 +280,8 @@ mod tests {
     #[test]
     fn capacity_comes_from_the_task_limits_first() {
         let c = task(FARGATE_TASK).capacity(INSTANCE);
-        assert_eq!((c.vcpus, c.memory_bytes), (0.5, 1024.0 * MIB));
-        assert_eq!(c.cpu_source, "the task's CPU limit");
+        assert_eq!((c.cpus, c.memory_bytes as f64), (0.5, 1024.0 * MIB));
+        assert_eq!(c.cpus_from, "the task's CPU limit");
     }
 
     #[test]
@@ -298,16 +290,16 @@ mod tests {
         assert_eq!(t.cluster_name(), "default");
         let c = t.capacity(INSTANCE);
         // Containers: 512 + 256 CPU units, 768 + 256 MiB; the pause container not counted.
-        assert_eq!(c.vcpus, 0.75);
-        assert_eq!(c.memory_bytes, 1024.0 * MIB);
-        assert_eq!(c.cpu_source, "the sum of the containers' CPU units");
+        assert_eq!(c.cpus, 0.75);
+        assert_eq!(c.memory_bytes as f64, 1024.0 * MIB);
+        assert_eq!(c.cpus_from, "the sum of the containers' CPU units");
     }
 
     #[test]
     fn no_limits_anywhere_falls_back_to_the_instance() {
         let t = task(r#"{"Containers":[{"DockerId":"a","Limits":{"CPU":0,"Memory":0}}]}"#);
         let c = t.capacity(INSTANCE);
-        assert_eq!((c.vcpus, c.memory_bytes), (2.0, 4.0 * 1024.0 * MIB));
-        assert_eq!(c.memory_source, "the instance's memory");
+        assert_eq!((c.cpus, c.memory_bytes as f64), (2.0, 4.0 * 1024.0 * MIB));
+        assert_eq!(c.memory_from, "the instance's memory");
     }
 }

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{Machine, Sample, SampleError, Source};
+use super::{Capacity, Machine, Sample, SampleError, Source};
 
 pub mod metadata;
 #[cfg(test)]
@@ -22,7 +22,7 @@ mod published;
 pub mod tracker;
 
 use metadata::Stats;
-pub use metadata::{Capacity, Task};
+pub use metadata::Task;
 use tracker::Tracker;
 
 /// Each request to the endpoint, body included; a sample is due every second.
@@ -153,10 +153,10 @@ fn log_capacity(task: &Task, capacity: &Capacity) {
         "ECS task {} of cluster {}: CPU measured against {} vCPU ({}), memory against {} MiB ({})",
         crate::redact::for_log(&task.family),
         crate::redact::for_log(task.cluster_name()),
-        capacity.vcpus,
-        capacity.cpu_source,
-        capacity.memory_bytes / (1024.0 * 1024.0),
-        capacity.memory_source
+        capacity.cpus,
+        capacity.cpus_from,
+        capacity.memory_bytes as f64 / (1024.0 * 1024.0),
+        capacity.memory_from
     );
 }
 

@@ -5,6 +5,7 @@
 use super::metadata::testing::*;
 use super::metadata::*;
 use super::tracker::{Tracker, Utilization};
+use crate::sample::Capacity;
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -46,7 +47,7 @@ fn published_fargate_a_quarter_vcpu_task() {
     );
     let (u, cap) = first(&t, &doc);
     // Task Limits: 0.25 vCPU, 512 MiB (the containers' 128 and 2 CPU units ignored).
-    assert_eq!((cap.vcpus, cap.memory_bytes), (0.25, 512.0 * MIB));
+    assert_eq!((cap.cpus, cap.memory_bytes as f64), (0.25, 512.0 * MIB));
     // CPU: (1137691504 − 1136624601) ns of CPU over (21:24:44.938937019 −
     // 21:24:34.938633969) = 10.000303050 s is 0.000107 vCPU, 0.0427 % of 0.25.
     let cpu = (1_137_691_504.0 - 1_136_624_601.0) / 10_000_303_050.0 / 0.25 * 100.0;
@@ -90,8 +91,11 @@ fn published_ec2_awsvpc_task_sized_by_its_container() {
     let (u, cap) = first(&t, &doc);
     // No task Limits: curl's 10 CPU units (10/1024 vCPU) and 128 MiB; the
     // CNI_PAUSE container's stats (532480 bytes) are not the workload's.
-    assert_eq!((cap.vcpus, cap.memory_bytes), (10.0 / 1024.0, 128.0 * MIB));
-    assert_eq!(cap.cpu_source, "the sum of the containers' CPU units");
+    assert_eq!(
+        (cap.cpus, cap.memory_bytes as f64),
+        (10.0 / 1024.0, 128.0 * MIB)
+    );
+    assert_eq!(cap.cpus_from, "the sum of the containers' CPU units");
     // CPU: (379075681 − 378825197) ns over 1.002173613 s is 0.00025 vCPU, 2.56 %
     // of 10 CPU units.
     let cpu = (379_075_681.0 - 378_825_197.0) / 1_002_173_613.0 / (10.0 / 1024.0) * 100.0;
@@ -130,7 +134,7 @@ fn published_managed_instances_cgroup_v2() {
     let (u, cap) = first(&t, &doc);
     // Task Limits 1 vCPU and 3072 MiB (the container's own "CPU": 2 ignored;
     // `limit` 18446744073709551615 is u64::MAX, "no limit").
-    assert_eq!((cap.vcpus, cap.memory_bytes), (1.0, 3072.0 * MIB));
+    assert_eq!((cap.cpus, cap.memory_bytes as f64), (1.0, 3072.0 * MIB));
     // CPU: (670462000 − 663809000) ns over 9.998537590 s: 0.0665 % of 1 vCPU.
     let cpu = (670_462_000.0 - 663_809_000.0) / 9_998_537_590.0 * 100.0;
     assert!(close(u.cpu, cpu), "{u:?}");
@@ -150,7 +154,7 @@ fn published_cgroup_v2_capture_with_only_the_pause_container() {
     assert!(doc.keys().all(|id| t.knows(id)));
     assert_eq!(t.measured().count(), 0);
     let (u, cap) = first(&t, &doc);
-    assert_eq!((cap.vcpus, cap.memory_bytes), (0.5, 1024.0 * MIB));
+    assert_eq!((cap.cpus, cap.memory_bytes as f64), (0.5, 1024.0 * MIB));
     // ECS's plumbing is not the workload: no value rather than its 303104 bytes.
     assert_eq!((u.cpu, u.memory), (None, None));
     let pause = doc.values().flatten().next().unwrap();

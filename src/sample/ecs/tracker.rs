@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::metadata::{Capacity, Stats, Task};
+use super::metadata::{Stats, Task};
+use crate::sample::Capacity;
 use crate::sample::rate::{self, Gap, Reading};
 
 /// How far the stats' clock (`read`) may run ahead of the agent's own between two
@@ -125,10 +126,10 @@ impl Tracker {
                             jumped.unwrap_or_default() as f64 / 1e9
                         ));
                     }
-                    Ok(vcpus) if vcpus > capacity.instance_cpus * 1.1 => {
+                    Ok(vcpus) if vcpus > capacity.machine_cpus * 1.1 => {
                         implausible = Some(format!(
                             "a container used {vcpus:.1} vCPUs of a {}-CPU machine",
-                            capacity.instance_cpus
+                            capacity.machine_cpus
                         ));
                     }
                     Ok(vcpus) => {
@@ -152,21 +153,21 @@ impl Tracker {
         }
         self.previous = current;
         let plausible = |capacity: f64| capacity.is_finite() && capacity > 0.0;
-        if (advanced && !plausible(capacity.vcpus))
-            || (memory_bytes.is_some() && !plausible(capacity.memory_bytes))
+        if (advanced && !plausible(capacity.cpus))
+            || (memory_bytes.is_some() && !plausible(capacity.memory_bytes as f64))
         {
             implausible = Some(format!(
                 "the task's capacity is {} vCPUs and {} bytes",
-                capacity.vcpus, capacity.memory_bytes
+                capacity.cpus, capacity.memory_bytes
             ));
         }
         Utilization {
-            cpu: (advanced && plausible(capacity.vcpus))
-                .then(|| rate::percent_of(vcpus_used, capacity.vcpus))
+            cpu: (advanced && plausible(capacity.cpus))
+                .then(|| rate::percent_of(vcpus_used, capacity.cpus))
                 .flatten(),
             memory: memory_bytes
-                .filter(|_| plausible(capacity.memory_bytes))
-                .and_then(|b| rate::percent_of(b as f64, capacity.memory_bytes)),
+                .filter(|_| plausible(capacity.memory_bytes as f64))
+                .and_then(|b| rate::percent_of(b as f64, capacity.memory_bytes as f64)),
             implausible,
         }
     }
