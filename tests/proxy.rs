@@ -190,23 +190,16 @@ fn link_local_metadata_never_goes_through_the_proxy() {
         common::skip(TEST, "unshare --net and ip addr need root");
         return;
     }
-    let out = std::process::Command::new("unshare")
-        .args(["--net"])
-        .arg(common::python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/harness/link_local.py"
-        ))
-        .arg(env!("CARGO_BIN_EXE_cloudwatch_metrics_agent"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let result = common::json_report(
+        std::process::Command::new("unshare")
+            .args(["--net"])
+            .arg(common::python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/harness/link_local.py"
+            ))
+            .arg(env!("CARGO_BIN_EXE_cloudwatch_metrics_agent")),
     );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     assert_eq!(result["link_local"]["status"], 0, "{result}");
     assert_eq!(
         result["link_local"]["instance_id"], true,

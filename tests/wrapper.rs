@@ -501,22 +501,15 @@ fn as_pid_1_it_reaps_orphaned_zombies() {
 /// pseudo-terminal; its JSON report.
 fn on_a_terminal(mode: &str, args: &[&str], env: &[(&str, String)]) -> Value {
     let agent = env!("CARGO_BIN_EXE_cloudwatch_metrics_agent");
-    let out = Command::new(common::python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/pty_signal_group.py"))
-        .arg(mode)
-        .arg(agent)
-        .args(args)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).expect("one JSON line")
+    common::json_report(
+        Command::new(common::python())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/pty_signal_group.py"))
+            .arg(mode)
+            .arg(agent)
+            .args(args)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().map(|(k, v)| (k, v))),
+    )
 }
 
 /// `--signal-group` on a terminal: the command's group gets the terminal (as `tini -g`

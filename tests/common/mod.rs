@@ -85,6 +85,19 @@ pub fn unix_now() -> u64 {
         .as_secs()
 }
 
+/// Runs `command` (a harness script that prints one JSON line as its report) to its
+/// end; fails the test unless it succeeded, with what it printed.
+pub fn json_report(command: &mut Command) -> Value {
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("one JSON line")
+}
+
 /// Runs `tests/harness/SCRIPT ARGS…` with the harness's Python and `stdin` on its
 /// standard input: whether it succeeded, and what it printed on stdout.
 pub fn run_harness(script: &str, args: &[&Path], stdin: &str) -> (bool, String) {
