@@ -43,7 +43,7 @@ import footprint
 from footprint import ROOT
 
 DEFAULT_BINARY = "target/x86_64-unknown-linux-musl/release/cloudwatch_metrics_agent"
-BUILD_HINT = ("build it first (README, Footprint): "
+BUILD_HINT = ("build it first (docs/footprint.md): "
               "cargo zigbuild --release --target x86_64-unknown-linux-musl")
 ORIGINAL_VERSION = "0.1.8"
 DEFAULT_SCRATCH = "~/.cache/cloudwatch_metrics_agent/bench"

@@ -10,7 +10,7 @@ agent would have sent, as CloudWatch computes percentiles from Values/Counts (ne
 rank), and draws them like the dashboard's two percentile widgets. The picture is
 docs/dashboard.png; the numbers are printed.
 
-    cargo zigbuild --release --target x86_64-unknown-linux-musl    # README, Footprint
+    cargo zigbuild --release --target x86_64-unknown-linux-musl    # docs/footprint.md
     python3 bench/dashboard_preview.py          # about 3.5 minutes
 
 matplotlib (pinned below) is installed into the project's .venv when missing.

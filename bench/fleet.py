@@ -18,7 +18,7 @@ sampling phases (a tick a second, from each process's start) already spread the 
 over half the period; a bucket holding a whole second would hide the collision that a
 60 s period shows. Real CloudWatch does not publish its bucket size.
 
-    cargo zigbuild --release --target x86_64-unknown-linux-musl    # README, Footprint
+    cargo zigbuild --release --target x86_64-unknown-linux-musl    # docs/footprint.md
     python3 bench/fleet.py                      # 200 agents, 150 s per run, 6 runs
     python3 bench/fleet.py --agents 300 --loads 90 --seconds 240
 """
@@ -131,7 +131,7 @@ def main():
     ap.add_argument("--json", help="also write the rows to this file")
     opts = ap.parse_args()
     if opts.agents < 200:
-        print("note: fewer than 200 agents is not what the README reports", file=sys.stderr)
+        print("note: fewer than 200 agents is not what docs/delivery.md reports", file=sys.stderr)
     binary = resolve_binary(opts.binary)
     rows = []
     for load in (int(x) / 100 for x in opts.loads.split(",")):

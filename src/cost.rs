@@ -1,6 +1,7 @@
 //! What a configuration costs a month at CloudWatch's list prices: the requests it makes
 //! (or the log data it writes, for EMF) and the custom metrics it creates. `check` prints
-//! it; the README's cost table is this module's own output (a test keeps them equal).
+//! it; the cost table of docs/cost.md, and the README's summary of it, are this module's
+//! own output (a test keeps them equal).
 //!
 //! An estimate: list prices of one region on one date, before the free tier (10 custom
 //! metrics, 1 million API requests and 5 GB of logs a month) and before volume tiers
@@ -328,8 +329,8 @@ mod tests {
         assert_eq!(dollars(1234567.891), "$1,234,567.89");
     }
 
-    /// The README's cost table, as this module computes it.
-    fn readme_table() -> String {
+    /// The cost table of docs/cost.md, as this module computes it.
+    fn docs_table() -> String {
         let mut table = String::from(
             "| period | output | requests or log data per agent | per agent | 1,000 agents |\n\
              |---|---|---|---|---|\n",
@@ -361,9 +362,27 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_cost_table_is_what_check_computes() {
-        let table = readme_table();
+    fn the_docs_cost_table_is_what_check_computes() {
+        let table = docs_table();
+        let page = include_str!("../docs/cost.md");
+        assert!(page.contains(&table), "docs/cost.md should hold:\n{table}");
+    }
+
+    /// The README's summary: the default configuration's requests, monthly cost per agent
+    /// and for 1,000 agents, as this module computes them.
+    #[test]
+    fn the_readme_cost_summary_is_what_check_computes() {
         let readme = include_str!("../README.md");
-        assert!(readme.contains(&table), "README should hold:\n{table}");
+        let e = Estimate::of(&config(&[]));
+        for figure in [
+            format!("{} `PutMetricData` requests a month", thousands(e.requests)),
+            format!(
+                "about {} a month",
+                dollars(e.usd_traffic() + e.usd_metrics())
+            ),
+            format!("{} for 1,000 agents", dollars(e.usd_fleet(1000))),
+        ] {
+            assert!(readme.contains(&figure), "README should say {figure:?}");
+        }
     }
 }

@@ -387,17 +387,17 @@ fn check_names_the_service_specific_endpoint_it_uses() {
     assert_eq!(server.accepted_puts().len(), 1);
 }
 
-/// README's `check` example is what the binary prints today: the same steps in the same
-/// order, and for the same settings the same config and cost lines.
+/// The `check` example of docs/check.md is what the binary prints today: the same steps in
+/// the same order, and for the same settings the same config and cost lines.
 #[test]
-fn readme_check_example_matches_the_binary() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let example: Vec<&str> = readme
+fn docs_check_example_matches_the_binary() {
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/check.md")).unwrap();
+    let example: Vec<&str> = page
         .split("$ cloudwatch_metrics_agent check --namespace MyCompany/WebApi --service web-api\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
-        .expect("README shows a check run")
+        .expect("docs/check.md shows a check run")
         .lines()
         .collect();
     let server = TestServer::start();
@@ -419,7 +419,7 @@ fn readme_check_example_matches_the_binary() {
     assert_eq!(
         example.iter().map(|l| step(l)).collect::<Vec<_>>(),
         out.iter().map(|l| step(l)).collect::<Vec<_>>(),
-        "README:\n{example:#?}\nbinary:\n{out:#?}"
+        "docs/check.md:\n{example:#?}\nbinary:\n{out:#?}"
     );
     for same in ["ok    config:", "ok    cost:"] {
         assert_eq!(

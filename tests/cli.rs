@@ -154,7 +154,7 @@ fn boolean_variables_take_1_0_yes_no_on_off_in_any_case() {
 }
 
 /// The send settings pace PutMetricData; a fleet-wide value must not stop an EMF or a
-/// dry-run agent (as the README says).
+/// dry-run agent (as docs/delivery.md says).
 #[test]
 fn send_settings_are_ignored_by_emf_and_dry_run() {
     for output in ["emf", "dry-run"] {

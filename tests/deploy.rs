@@ -1,5 +1,5 @@
 //! The deployment files under `deploy/` parse, grant no more than the agent needs, and
-//! are what the README shows.
+//! are what the README and docs/ show.
 
 mod common;
 
@@ -55,19 +55,22 @@ fn ecs_sidecar_is_non_essential_starts_after_the_app_and_has_time_to_flush() {
     assert!(env("CWMA_SERVICE").is_some());
 }
 
+/// Each deploy file, and the pages that show it whole: a file edited without its page (or
+/// the other way round) fails here.
 #[test]
-fn readme_shows_the_deploy_files_as_they_are() {
-    let readme = read("README.md");
-    for path in [
-        "deploy/ecs-task-definition.json",
-        "deploy/iam-policy.json",
-        UNIT,
-        ENV_FILE,
+fn the_docs_show_the_deploy_files_as_they_are() {
+    for (path, pages) in [
+        ("deploy/ecs-task-definition.json", &["docs/ecs.md"][..]),
+        ("deploy/iam-policy.json", &["README.md", "docs/ecs.md"]),
+        (UNIT, &["docs/systemd.md"]),
+        (ENV_FILE, &["docs/systemd.md"]),
     ] {
-        assert!(
-            readme.contains(&read(path)),
-            "README's copy of {path} is out of date"
-        );
+        for page in pages {
+            assert!(
+                read(page).contains(&read(path)),
+                "{page}'s copy of {path} is out of date"
+            );
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The crate as `cargo package` ships it: the licences the manifest declares, the
-//! changelog, the sources, and nothing built locally or used only by CI.
+//! changelog, the docs, the sources, and nothing built locally or used only by CI.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,7 +23,7 @@ fn packaged_files() -> Vec<String> {
 }
 
 #[test]
-fn the_package_carries_the_declared_licences_the_changelog_and_the_sources() {
+fn the_package_carries_the_declared_licences_the_changelog_the_docs_and_the_sources() {
     let files = packaged_files();
     let manifest =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
@@ -33,6 +33,10 @@ fn the_package_carries_the_declared_licences_the_changelog_and_the_sources() {
         "LICENSE-APACHE",
         "CHANGELOG.md",
         "README.md",
+        // The pages the README links to, and its picture (tests/docs.rs checks every link).
+        "docs/dashboard.png",
+        "docs/upgrading.md",
+        "docs/cost.md",
         "Cargo.lock",
         "src/main.rs",
         "src/lib.rs",

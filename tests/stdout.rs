@@ -337,13 +337,15 @@ fn wrapper_mode_with_a_closed_stdout_reports_once_and_exits_with_the_commands_st
 }
 
 #[test]
-fn readme_says_what_happens_when_stdout_is_slow_or_closed() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let section = readme
-        .split("### When stdout is slow or closed")
+fn docs_say_what_happens_when_stdout_is_slow_or_closed() {
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/outputs.md"))
+            .unwrap();
+    let section = page
+        .split("## When stdout is slow or closed")
         .nth(1)
-        .expect("a README section on a slow or closed stdout");
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a docs/outputs.md section on a slow or closed stdout");
     for needle in [
         "dry-run",
         "emf",

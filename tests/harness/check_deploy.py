@@ -3,7 +3,7 @@
 with what the agent publishes.
 
     check_deploy.py consistency TEMPLATE IAM_POLICY TASK_DEFINITION DASHBOARD
-        The template, rendered with the README's example values, grants what
+        The template, rendered with docs/cloudformation.md's example values, grants what
         IAM_POLICY grants (and nothing for EMF), its agent container has the settings of
         TASK_DEFINITION's, and its dashboard body (KernelMetrics true) is DASHBOARD.
     check_deploy.py metrics TEMPLATE DASHBOARD < dry-run lines
@@ -23,7 +23,7 @@ import sys
 
 from cfnlint.decode import cfn_yaml
 
-# The README's example: deploy/ecs-task-definition.json and deploy/iam-policy.json use them.
+# docs/cloudformation.md's example: deploy/ecs-task-definition.json and deploy/iam-policy.json use them.
 EXAMPLE = {
     "AppImage": "111122223333.dkr.ecr.us-east-1.amazonaws.com/web-api:1.4.2",
     "AgentImage": "111122223333.dkr.ecr.us-east-1.amazonaws.com/cloudwatch_metrics_agent:0.2.0",
@@ -190,7 +190,7 @@ def consistency(template_path, policy_path, task_path, dashboard_path):
         body = None
     if body is not None and body != dashboard:
         findings.append(f"{dashboard_path} is not the template's dashboard body "
-                        "(rendered with the README's example, KernelMetrics true)")
+                        "(rendered with docs/cloudformation.md's example, KernelMetrics true)")
     core = Template(template_path, {**EXAMPLE, "KernelMetrics": "false"})
     (_, board), = core.of_type("AWS::CloudWatch::Dashboard")
     try:
