@@ -21,13 +21,20 @@ use std::{
 
 fn main() {
     println!("cargo:rerun-if-changed=link/hot-text.ld");
-    // What can change the linker without changing this crate (a `linker` or `rustflags`
-    // setting in .cargo/config.toml changes what cargo passes to rustc, which reruns us).
+    // What can change the linker without changing this crate. A `linker` or `rustflags`
+    // setting in .cargo/config.toml reruns us too for a native build (verified by
+    // tests/linker.rs); with `--target`, a config file's rustflags may not (cargo#13003).
+    let target = env::var("TARGET")
+        .unwrap_or_default()
+        .to_uppercase()
+        .replace(['-', '.'], "_");
     for var in [
-        "CWMA_LINK_ORDER",
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "LD_PRELOAD",
+        "CWMA_LINK_ORDER".to_owned(),
+        "RUSTFLAGS".to_owned(),
+        "CARGO_BUILD_RUSTFLAGS".to_owned(),
+        format!("CARGO_TARGET_{target}_RUSTFLAGS"),
+        format!("CARGO_TARGET_{target}_LINKER"),
+        "LD_PRELOAD".to_owned(),
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -66,13 +73,20 @@ fn ordered() -> Result<String, String> {
         return Err(format!("the build path {script} has a comma"));
     }
     let arg = format!("-Wl,-T,{script}");
-    try_link(&out, &arg)?;
+    if let Err(refused) = try_link(&out, Some(&arg)) {
+        // Whether the linker refused the script, or cannot link this target at all here.
+        return Err(match try_link(&out, None) {
+            Ok(()) => format!("the linker refused the script ({refused})"),
+            Err(e) => format!("a test program could not be linked even without it ({e})"),
+        });
+    }
     Ok(arg)
 }
 
 /// Links an empty program for the same target, with the same flags and linker as this
-/// crate's binary and the script added: a linker that cannot read it fails here.
-fn try_link(out: &Path, arg: &str) -> Result<(), String> {
+/// crate's binary and `arg` (the script) added: a linker that cannot read it fails here.
+/// Flags given to `cargo rustc -- …` are not visible to a build script.
+fn try_link(out: &Path, arg: Option<&str>) -> Result<(), String> {
     let source = out.join("probe.rs");
     fs::write(&source, "fn main() {}\n").map_err(|e| format!("{}: {e}", source.display()))?;
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
@@ -92,32 +106,32 @@ fn try_link(out: &Path, arg: &str) -> Result<(), String> {
     if let Ok(flags) = env::var("CARGO_ENCODED_RUSTFLAGS") {
         cmd.args(flags.split('\x1f').filter(|f| !f.is_empty()));
     }
-    cmd.arg("-C").arg(format!("link-arg={arg}"));
+    if let Some(arg) = arg {
+        cmd.arg("-C").arg(format!("link-arg={arg}"));
+    }
     let done = cmd
         .output()
         .map_err(|e| format!("could not run rustc to try the linker: {e}"))?;
     if done.status.success() {
         return Ok(());
     }
-    Err(format!(
-        "the linker refused the script ({})",
-        complaint(&String::from_utf8_lossy(&done.stderr), arg)
-    ))
+    Err(complaint(&String::from_utf8_lossy(&done.stderr), arg))
 }
 
 /// The linker's own first complaint in rustc's report of a failed link (gold: "syntax
 /// error, unexpected STRING", mold: "unknown linker script token"), shortened.
-fn complaint(stderr: &str, arg: &str) -> String {
-    let script = arg.trim_start_matches("-Wl,-T,");
+fn complaint(stderr: &str, arg: Option<&str>) -> String {
+    let script = arg.map_or("hot-text.ld", |a| a.trim_start_matches("-Wl,-T,"));
     let lines: Vec<&str> = stderr
         .lines()
         .map(|l| l.trim().trim_start_matches("= note:").trim())
         .collect();
+    // rustc's own lines, and the linker's command line (it starts with a quoted program).
     let noise = [
         "error: linking with",
         "error: aborting",
         "collect2: error",
-        "\"cc\"",
+        "\"",
     ];
     let Some(at) = lines.iter().position(|l| {
         (l.contains("error") || l.contains("fatal")) && !noise.iter().any(|n| l.starts_with(n))

@@ -56,11 +56,23 @@ fn build(dir: &Path, wrap: &[&str], env: &[(&str, &str)]) -> Built {
             c
         }
     };
+    // Only the case's own settings: none of the developer's (a linker or target set in
+    // ~/.cargo/config.toml or the environment).
+    for (name, _) in std::env::vars() {
+        let cargo = [
+            "CARGO_BUILD_",
+            "CARGO_TARGET_",
+            "CARGO_ENCODED_",
+            "CARGO_PROFILE_",
+        ];
+        if cargo.iter().any(|p| name.starts_with(p)) || name == "RUSTFLAGS" {
+            cmd.env_remove(name);
+        }
+    }
     cmd.args(["build", "--release", "--offline"])
         .current_dir(dir)
+        .env("CARGO_HOME", dir.join("cargo-home"))
         .env("CARGO_TARGET_DIR", dir.join("target"))
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CWMA_LINK_ORDER")
         .envs(env.iter().copied());
     let out = cmd.output().unwrap();
@@ -89,6 +101,7 @@ fn readelf(args: &[&str], bin: &Path) -> String {
         .arg(bin)
         .output()
         .unwrap();
+    assert!(out.status.success(), "readelf {args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
