@@ -542,7 +542,8 @@ fn signal_group_hands_the_terminal_to_the_command_and_sigterm_ends_it() {
 
 /// When the command ends by itself the terminal goes back to the agent's group, while
 /// the agent is still flushing (to an endpoint that never answers, so that takes the
-/// flush timeout).
+/// flush timeout). The command ends only after a window was logged, so there is data to
+/// flush even when a loaded machine delays the agent's first sample.
 #[test]
 fn signal_group_takes_the_terminal_back_when_the_command_ends() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -554,6 +555,10 @@ fn signal_group_takes_the_terminal_back_when_the_command_ends() {
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", "AKIDTEST".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "test-secret".to_owned()),
+        (
+            "RUST_LOG",
+            "cloudwatch_metrics_agent::publisher=info".to_owned(),
+        ),
     ];
     let args = [
         "-n",
@@ -562,12 +567,15 @@ fn signal_group_takes_the_terminal_back_when_the_command_ends() {
         "w",
         "--scope",
         "host",
+        "--period",
+        "1",
         "--signal-group",
         "--flush-timeout",
         "3",
     ];
     let result = on_a_terminal("exit", &args, &env);
     assert_eq!(result["got_line"], true, "{result}");
+    assert_eq!(result["window_logged"], true, "{result}");
     assert_eq!(
         result["foreground_while_running_is_agent"], false,
         "{result}"

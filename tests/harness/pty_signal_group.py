@@ -3,9 +3,10 @@ interactive shell would: the command reads the terminal, then SIGTERM must end i
 
 Usage: pty_signal_group.py sigterm|exit AGENT [AGENT ARGS...]. The agent wraps a shell
 that reads a line and echoes it, then reads again. With `sigterm` the agent then gets
-SIGTERM; with `exit` the second line is typed and the command ends by itself, and the
-terminal's foreground group is watched while the agent flushes (give it a flush that
-takes a while). Prints one JSON line: whether the command got the line, whose the
+SIGTERM; with `exit` the second line is typed once the agent has logged a window (give it
+--period 1 and RUST_LOG=cloudwatch_metrics_agent::publisher=info: then it has data to
+flush), the command ends by itself, and the terminal's foreground group is watched while
+the agent flushes (give it a flush that takes a while). Prints one JSON line: whether the command got the line, whose the
 terminal was while it ran and after, and the agent's exit status. Exits 0 when it ran to
 the end (the Rust test judges the result)."""
 
@@ -53,6 +54,9 @@ def main():
     if mode == "sigterm":
         os.kill(pid, signal.SIGTERM)
     else:
+        ok, tail = read_until(fd, b"MemoryUtilization n=", time.monotonic() + 10)
+        more += tail
+        result["window_logged"] = ok
         os.write(fd, b"again\n")
         ok, tail = read_until(fd, b"done", time.monotonic() + 5)
         more += tail
