@@ -21,9 +21,8 @@ The patterns leave out what changes from one compiler or build to the next: the 
 hash of legacy symbols (`17h<16 hex>E`), the crate disambiguators of v0 symbols
 (`Cs<base62>_`) and LTO's numbered local copies (`.123`). A generic's pattern therefore
 takes all its instances, and a build with another rustc still finds its functions. The
-crate's own plain functions and methods keep only the last two names of their path (see
-`portable`; generic instances keep theirs), so most of a module moved elsewhere keeps its
-place in the list. A function the list does not name is
+crate's own names keep only the last two names of their path, also inside generic
+instances (see `portable`), so a module moved elsewhere keeps its place in the list. A function the list does not name is
 still linked, in `.text`; only its place differs, and no build fails for it.
 
 Regenerate after changes that add or rename much of what runs; `--check` (run by
@@ -101,27 +100,56 @@ def pattern(symbol):
 
 OURS = "_ZN24cloudwatch_metrics_agent"
 CLOSURE = "28_$u7b$$u7b$closure$u7d$$u7d$"
+# A path of ours inside another symbol (`drop_in_place<cloudwatch_metrics_agent::a::B>`,
+# `<cloudwatch_metrics_agent::a::B as Display>::fmt`), legacy-mangled with `..` for `::`.
+INNER = re.compile(r"cloudwatch_metrics_agent((?:\.\.(?:\w+|\$u7b\$\$u7b\$closure\$u7d\$\$u7d\$))+)")
+
+
+def last_two(names, closure):
+    """The last two names that are not closures, and the closures after them."""
+    closures = 0
+    while closures < len(names) and names[-1 - closures] == closure:
+        closures += 1
+    return names[-(closures + 2):]
+
+
+def components(mangled):
+    """A legacy-mangled path's length-prefixed names, or None when it is not one."""
+    names = []
+    while mangled:
+        m = re.match(r"(\d+)", mangled)
+        if not m:
+            return None
+        end = len(m.group(1)) + int(m.group(1))
+        names.append(mangled[:end])
+        mangled = mangled[end:]
+    return names
 
 
 def portable(pat):
-    """Our own functions' patterns keep only the last two names of the path (the module or
-    type and the function, and any closures in it): moving a module elsewhere, as a
-    refactoring does, leaves its functions in the list. Measured with every function moved
-    one module deeper: 640 KiB resident instead of 768 with whole paths (576 fresh)."""
-    if not (pat.startswith(OURS) and pat.endswith("17h*E")):
+    """The crate's own names keep only the last two names of their path (the module or
+    type and the function or type, and any closures in it), in a function's own path and
+    inside generic instances and trait impls (whose length prefix then becomes `*`):
+    moving a module elsewhere, as a refactoring does, leaves its functions in the list.
+    Measured with every function moved one module deeper: see docs/footprint.md."""
+    if not (pat.startswith("_ZN") and pat.endswith("17h*E")):
         return pat
-    names, rest = [], pat[len(OURS):-len("17h*E")]
-    while rest:
-        m = re.match(r"(\d+)", rest)
-        if not m:
-            return pat
-        end = len(m.group(1)) + int(m.group(1))
-        names.append(rest[:end])
-        rest = rest[end:]
-    closures = 0
-    while closures < len(names) and names[-1 - closures] == CLOSURE:
-        closures += 1
-    return OURS + "*" + "".join(names[-(closures + 2):]) + "17h*E"
+    names = components(pat[len("_ZN"):-len("17h*E")])
+    if names is None:
+        return pat
+    if pat.startswith(OURS):
+        return OURS + "*" + "".join(last_two(names[1:], CLOSURE)) + "17h*E"
+    out = []
+    for name in names:
+        body = name.lstrip("0123456789")
+        if "cloudwatch_metrics_agent.." in body:
+            def shorter(m):
+                path = m.group(1)[2:].split("..")
+                closure = "$u7b$$u7b$closure$u7d$$u7d$"
+                return "cloudwatch_metrics_agent..*" + "..".join(last_two(path, closure))
+            name = "*" + INNER.sub(shorter, body)
+        out.append(name)
+    return "_ZN" + "".join(out) + "17h*E"
 
 
 def functions(binary):
