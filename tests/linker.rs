@@ -47,6 +47,18 @@ fn tiny_crate() -> tempfile::TempDir {
 /// `cargo build --release` of `dir`, `wrap`ped in a command (e.g. `mold -run`) or not,
 /// with `env` set; panics with cargo's output when the build fails.
 fn build(dir: &Path, wrap: &[&str], env: &[(&str, &str)]) -> Built {
+    cargo(
+        dir,
+        wrap,
+        &["build", "--release"],
+        "target/release/tiny",
+        env,
+    )
+}
+
+/// `cargo ARGS` (`--offline` added) in `dir`, as [`build`]; the binary is then `bin`,
+/// relative to `dir`.
+fn cargo(dir: &Path, wrap: &[&str], args: &[&str], bin: &str, env: &[(&str, &str)]) -> Built {
     let cargo = env!("CARGO");
     let mut cmd = match wrap {
         [] => Command::new(cargo),
@@ -69,7 +81,8 @@ fn build(dir: &Path, wrap: &[&str], env: &[(&str, &str)]) -> Built {
             cmd.env_remove(name);
         }
     }
-    cmd.args(["build", "--release", "--offline"])
+    cmd.args(args)
+        .arg("--offline")
         .current_dir(dir)
         .env("CARGO_HOME", dir.join("cargo-home"))
         .env("CARGO_TARGET_DIR", dir.join("target"))
@@ -83,7 +96,7 @@ fn build(dir: &Path, wrap: &[&str], env: &[(&str, &str)]) -> Built {
         .filter(|l| l.starts_with("warning: tiny@"))
         .map(str::to_owned)
         .collect();
-    let bin = dir.join("target/release/tiny");
+    let bin = dir.join(bin);
     let ran = Command::new(&bin).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "tiny\n");
     let sections = readelf(&["-SW"], &bin);
@@ -212,6 +225,74 @@ fn mold_run_builds_without_the_order_and_says_why() {
     refused(test, "mold", &["mold", "-run"], &[], complaint);
 }
 
+/// `cargo install --path .`, as the README's install from source: the same build script,
+/// in cargo's own way.
+#[test]
+fn cargo_install_with_gold_installs_without_the_order_and_says_why() {
+    if !have(
+        "cargo_install_with_gold_installs_without_the_order_and_says_why",
+        "gold",
+    ) {
+        return;
+    }
+    let dir = tiny_crate();
+    let root = dir.path().join("root");
+    let args = ["install", "--path", ".", "--root", root.to_str().unwrap()];
+    let gold = [("RUSTFLAGS", "-C link-arg=-fuse-ld=gold")];
+    let built = cargo(dir.path(), &[], &args, "root/bin/tiny", &gold);
+    assert_unordered_and_said(&built, "syntax error");
+    assert!(built.linked_by.contains("gold"), "{}", built.linked_by);
+}
+
+/// A cross `--target`: the test link is for that target, with its own rustflags.
+#[test]
+fn a_cross_target_is_tried_with_its_own_linker() {
+    let test = "a_cross_target_is_tried_with_its_own_linker";
+    const MUSL: &str = "x86_64-unknown-linux-musl";
+    let targets = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !targets.lines().any(|t| t == MUSL) {
+        common::skip(test, &format!("rustup target add {MUSL}"));
+        return;
+    }
+    if !have(test, "gold") {
+        return;
+    }
+    let dir = tiny_crate();
+    let args = ["build", "--release", "--target", MUSL];
+    let bin = format!("target/{MUSL}/release/tiny");
+    let built = cargo(dir.path(), &[], &args, &bin, &[]);
+    assert_ordered(&built);
+    let gold = [(
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS",
+        "-C link-arg=-fuse-ld=gold",
+    )];
+    let built = cargo(dir.path(), &[], &args, &bin, &gold);
+    assert_unordered_and_said(&built, "syntax error");
+    assert!(built.linked_by.contains("gold"), "{}", built.linked_by);
+}
+
+/// `rustflags` in `.cargo/config.toml`, as many users set a faster linker for every build.
+#[test]
+fn rustflags_set_in_cargo_config_are_the_ones_tried() {
+    if !have("rustflags_set_in_cargo_config_are_the_ones_tried", "gold") {
+        return;
+    }
+    let dir = tiny_crate();
+    std::fs::create_dir_all(dir.path().join(".cargo")).unwrap();
+    std::fs::write(
+        dir.path().join(".cargo/config.toml"),
+        "[build]\nrustflags = [\"-C\", \"link-arg=-fuse-ld=gold\"]\n",
+    )
+    .unwrap();
+    let built = build(dir.path(), &[], &[]);
+    assert_unordered_and_said(&built, "syntax error");
+    assert!(built.linked_by.contains("gold"), "{}", built.linked_by);
+}
+
 /// A `linker` setting in `.cargo/config.toml` (cargo hands it to rustc, not through
 /// rustflags): here a wrapper around cc that links with gold (its `-fuse-ld` last, after
 /// the `-fuse-ld=lld` rustc passes).
@@ -271,4 +352,66 @@ fn host_triple() -> String {
         .find_map(|l| l.strip_prefix("host: "))
         .unwrap()
         .to_owned()
+}
+
+/// The list names the crate's own functions by the last two names of their path (also
+/// inside generic instances), so that moving a module leaves its functions in the list
+/// and the footprint check (`bench/hot_text.py --check`) does not fail for a refactoring:
+/// `pattern` of a symbol matches the same function moved one module deeper (under the
+/// linker's glob rules, which fnmatch shares for `*`), and not another function; and the
+/// committed list is in that form.
+#[test]
+fn the_order_list_survives_a_module_move() {
+    let probe = r#"
+import fnmatch, json, sys
+sys.path.insert(0, "bench")
+import hot_text
+def legacy(*names):
+    return "".join(f"{len(n)}{n}" for n in names)
+H = "17h0123456789abcdefE"
+generic = lambda path: "_ZN" + legacy("core", "ptr", f"drop_in_place$LT${path}$GT$") + H
+cases = [
+    ("_ZN" + legacy("cloudwatch_metrics_agent", "check", "print") + H,
+     "_ZN" + legacy("cloudwatch_metrics_agent", "cli", "check", "print") + H,
+     "_ZN" + legacy("cloudwatch_metrics_agent", "check", "say") + H),
+    (generic("cloudwatch_metrics_agent..setup..Destination"),
+     generic("cloudwatch_metrics_agent..run..setup..Destination"),
+     generic("cloudwatch_metrics_agent..setup..Source")),
+]
+out = []
+for symbol, moved, other in cases:
+    p = hot_text.pattern(symbol)
+    out.append([p, fnmatch.fnmatchcase(symbol, p), fnmatch.fnmatchcase(moved, p),
+                fnmatch.fnmatchcase(other, p)])
+print(json.dumps(out))
+"#;
+    let out = Command::new(common::python())
+        .args(["-c", probe])
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cases: Vec<(String, bool, bool, bool)> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cases.len(), 2);
+    for (pattern, itself, moved, other) in cases {
+        assert!(itself, "{pattern} matches its own symbol");
+        assert!(
+            moved,
+            "{pattern} matches the function moved one module deeper"
+        );
+        assert!(!other, "{pattern} does not match another function");
+    }
+    let list = std::fs::read_to_string(Path::new(ROOT).join("link/hot-text.ld")).unwrap();
+    let ours: Vec<&str> = list
+        .split_whitespace()
+        .filter(|w| w.contains("cloudwatch_metrics_agent"))
+        .collect();
+    assert!(ours.len() > 100, "{} of the crate's patterns", ours.len());
+    for pattern in ours {
+        assert!(
+            pattern.contains("cloudwatch_metrics_agent*")
+                || pattern.contains("cloudwatch_metrics_agent..*"),
+            "{pattern} names its whole module path: regenerate with bench/hot_text.py"
+        );
+    }
 }
