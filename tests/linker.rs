@@ -124,8 +124,10 @@ fn assert_ordered(built: &Built) {
     assert!(built.ordered, "no .text.hot in the binary");
 }
 
-/// The order is left out, and build.rs said so in one line naming the linker's complaint.
-fn assert_unordered_and_said(built: &Built, complaint: &str) {
+/// `linker` made the binary, the order is left out, and build.rs said so in one line
+/// naming the linker's complaint.
+fn assert_refused_by(built: &Built, linker: &str, complaint: &str) {
+    assert!(built.linked_by.contains(linker), "{}", built.linked_by);
     assert!(
         !built.ordered,
         "a .text.hot section although build.rs warned"
@@ -170,7 +172,7 @@ fn rustcs_default_linker_takes_the_order() {
 
 #[test]
 fn gnu_ld_takes_the_order() {
-    if !have("gnu_ld_takes_the_order", "ld.bfd") {
+    if !have("gnu_ld_takes_the_order", "bfd") {
         return;
     }
     let dir = tiny_crate();
@@ -189,8 +191,7 @@ fn refused(test: &str, program: &str, wrap: &[&str], env: &[(&str, &str)], compl
     }
     let dir = tiny_crate();
     let built = build(dir.path(), wrap, env);
-    assert_unordered_and_said(&built, complaint);
-    assert!(built.linked_by.contains(program), "{}", built.linked_by);
+    assert_refused_by(&built, program, complaint);
 }
 
 #[test]
@@ -240,8 +241,7 @@ fn cargo_install_with_gold_installs_without_the_order_and_says_why() {
     let args = ["install", "--path", ".", "--root", root.to_str().unwrap()];
     let gold = [("RUSTFLAGS", "-C link-arg=-fuse-ld=gold")];
     let built = cargo(dir.path(), &[], &args, "root/bin/tiny", &gold);
-    assert_unordered_and_said(&built, "syntax error");
-    assert!(built.linked_by.contains("gold"), "{}", built.linked_by);
+    assert_refused_by(&built, "gold", "syntax error");
 }
 
 /// A cross `--target`: the test link is for that target, with its own rustflags.
@@ -271,8 +271,7 @@ fn a_cross_target_is_tried_with_its_own_linker() {
         "-C link-arg=-fuse-ld=gold",
     )];
     let built = cargo(dir.path(), &[], &args, &bin, &gold);
-    assert_unordered_and_said(&built, "syntax error");
-    assert!(built.linked_by.contains("gold"), "{}", built.linked_by);
+    assert_refused_by(&built, "gold", "syntax error");
 }
 
 /// `rustflags` in `.cargo/config.toml`, as many users set a faster linker for every build.
@@ -289,8 +288,7 @@ fn rustflags_set_in_cargo_config_are_the_ones_tried() {
     )
     .unwrap();
     let built = build(dir.path(), &[], &[]);
-    assert_unordered_and_said(&built, "syntax error");
-    assert!(built.linked_by.contains("gold"), "{}", built.linked_by);
+    assert_refused_by(&built, "gold", "syntax error");
 }
 
 /// A `linker` setting in `.cargo/config.toml` (cargo hands it to rustc, not through
@@ -298,7 +296,7 @@ fn rustflags_set_in_cargo_config_are_the_ones_tried() {
 /// the `-fuse-ld=lld` rustc passes).
 #[test]
 fn a_linker_set_in_cargo_config_is_the_one_tried() {
-    if !have("a_linker_set_in_cargo_config_is_the_one_tried", "ld.gold") {
+    if !have("a_linker_set_in_cargo_config_is_the_one_tried", "gold") {
         return;
     }
     let dir = tiny_crate();
@@ -323,8 +321,7 @@ fn a_linker_set_in_cargo_config_is_the_one_tried() {
     };
     config("cc-gold", "gold");
     let built = build(dir.path(), &[], &[]);
-    assert_unordered_and_said(&built, "syntax error");
-    assert!(built.linked_by.contains("gold"), "{}", built.linked_by);
+    assert_refused_by(&built, "gold", "syntax error");
     // Then GNU ld, in the same target directory: build.rs runs again and the order is back.
     config("cc-bfd", "bfd");
     let built = build(dir.path(), &[], &[]);
