@@ -22,8 +22,9 @@ hash of legacy symbols (`17h<16 hex>E`), the crate disambiguators of v0 symbols
 (`Cs<base62>_`) and LTO's numbered local copies (`.123`). A generic's pattern therefore
 takes all its instances, and a build with another rustc still finds its functions. The
 crate's own names keep only the last two names of their path, also inside generic
-instances (see `portable`), so a module moved elsewhere keeps its place in the list. A function the list does not name is
-still linked, in `.text`; only its place differs, and no build fails for it.
+instances (see `portable`), so a module moved elsewhere keeps its place in the list. A
+function the list does not name is still linked, in `.text`; only its place differs, and
+no build fails for it.
 
 Regenerate after changes that add or rename much of what runs; `--check` (run by
 ./scripts/test on the `cargo install` build) fails for a real regression: no order, libm
@@ -99,10 +100,12 @@ def pattern(symbol):
 
 
 OURS = "_ZN24cloudwatch_metrics_agent"
-CLOSURE = "28_$u7b$$u7b$closure$u7d$$u7d$"
+# `{{closure}}`, legacy-mangled: inside a path, and as a length-prefixed name of its own.
+CLOSURE = "$u7b$$u7b$closure$u7d$$u7d$"
+CLOSURE_NAME = f"{len(CLOSURE) + 1}_{CLOSURE}"
 # A path of ours inside another symbol (`drop_in_place<cloudwatch_metrics_agent::a::B>`,
 # `<cloudwatch_metrics_agent::a::B as Display>::fmt`), legacy-mangled with `..` for `::`.
-INNER = re.compile(r"cloudwatch_metrics_agent((?:\.\.(?:\w+|\$u7b\$\$u7b\$closure\$u7d\$\$u7d\$))+)")
+INNER = re.compile(rf"cloudwatch_metrics_agent((?:\.\.(?:\w+|{re.escape(CLOSURE)}))+)")
 
 
 def last_two(names, closure):
@@ -111,6 +114,12 @@ def last_two(names, closure):
     while closures < len(names) and names[-1 - closures] == closure:
         closures += 1
     return names[-(closures + 2):]
+
+
+def inner_path(m):
+    """An INNER match, keeping the last two names (the length before it is now `*`)."""
+    path = m.group(1)[2:].split("..")
+    return "cloudwatch_metrics_agent..*" + "..".join(last_two(path, CLOSURE))
 
 
 def components(mangled):
@@ -138,17 +147,11 @@ def portable(pat):
     if names is None:
         return pat
     if pat.startswith(OURS):
-        return OURS + "*" + "".join(last_two(names[1:], CLOSURE)) + "17h*E"
+        return OURS + "*" + "".join(last_two(names[1:], CLOSURE_NAME)) + "17h*E"
     out = []
     for name in names:
         body = name.lstrip("0123456789")
-        if "cloudwatch_metrics_agent.." in body:
-            def shorter(m):
-                path = m.group(1)[2:].split("..")
-                closure = "$u7b$$u7b$closure$u7d$$u7d$"
-                return "cloudwatch_metrics_agent..*" + "..".join(last_two(path, closure))
-            name = "*" + INNER.sub(shorter, body)
-        out.append(name)
+        out.append("*" + INNER.sub(inner_path, body) if INNER.search(body) else name)
     return "_ZN" + "".join(out) + "17h*E"
 
 
