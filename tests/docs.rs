@@ -4,9 +4,10 @@
 //! binary's help lists is documented, the 0.1.x spellings `docs/upgrading.md` lists are
 //! accepted by the binary as the flags they stand for, and the README stays a front door.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
 
 /// The README is the front door: what a newcomer needs in five minutes (issue 29).
 const README_MAX_LINES: usize = 300;
@@ -443,15 +444,11 @@ fn documented_flags() -> BTreeMap<String, Vec<String>> {
     found
 }
 
-fn agent() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cloudwatch_metrics_agent"))
-}
-
 /// `--help` of a run and of `check`: what the binary says it takes.
 fn help() -> String {
     let mut text = String::new();
     for args in [&["--help"][..], &["check", "--help"]] {
-        let out = agent().args(args).output().unwrap();
+        let out = common::agent_command(args, &[]).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         text += &String::from_utf8(out.stdout).unwrap();
     }
@@ -569,14 +566,15 @@ fn filled(words: &[String]) -> Vec<String> {
 /// endpoint nothing listens on, so that a flag that stopped meaning `--dry-run` fails
 /// instead of sending): the exit status and every step's line but the sample's values.
 fn check_with(flags: &[String]) -> (Option<i32>, Vec<String>) {
-    let out = agent()
-        .arg("check")
-        .args(["--scope", "host", "--endpoint-url", "http://127.0.0.1:9"])
-        .args(flags)
-        .env_clear()
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
+    let mut args = vec![
+        "check",
+        "--scope",
+        "host",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+    ];
+    args.extend(flags.iter().map(String::as_str));
+    let out = common::agent_command(&args, &[]).output().unwrap();
     let steps = String::from_utf8_lossy(&out.stdout)
         .lines()
         .chain(String::from_utf8_lossy(&out.stderr).lines())
