@@ -24,8 +24,18 @@ The original is built once into the scratch dir with `cargo install` (~5 min). N
 `cargo install` resolves today honours it; the aws-config version found in the binary is
 printed, and publishing mode skips the original unless that version is >= 1.1.9.
 
+ECS rows (`--mode ecs`, or `all`): this agent twice side by side in `--scope ecs-task`
+dry-run, against one stand-in task metadata endpoint v4 in this process
+(bench/ecs_standin.py: AWS's Fargate example replayed, counters moving at known rates),
+`ecs cpu,memory` (`--metrics cpu,memory`) and `ecs all groups` (`--ecs-metrics`, every
+metric group). The same measures, the ratios all groups / cpu,memory against a target
+of 1.25, and the memory growth (VmRSS, RssAnon, Pss) from the end of start-up to the end.
+A row whose agent exits at once (a binary that refuses those --metrics) is reported as
+failed with its exit status and first stderr line. This mode builds nothing.
+
     python3 bench/compare.py                 # both modes, 40 s each, period 5
     python3 bench/compare.py --repeat 3 --json results.json
+    python3 bench/compare.py --mode ecs      # the ECS rows only (--mode all: every mode)
 """
 
 import argparse
@@ -39,6 +49,7 @@ import subprocess
 import sys
 import time
 
+import ecs_standin
 import footprint
 from footprint import ROOT
 
@@ -52,6 +63,15 @@ MEASURES = ("cpu_ms", "steady_us_per_s", "vmhwm_kb", "pss_kb", "threads", "sigte
 # something; the rest are compared with the original only.
 AGAINST_FLOOR = ("cpu_ms", "vmhwm_kb", "steady_us_per_s", "pss_kb")
 NAMES = {"this": "this agent", "original": f"original {ORIGINAL_VERSION}", "floor": "C floor"}
+# The ECS rows: this agent in --scope ecs-task, CPU and memory only, and every metric group
+# (--ecs-metrics); each reads its own base URL of one stand-in endpoint (bench/ecs_standin.py).
+ECS_NAMES = {"cpu-memory": "ecs cpu,memory", "all-groups": "ecs all groups"}
+DEFAULT_ECS_METRICS = "cpu,memory,absolute,containers,network,storage,ephemeral-storage,restarts"
+# all groups / cpu,memory: what every group may cost over CPU and memory alone.
+ECS_TARGETS = {"steady_us_per_s": 1.25, "vmhwm_kb": 1.25, "pss_kb": 1.25}
+# Memory read at the end of start-up and at the end (kB), to see growth per sample.
+GROWTH = {"vmrss_kb": "VmRSS", "rssanon_kb": "RssAnon", "pss_kb": "Pss"}
+ECS_MEASURES = MEASURES + tuple(f"{k}_growth" for k in GROWTH) + ("growth_seconds",)
 
 
 # ---------------------------------------------------------------- the three programs
@@ -122,6 +142,16 @@ def programs(opts, scratch):
     }
 
 
+def ecs_programs(opts):
+    """The ECS rows: this agent twice, as programs() gives them (name -> (binary, {mode:
+    args})), in dry-run, so that nothing but the endpoint is read and nothing is sent."""
+    args = ["--namespace", "Bench", "--service", "bench", "--period", str(opts.period),
+            "--scope", "ecs-task", "--dry-run", "--metrics"]
+    binary = resolve_binary(opts.binary)
+    return {"cpu-memory": (binary, {"ecs": args + ["cpu,memory"]}),
+            "all-groups": (binary, {"ecs": args + [opts.ecs_metrics]})}
+
+
 def clean_env(scratch):
     """PATH and nothing of the caller's AWS setup: no IMDS, no config or credential files."""
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -131,30 +161,65 @@ def clean_env(scratch):
 
 
 # ---------------------------------------------------------------- one run of a mode
-def run_mode(progs, mode, seconds, env, scratch):
-    """Starts every program that has this mode, lets them run, stops them all at once."""
+def memory_kb(pid):
+    """VmRSS and RssAnon (/proc/PID/status) and Pss, in kB; None for a process gone."""
+    fields = footprint.status_fields(pid, "VmRSS", "RssAnon")
+    out = {key: int(fields[field].split()[0]) if field in fields else None
+           for key, field in GROWTH.items() if field != "Pss"}
+    out["pss_kb"] = footprint.pss_kb(pid)
+    return out
+
+
+def first_line(path):
+    """The first non-empty line of a program's stderr, for a row that failed."""
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.strip():
+                return line.strip()
+    return "(nothing on stderr)"
+
+
+def run_mode(progs, mode, seconds, env, scratch, envs=None, growth=False, may_fail=False):
+    """Starts every program that has this mode, lets them run, stops them all at once.
+    envs: name -> environment, for programs that need one of their own. growth: also read
+    each program's memory at the end of start-up and at the end. may_fail: a program that
+    died early is a failed row (exit status and first stderr line), not a fatal error."""
     names = [n for n, (_, modes) in progs.items() if mode in modes]
     procs, logs = [], {}
     for name in names:
         binary, modes = progs[name]
         logs[name] = open(os.path.join(scratch, f"{name}-{mode}.stderr"), "w")
-        procs.append(footprint.start(binary, modes[mode], env, stderr=logs[name]))
+        procs.append(footprint.start(binary, modes[mode], (envs or {}).get(name, env),
+                                     stderr=logs[name]))
     # Steady state: CPU between the end of start-up (a quarter of the run, at most 10 s)
     # and the end, per second, that is per sample (the floor and this agent sample once
     # a second; the original every ~0.9 s, so its figure is per ~1.1 samples).
     warmup = min(10.0, seconds / 4)
     time.sleep(warmup)  # the measurement window's start-up part
     first = [(time.monotonic(), footprint.cpu_ns(p.pid)) for p in procs]
+    early = [memory_kb(p.pid) for p in procs] if growth else None
     time.sleep(seconds - warmup)  # the rest of the window
+    late = [memory_kb(p.pid) for p in procs] if growth else None
     last = [(time.monotonic(), footprint.cpu_ns(p.pid)) for p in procs]
     results = dict(zip(names, footprint.stop_all(procs)))
     for name, (t0, c0), (t1, c1) in zip(names, first, last):
         steady = None if None in (c0, c1) else (c1 - c0) / 1000 / (t1 - t0)
         results[name]["steady_us_per_s"] = steady
+    if growth:
+        for name, m0, m1, (t0, _), (t1, _) in zip(names, early, late, first, last):
+            for key in GROWTH:
+                results[name][f"{key}_growth"] = (None if None in (m0[key], m1[key])
+                                                  else m1[key] - m0[key])
+            results[name]["growth_seconds"] = round(t1 - t0, 2)
     for name, log in logs.items():
         log.close()
         if results[name]["vmhwm_kb"] is None:
-            sys.exit(f"{NAMES[name]} died early ({mode}): see {log.name}")
+            if not may_fail:
+                sys.exit(f"{NAMES[name]} died early ({mode}): see {log.name}")
+            # Gone before the end: nothing it measured stands, only how it ended.
+            status = results[name]["exit"]
+            results[name] = dict.fromkeys(results[name], None)
+            results[name].update(exit=status, failed=first_line(log.name))
     return results
 
 
@@ -196,6 +261,18 @@ def run_publishing(progs, seconds, env, scratch):
     received = {name: counts.get(ns, none) for name, ns in
                 (("this", "Bench"), ("original", "BenchOriginal")) if name in results}
     return results, received
+
+
+def run_ecs(progs, seconds, env, scratch):
+    """The ECS rows side by side, each agent on its own base URL of one stand-in endpoint;
+    also what the endpoint served each (to check that each sampled once a second)."""
+    with ecs_standin.Standin() as standin:
+        envs = {name: dict(env, ECS_CONTAINER_METADATA_URI_V4=standin.url(name))
+                for name in progs}
+        results = run_mode(progs, "ecs", seconds, env, scratch, envs=envs, growth=True,
+                           may_fail=True)
+        served = {name: standin.counts(name) for name in progs}
+    return results, served
 
 
 # ---------------------------------------------------------------- report
@@ -299,6 +376,77 @@ def report(runs, medians, statuses, sizes, opts, meta):
     return ratios
 
 
+def report_ecs(ecs_runs, opts):
+    """The ECS rows, the ratios all groups / cpu,memory and the memory growth."""
+    def row_runs(name):
+        return [run["results"][name] for run in ecs_runs]
+
+    def cell(value, fmt):
+        return "n/a" if value is None else fmt(value)
+
+    medians = {name: {k: median_of(r.get(k) for r in row_runs(name)) for k in ECS_MEASURES}
+               for name in ECS_NAMES}
+    metrics = {"cpu-memory": "cpu,memory", "all-groups": opts.ecs_metrics}
+    print(f"\n### ECS task scope: {opts.seconds:g} s at `--period {opts.period}`, "
+          f"`--scope ecs-task`, dry-run, against a stand-in task metadata endpoint "
+          f"(AWS's Fargate example replayed), median of {opts.repeat} run(s)\n")
+    print("| row | --metrics | CPU | steady CPU per sample | VmHWM | Pss | threads "
+          "| SIGTERM → exit | exit status |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, label in ECS_NAMES.items():
+        r = medians[name]
+        status = ", ".join(str(s) for s in sorted({x["exit"] for x in row_runs(name)}))
+        failures = sorted({x["failed"] for x in row_runs(name) if x.get("failed")})
+        if failures:
+            status += " (failed: " + "; ".join(failures).replace("|", "\\|") + ")"
+        print(f"| {label} | {metrics[name]} | {cell(r['cpu_ms'], '{:.1f} ms'.format)} | "
+              f"{cell(r['steady_us_per_s'], '{:.0f} µs'.format)} | "
+              f"{cell(r['vmhwm_kb'], fmt_kb)} | {cell(r['pss_kb'], fmt_kb)} | "
+              f"{cell(r['threads'], '{:g}'.format)} | "
+              f"{cell(r['sigterm_to_exit_ms'], '{:.0f} ms'.format)} | {status} |")
+
+    ratios = []
+    print(f"\nRatios all groups / cpu,memory: per run, then the median of the {opts.repeat} "
+          "run(s).\n")
+    print("| measure | all groups / cpu,memory | target | met |")
+    print("|---|---|---|---|")
+    for measure, key in (("steady CPU per sample", "steady_us_per_s"), ("VmHWM", "vmhwm_kb"),
+                         ("Pss", "pss_kb"), ("CPU", "cpu_ms")):
+        pairs = [ratio(run["results"]["all-groups"][key], run["results"]["cpu-memory"][key])
+                 for run in ecs_runs]
+        r = statistics.median(pairs) if pairs and None not in pairs else None
+        limit = ECS_TARGETS.get(key)
+        label = "—" if limit is None else f"≤ {limit:g}×"
+        met = "" if limit is None else verdict(r, limit)
+        print(f"| {measure} | {fmt_ratio(r)} | {label} | {met} |")
+        ratios.append({"measure": measure, "all_groups_over_cpu_memory": r, "target": label,
+                       "met": met.strip("*") or None})
+
+    seconds = median_of(r.get("growth_seconds") for name in ECS_NAMES for r in row_runs(name))
+    span = "n/a" if seconds is None else f"{seconds:.0f} s, ~{seconds:.0f} samples"
+    print(f"\nMemory growth from the end of start-up to the end ({span}), median of the runs; "
+          "the issue asks for no allocation growth per sample. RssAnon is heap and stack, in "
+          "whole pages; Pss also moves when other processes start or stop sharing pages.\n")
+    print("| row | " + " | ".join(GROWTH.values()) + " |")
+    print("|---|" + "---|" * len(GROWTH))
+    for name, label in ECS_NAMES.items():
+        print(f"| {label} | " + " | ".join(cell(medians[name][f"{k}_growth"], "{:+.0f} kB".format)
+                                           for k in GROWTH) + " |")
+
+    print(f"\nMachine: {os.cpu_count()} CPUs, Linux {platform.release()}; the rows ran "
+          "concurrently, each on its own base URL of one stand-in endpoint (a thread of this "
+          f"script; {ecs_standin.CPU_NS_PER_S / 1e9:g} vCPU per container).")
+    for i, run in enumerate(ecs_runs, 1):
+        parts = []
+        for name, label in ECS_NAMES.items():
+            served = run["served"][name]
+            paths = ", ".join(f"{n} {p}" for p, n in sorted(served.items())) or "nothing"
+            parts.append(f"{label} {paths}")
+        print(f"Run {i}, stand-in endpoint served: " + "; ".join(parts)
+              + f" (expected ≈ {opts.seconds:.0f} /task/stats each)")
+    return medians, ratios
+
+
 def median_of(values):
     """The median of the values measured; None when none was."""
     measured = [v for v in values if v is not None]
@@ -321,9 +469,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=40, help="run length per mode")
     ap.add_argument("--period", type=int, default=5)
     ap.add_argument("--scope", choices=("host", "auto"), default="host",
-                    help="this agent's scope; host reads exactly what the floor reads")
+                    help="this agent's scope; host reads exactly what the floor reads "
+                         "(the ECS rows are always ecs-task)")
     ap.add_argument("--repeat", type=int, default=1, help="runs to take the median of")
-    ap.add_argument("--mode", choices=("both", "dry-run", "publishing"), default="both")
+    ap.add_argument("--mode", choices=("both", "dry-run", "publishing", "ecs", "all"),
+                    default="both", help="both: dry-run and publishing; all: those and ecs")
+    ap.add_argument("--ecs-metrics", default=DEFAULT_ECS_METRICS,
+                    help="--metrics of the 'ecs all groups' row")
     ap.add_argument("--scratch", default=DEFAULT_SCRATCH,
                     help="where the original agent and the floor are built")
     ap.add_argument("--json", metavar="PATH", help="also write the raw numbers here")
@@ -331,26 +483,35 @@ def main():
 
     scratch = os.path.expanduser(opts.scratch)
     os.makedirs(scratch, exist_ok=True)
-    progs = programs(opts, scratch)
-    sizes = {name: stripped_mb(binary, os.path.join(scratch, f"{name}.stripped"))
-             for name, (binary, _) in progs.items()}
-    version = aws_config_version(progs["original"][0])
-    meta = {"original_aws_config": ".".join(map(str, version)) if version else "unknown",
-            "received": [], "binaries": {n: b for n, (b, _) in progs.items()}}
-    if version is not None and version >= (1, 1, 9):
-        meta["original_publishing_note"] = "it honours AWS_ENDPOINT_URL."
-    else:
-        del progs["original"][1]["publishing"]
-        meta["original_publishing_note"] = ("it may ignore AWS_ENDPOINT_URL (needs aws-config "
-                                            ">= 1.1.9), so it is left out of publishing mode.")
-    modes = ["dry-run", "publishing"] if opts.mode == "both" else [opts.mode]
+    modes = {"both": ["dry-run", "publishing"],
+             "all": ["dry-run", "publishing", "ecs"]}.get(opts.mode, [opts.mode])
+    # The original and the floor only for the modes that have them: `--mode ecs` builds
+    # nothing.
+    classic = [m for m in modes if m != "ecs"]
+    progs = None
+    if classic:
+        progs = programs(opts, scratch)
+        sizes = {name: stripped_mb(binary, os.path.join(scratch, f"{name}.stripped"))
+                 for name, (binary, _) in progs.items()}
+        version = aws_config_version(progs["original"][0])
+        meta = {"original_aws_config": ".".join(map(str, version)) if version else "unknown",
+                "received": [], "binaries": {n: b for n, (b, _) in progs.items()}}
+        if version is not None and version >= (1, 1, 9):
+            meta["original_publishing_note"] = "it honours AWS_ENDPOINT_URL."
+        else:
+            del progs["original"][1]["publishing"]
+            meta["original_publishing_note"] = ("it may ignore AWS_ENDPOINT_URL (needs "
+                                                "aws-config >= 1.1.9), so it is left out of "
+                                                "publishing mode.")
     if "publishing" in modes and not os.path.exists(os.path.join(ROOT, ".venv/bin/python")):
         print("no .venv (run ./scripts/test once to create it): publishing mode skipped",
               file=sys.stderr)
         modes.remove("publishing")
+        classic.remove("publishing")
+    ecs_progs = ecs_programs(opts) if "ecs" in modes else None
 
     env = clean_env(scratch)
-    runs = []
+    runs, ecs_runs = [], []
     for i in range(opts.repeat):
         run = {}
         for mode in modes:
@@ -358,6 +519,13 @@ def main():
                   flush=True)
             if mode == "dry-run":
                 run[mode] = run_mode(progs, mode, opts.seconds, env, scratch)
+            elif mode == "ecs":
+                results, served = run_ecs(ecs_progs, opts.seconds, env, scratch)
+                ecs_runs.append({"results": results, "served": served})
+                for name, r in results.items():
+                    if r.get("failed"):
+                        print(f"{ECS_NAMES[name]} failed (exit {r['exit']}): {r['failed']}",
+                              file=sys.stderr)
             else:
                 run[mode], received = run_publishing(progs, opts.seconds, env, scratch)
                 meta["received"].append(received)
@@ -368,14 +536,21 @@ def main():
                               file=sys.stderr)
         runs.append(run)
 
-    medians = median_results(runs)
-    statuses = {mode: {name: [run[mode][name]["exit"] for run in runs] for name in runs[0][mode]}
-                for mode in modes}
-    ratios = report(runs, medians, statuses, sizes, opts, meta)
+    out = {"options": vars(opts)}
+    if progs is not None:
+        medians = median_results(runs)
+        statuses = {mode: {name: [run[mode][name]["exit"] for run in runs]
+                           for name in runs[0][mode]}
+                    for mode in classic}
+        ratios = report(runs, medians, statuses, sizes, opts, meta)
+        out.update(meta=meta, stripped_mb=sizes, runs=runs, median=medians, ratios=ratios)
+    if ecs_runs:
+        ecs_medians, ecs_ratios = report_ecs(ecs_runs, opts)
+        out["ecs"] = {"binary": ecs_progs["cpu-memory"][0], "runs": ecs_runs,
+                      "median": ecs_medians, "ratios": ecs_ratios}
     if opts.json:
         with open(opts.json, "w") as f:
-            json.dump({"options": vars(opts), "meta": meta, "stripped_mb": sizes, "runs": runs,
-                       "median": medians, "ratios": ratios}, f, indent=2)
+            json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -55,13 +55,13 @@ def cpu_ns(pid):
 
 def pss_kb(pid):
     """Proportional set size (/proc/PID/smaps_rollup): resident pages, shared ones divided
-    among the processes that map them."""
+    among the processes that map them. None for a process gone (a zombie's answers ESRCH)."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
                 if line.startswith("Pss:"):
                     return int(line.split()[1])
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         pass
     return None
 

@@ -4,7 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::domain::{Dimension, Distribution, Metric, MetricSet, Window};
+use crate::domain::{
+    CONTAINER_DIMENSION, Dimension, Distribution, Group, Kind, Metric, MetricSet,
+    SIGNIFICANT_DIGITS, Window,
+};
+use crate::sample::ContainerSample;
 use crate::sample::Sample;
 
 /// Percent values are kept to 0.1: the resolution CloudWatch users read, and it bounds a
@@ -60,29 +64,72 @@ impl Histogram {
     }
 }
 
-/// What a window keeps of one metric: the distribution of a percentage, or the total
-/// of a count (`OOMKills`) and whether any sample measured it.
+/// The values of an absolute figure (CPU units, MiB, bytes a second): kept to
+/// [`SIGNIFICANT_DIGITS`], as `(value, count)` pairs in ascending order. Emptied, not
+/// freed, at each window's end, so a steady run stops allocating once it has seen a
+/// window's worth of distinct values.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Values {
+    pairs: Vec<(f64, u32)>,
+}
+
+impl Values {
+    /// Adds a figure; negative, infinite and NaN values are ignored.
+    fn add(&mut self, value: f64) {
+        if !(value.is_finite() && value >= 0.0) {
+            return;
+        }
+        let value = significant(value);
+        match self.pairs.binary_search_by(|(v, _)| v.total_cmp(&value)) {
+            Ok(i) => self.pairs[i].1 = self.pairs[i].1.saturating_add(1),
+            Err(i) => self.pairs.insert(i, (value, 1)),
+        }
+    }
+
+    fn take(&mut self) -> Distribution {
+        let distribution = Distribution::from_sorted(self.pairs.iter().copied());
+        self.pairs.clear();
+        distribution
+    }
+}
+
+/// `value` rounded to [`SIGNIFICANT_DIGITS`] significant digits (0 stays 0).
+fn significant(value: f64) -> f64 {
+    if value == 0.0 {
+        return 0.0;
+    }
+    let magnitude = value.abs().log10().floor() as i32;
+    let scale = 10f64.powi(SIGNIFICANT_DIGITS - 1 - magnitude);
+    let rounded = (value * scale).round() / scale;
+    // A scale past f64's range (values near its limits) keeps the value as it is.
+    if rounded.is_finite() { rounded } else { value }
+}
+
+/// What a window keeps of one metric: the distribution of a percentage or an absolute
+/// figure, or the total of a count (`OOMKills`) and whether any sample measured it.
 #[derive(Debug, Clone, PartialEq)]
 enum Accumulator {
     Percent(Histogram),
+    Absolute(Values),
     Count { total: f64, measured: bool },
 }
 
 impl Accumulator {
     fn new(metric: Metric) -> Self {
-        if metric.is_count() {
-            Accumulator::Count {
+        match metric.kind() {
+            Kind::Count => Accumulator::Count {
                 total: 0.0,
                 measured: false,
-            }
-        } else {
-            Accumulator::Percent(Histogram::new())
+            },
+            Kind::Percent => Accumulator::Percent(Histogram::new()),
+            Kind::Absolute => Accumulator::Absolute(Values::default()),
         }
     }
 
     fn add(&mut self, value: f64) {
         match self {
             Accumulator::Percent(h) => h.add(value),
+            Accumulator::Absolute(v) => v.add(value),
             Accumulator::Count { total, measured } => {
                 if value.is_finite() && value >= 0.0 {
                     *total += value;
@@ -95,6 +142,7 @@ impl Accumulator {
     fn is_empty(&self) -> bool {
         match self {
             Accumulator::Percent(h) => h.total == 0,
+            Accumulator::Absolute(v) => v.pairs.is_empty(),
             Accumulator::Count { measured, .. } => !measured,
         }
     }
@@ -103,6 +151,7 @@ impl Accumulator {
     fn take(&mut self) -> Distribution {
         match self {
             Accumulator::Percent(h) => h.take(),
+            Accumulator::Absolute(v) => v.take(),
             Accumulator::Count { total, measured } => {
                 let sum = std::mem::take(total);
                 *measured = false;
@@ -110,6 +159,17 @@ impl Accumulator {
             }
         }
     }
+}
+
+/// The accumulators of one container's metrics.
+#[derive(Debug)]
+struct ContainerAccumulators {
+    name: Arc<str>,
+    /// The run's dimensions and `ContainerName`.
+    dimensions: Arc<[Dimension]>,
+    accumulators: Vec<(Metric, Accumulator)>,
+    /// Whether a sample of the current window named the container.
+    seen: bool,
 }
 
 /// Whole seconds since the Unix epoch at `at` (0 for a clock set before 1970): the time
@@ -133,6 +193,10 @@ pub struct Aggregator {
     dimensions: Arc<[Dimension]>,
     /// One accumulator per metric sent, kept from window to window.
     histograms: Vec<(Metric, Accumulator)>,
+    /// The per-container metrics asked for.
+    per_container: Vec<Metric>,
+    /// One set per container seen; a container absent for a whole window is forgotten.
+    containers: Vec<ContainerAccumulators>,
     /// Start of the window being filled, once a sample has arrived.
     current: Option<u64>,
 }
@@ -144,7 +208,13 @@ impl Aggregator {
         Aggregator {
             period_secs: period_secs.max(1),
             dimensions,
-            histograms: metrics.iter().map(|m| (m, Accumulator::new(m))).collect(),
+            histograms: metrics
+                .iter()
+                .filter(|m| !m.per_container())
+                .map(|m| (m, Accumulator::new(m)))
+                .collect(),
+            per_container: metrics.iter().filter(|m| m.per_container()).collect(),
+            containers: Vec::new(),
             current: None,
         }
     }
@@ -164,7 +234,56 @@ impl Aggregator {
                 histogram.add(value);
             }
         }
+        if !self.per_container.is_empty() {
+            for container in &sample.containers {
+                self.add_container(container);
+            }
+        }
         closed
+    }
+
+    fn add_container(&mut self, sample: &ContainerSample) {
+        let index = match self.containers.iter().position(|c| c.name == sample.name) {
+            Some(i) => i,
+            None => {
+                let Some(dimensions) = self.container_dimensions(&sample.name) else {
+                    return;
+                };
+                self.containers.push(ContainerAccumulators {
+                    name: Arc::clone(&sample.name),
+                    dimensions,
+                    accumulators: self
+                        .per_container
+                        .iter()
+                        .map(|m| (*m, Accumulator::new(*m)))
+                        .collect(),
+                    seen: false,
+                });
+                self.containers.len() - 1
+            }
+        };
+        let container = &mut self.containers[index];
+        container.seen = true;
+        for (metric, accumulator) in &mut container.accumulators {
+            if let Some(value) = sample.value(*metric) {
+                accumulator.add(value);
+            }
+        }
+    }
+
+    /// The run's dimensions and `ContainerName=<name>`; `None`, said once, for a name
+    /// CloudWatch would refuse as a dimension value.
+    fn container_dimensions(&self, name: &str) -> Option<Arc<[Dimension]>> {
+        match Dimension::new(CONTAINER_DIMENSION, name) {
+            Ok(d) => Some(self.dimensions.iter().cloned().chain([d]).collect()),
+            Err(e) => {
+                log::warn!(
+                    "container {:?} is not sent on its own: {e}",
+                    crate::redact::for_log(name)
+                );
+                None
+            }
+        }
     }
 
     /// Closes the current, partial window (on shutdown); `None` if it holds no value.
@@ -174,18 +293,37 @@ impl Aggregator {
     }
 
     fn close(&mut self, start: u64) -> Option<Window> {
-        let series: Vec<(Metric, Distribution)> = self
-            .histograms
+        let series = take_series(&mut self.histograms);
+        // A container no sample of the window named has stopped or left the task.
+        self.containers.retain(|c| c.seen);
+        let containers: Vec<Group> = self
+            .containers
             .iter_mut()
-            .filter(|(_, h)| !h.is_empty())
-            .map(|(metric, h)| (*metric, h.take()))
+            .filter_map(|c| {
+                c.seen = false;
+                let series = take_series(&mut c.accumulators);
+                (!series.is_empty()).then(|| Group {
+                    dimensions: Arc::clone(&c.dimensions),
+                    series,
+                })
+            })
             .collect();
-        (!series.is_empty()).then(|| Window {
+        (!series.is_empty() || !containers.is_empty()).then(|| Window {
             start,
             dimensions: Arc::clone(&self.dimensions),
             series,
+            containers,
         })
     }
+}
+
+/// The series of the accumulators that hold values, emptied for the next window.
+fn take_series(accumulators: &mut [(Metric, Accumulator)]) -> Vec<(Metric, Distribution)> {
+    accumulators
+        .iter_mut()
+        .filter(|(_, a)| !a.is_empty())
+        .map(|(metric, a)| (*metric, a.take()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -329,5 +467,153 @@ mod tests {
         agg.add(20, &s(None, 5.0));
         let unread = agg.finish().unwrap();
         assert!(unread.series.iter().all(|(m, _)| *m != Metric::OomKills));
+    }
+
+    fn container(name: &str, cpu: f64, memory: f64) -> ContainerSample {
+        ContainerSample {
+            name: name.into(),
+            cpu_utilized: Some(cpu),
+            memory_utilized: Some(memory),
+        }
+    }
+
+    #[test]
+    fn absolute_figures_keep_four_significant_digits_and_any_size() {
+        assert_eq!(significant(123_456.0), 123_500.0);
+        assert_eq!(significant(0.123_456), 0.1235);
+        assert_eq!(significant(2.0), 2.0);
+        assert_eq!(significant(0.0), 0.0);
+        let dimensions: Arc<[Dimension]> = Vec::new().into();
+        let metrics = MetricSet::of(&[Metric::NetworkRx, Metric::MemoryReserved]);
+        let mut agg = Aggregator::new(60, metrics, dimensions);
+        for rx in [125_000.4, 125_040.0, 3.0e9, -1.0, f64::NAN] {
+            let s = Sample {
+                network_rx: Some(rx),
+                absolute: crate::sample::Absolute {
+                    memory_reserved: Some(512.0),
+                    ..Default::default()
+                },
+                ..Sample::default()
+            };
+            agg.add(0, &s);
+        }
+        let w = agg.finish().unwrap();
+        assert_eq!(
+            values(&w, Metric::NetworkRx),
+            [(125_000.0, 2), (3.0e9, 1)],
+            "not clamped to 100, negative and NaN left out"
+        );
+        assert_eq!(values(&w, Metric::MemoryReserved), [(512.0, 5)]);
+    }
+
+    #[test]
+    fn each_container_is_a_group_with_its_own_container_name() {
+        let dimensions: Arc<[Dimension]> = vec![Dimension::service("web").unwrap()].into();
+        let metrics = MetricSet::of(&[
+            Metric::Cpu,
+            Metric::ContainerCpuUtilized,
+            Metric::ContainerMemoryUtilized,
+        ]);
+        let mut agg = Aggregator::new(10, metrics, dimensions);
+        let sample = |containers: Vec<ContainerSample>| Sample {
+            cpu: Some(50.0),
+            containers,
+            ..Sample::default()
+        };
+        agg.add(
+            0,
+            &sample(vec![
+                container("app", 200.0, 250.0),
+                container("log", 12.0, 50.0),
+            ]),
+        );
+        agg.add(
+            1,
+            &sample(vec![
+                container("app", 300.0, 250.0),
+                container("log", 12.0, 50.0),
+            ]),
+        );
+        let w = agg
+            .add(10, &sample(vec![container("app", 100.0, 260.0)]))
+            .unwrap();
+        assert_eq!(w.series.len(), 1, "the task's CPUUtilization alone: {w:?}");
+        type Shown = (Vec<String>, Vec<(Metric, Vec<(f64, u32)>)>);
+        let groups: Vec<Shown> = w
+            .containers
+            .iter()
+            .map(|g| {
+                let dims = g
+                    .dimensions
+                    .iter()
+                    .map(|d| format!("{}={}", d.name(), d.value()));
+                let series = g.series.iter().map(|(m, d)| (*m, d.pairs().to_vec()));
+                (dims.collect(), series.collect())
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                (
+                    vec!["ServiceName=web".to_owned(), "ContainerName=app".to_owned()],
+                    vec![
+                        (Metric::ContainerCpuUtilized, vec![(200.0, 1), (300.0, 1)]),
+                        (Metric::ContainerMemoryUtilized, vec![(250.0, 2)])
+                    ]
+                ),
+                (
+                    vec!["ServiceName=web".to_owned(), "ContainerName=log".to_owned()],
+                    vec![
+                        (Metric::ContainerCpuUtilized, vec![(12.0, 2)]),
+                        (Metric::ContainerMemoryUtilized, vec![(50.0, 2)])
+                    ]
+                )
+            ]
+        );
+        assert!(
+            w.to_string().contains("ContainerName=log CpuUtilized n=2"),
+            "{w}"
+        );
+        // `log` stopped: the next window has `app` alone, and `log` is forgotten.
+        let next = agg.finish().unwrap();
+        assert_eq!(next.containers.len(), 1);
+        assert_eq!(agg.containers.len(), 1);
+        // Per-container figures are not kept when not asked for.
+        let mut plain = aggregator(10);
+        plain.add(0, &sample(vec![container("app", 1.0, 1.0)]));
+        assert!(plain.finish().unwrap().containers.is_empty());
+    }
+
+    #[test]
+    fn a_steady_run_of_every_metric_allocates_nothing_per_sample() {
+        use crate::counting_alloc::allocations_during;
+        let dimensions: Arc<[Dimension]> = vec![Dimension::service("web").unwrap()].into();
+        let mut agg = Aggregator::new(60, MetricSet::of(&Metric::ALL), dimensions);
+        let sample = |i: u64| Sample {
+            cpu: Some((i % 7) as f64),
+            memory: Some(30.0),
+            network_rx: Some(1_000.0 * (i % 5) as f64),
+            absolute: crate::sample::Absolute {
+                cpu_utilized: Some((i % 9) as f64 * 10.0),
+                memory_utilized: Some(300.0),
+                ..Default::default()
+            },
+            restarts: Some(0.0),
+            containers: vec![container("app", (i % 3) as f64, 250.0)],
+            ..Sample::default()
+        };
+        let samples: Vec<Sample> = (0..120).map(sample).collect();
+        // A first window grows the buffers; a second of the same values needs none.
+        for (i, s) in samples[..60].iter().enumerate() {
+            agg.add(i as u64, s);
+        }
+        let closed = agg.add(60, &samples[60]).expect("the first window closes");
+        assert_eq!(closed.containers.len(), 1);
+        let n = allocations_during(|| {
+            for (i, s) in samples[61..].iter().enumerate() {
+                assert!(agg.add(61 + i as u64, s).is_none());
+            }
+        });
+        assert_eq!(n, 0, "allocations in 59 samples");
     }
 }

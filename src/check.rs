@@ -107,14 +107,25 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         return Err(fail("sample", format_args!("{what}: {e}")));
     }
     // CPU and memory always, and what else `--metrics` asks for.
-    let shown: Vec<String> = Metric::ALL
+    let mut shown: Vec<String> = Metric::ALL
         .into_iter()
         .filter(|m| matches!(m, Metric::Cpu | Metric::Memory) || config.metrics.contains(*m))
-        .map(|m| match second.value(m) {
-            Some(kills) if m.is_count() => format!("{} {kills} in the last second", m.name()),
-            value => format!("{} {}", m.name(), percent(value)),
-        })
+        .filter(|m| !m.per_container())
+        .map(|m| format!("{} {}", m.name(), shown_value(m, second.value(m))))
         .collect();
+    for container in second
+        .containers
+        .iter()
+        .filter(|_| config.metrics.contains(Metric::ContainerCpuUtilized))
+    {
+        shown.push(format!(
+            "{} {}: {} and {}",
+            crate::domain::CONTAINER_DIMENSION,
+            crate::redact::for_log(&container.name),
+            shown_value(Metric::ContainerCpuUtilized, container.cpu_utilized),
+            shown_value(Metric::ContainerMemoryUtilized, container.memory_utilized),
+        ));
+    }
     ok("sample", format_args!("{what}: {}", shown.join(", ")));
 
     let now = unix_secs(SystemTime::now());
@@ -139,7 +150,11 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         Destination::Emf(emf) => print(emf, &window)?,
         Destination::DryRun(dry_run) => print(dry_run, &window)?,
     }
-    let estimate = crate::cost::Estimate::of(config);
+    let containers = source.ecs_task().map_or(0, |t| t.measured().count());
+    if let Some(groups) = crate::cost::by_group(config, containers) {
+        ok("metrics", groups);
+    }
+    let estimate = crate::cost::Estimate::of(config, containers);
     match config.output {
         Output::DryRun => ok(
             "cost",
@@ -300,6 +315,18 @@ fn print(format: &impl Format, window: &crate::domain::Window) -> Result<(), Fai
     Ok(())
 }
 
-fn percent(value: Option<f64>) -> String {
-    value.map_or_else(|| "not measured".to_owned(), |v| format!("{v:.1} %"))
+/// A sampled value with its unit, as a reader of the line wants it.
+fn shown_value(metric: Metric, value: Option<f64>) -> String {
+    let Some(v) = value else {
+        return "not measured".to_owned();
+    };
+    match metric.unit() {
+        "Percent" => format!("{v:.1} %"),
+        "Count" => format!("{v} in the last second"),
+        "None" => format!("{v:.1} CPU units"),
+        "Megabytes" => format!("{v:.1} MiB"),
+        "Gigabytes" => format!("{v:.2} GiB"),
+        "Bytes/Second" => format!("{v:.0} B/s"),
+        unit => format!("{v} {unit}"),
+    }
 }

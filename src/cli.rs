@@ -88,7 +88,8 @@ pub struct Opts {
     pub scope: ScopeArg,
 
     /// Metrics to send, comma-separated: cpu, memory, throttling (cgroup scope), oom (host and
-    /// cgroup scopes), pressure (host and cgroup v2 scopes)
+    /// cgroup scopes), pressure (host and cgroup v2 scopes), absolute, network, storage; and
+    /// in the ecs-task scope containers, ephemeral-storage, restarts
     #[arg(
         long,
         env = "CWMA_METRICS",
@@ -102,6 +103,10 @@ pub struct Opts {
     /// Add ClusterName and TaskDefinitionFamily dimensions (ecs-task scope only)
     #[arg(long, env = "CWMA_ECS_DIMENSIONS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub ecs_dimensions: bool,
+
+    /// Add a TaskId dimension: one set of metrics per task (ecs-task scope only)
+    #[arg(long, env = "CWMA_TASK_ID_DIMENSION", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub task_id_dimension: bool,
 
     /// AWS region (default: AWS_REGION, the profile, or the EC2 instance's region)
     #[arg(long, env = "CWMA_REGION", value_name = "REGION")]
@@ -373,6 +378,19 @@ pub enum MetricArg {
     /// CPUPressure, MemoryPressure, IOPressure: share of time tasks stalled (PSI; host and
     /// cgroup v2 scopes)
     Pressure,
+    /// CpuUtilized, CpuReserved (CPU units), MemoryUtilized, MemoryReserved (MiB)
+    Absolute,
+    /// CpuUtilized and MemoryUtilized of each container, with ContainerName (ecs-task scope)
+    Containers,
+    /// NetworkRxBytes, NetworkTxBytes (bytes a second)
+    Network,
+    /// StorageReadBytes, StorageWriteBytes (bytes a second)
+    Storage,
+    /// EphemeralStorageUtilized, EphemeralStorageReserved (GiB), EphemeralStorageUtilization
+    /// (Fargate, ecs-task scope)
+    EphemeralStorage,
+    /// RestartCount: containers restarted by ECS's restart policy, per window (ecs-task scope)
+    Restarts,
 }
 
 /// Where metrics go.

@@ -100,6 +100,8 @@ pub enum Scope {
         metadata_uri: String,
         /// Add `ClusterName` and `TaskDefinitionFamily` to every datum.
         dimensions: bool,
+        /// Add `TaskId` to every datum.
+        task_id: bool,
     },
 }
 
@@ -174,7 +176,12 @@ impl Config {
                 (1, SendDelay::Auto)
             }
         };
-        let scope = resolve_scope(opts.scope, opts.ecs_metadata_uri, opts.ecs_dimensions)?;
+        let scope = resolve_scope(
+            opts.scope,
+            opts.ecs_metadata_uri,
+            opts.ecs_dimensions,
+            opts.task_id_dimension,
+        )?;
         let explicit_ecs = opts.scope == cli::ScopeArg::EcsTask;
         let metrics = metric_set(&opts.metrics, &scope, explicit_ecs)?;
         let aggregation = aggregation(opts.aggregation, opts.compat, metrics)?;
@@ -187,20 +194,25 @@ impl Config {
             aggregation,
             storage_resolution,
         };
-        let ecs_dimensions = matches!(
-            scope,
-            Scope::EcsTask {
-                dimensions: true,
-                ..
-            }
-        );
+        let added = dimensions::Added {
+            ecs: matches!(
+                scope,
+                Scope::EcsTask {
+                    dimensions: true,
+                    ..
+                }
+            ),
+            task_id: matches!(scope, Scope::EcsTask { task_id: true, .. }),
+            ec2: opts.ec2_dimensions,
+            container: metrics.iter().any(Metric::per_container),
+        };
         let pairs = if from_env.iter().any(|f| f.flag == "--dimension") {
             // One variable holds the list: split at commas, `\,` keeps one in a value.
             opts.dimensions.iter().flat_map(|v| split_list(v)).collect()
         } else {
             opts.dimensions
         };
-        let dimensions = parse_dimensions(&pairs, ecs_dimensions, opts.ec2_dimensions)?;
+        let dimensions = parse_dimensions(&pairs, added)?;
         if opts.signal_group && opts.command.is_empty() {
             return Err(invalid(
                 "--signal-group",
@@ -407,6 +419,7 @@ fn resolve_scope(
     scope: cli::ScopeArg,
     metadata_uri: Option<String>,
     dimensions: bool,
+    task_id: bool,
 ) -> Result<Scope, ConfigError> {
     let metadata_uri = metadata_uri.filter(|uri| !uri.trim().is_empty());
     let resolved = match (scope, metadata_uri) {
@@ -419,6 +432,7 @@ fn resolve_scope(
             Scope::EcsTask {
                 metadata_uri: uri,
                 dimensions,
+                task_id,
             }
         }
         (cli::ScopeArg::EcsTask, None) => {
@@ -429,12 +443,17 @@ fn resolve_scope(
             });
         }
     };
-    if dimensions && !matches!(resolved, Scope::EcsTask { .. }) {
-        return Err(invalid(
-            "--ecs-dimensions",
-            "true",
-            "needs the ecs-task scope (ECS_CONTAINER_METADATA_URI_V4 set by ECS)",
-        ));
+    for (asked, flag) in [
+        (dimensions, "--ecs-dimensions"),
+        (task_id, "--task-id-dimension"),
+    ] {
+        if asked && !matches!(resolved, Scope::EcsTask { .. }) {
+            return Err(invalid(
+                flag,
+                "true",
+                "needs the ecs-task scope (ECS_CONTAINER_METADATA_URI_V4 set by ECS)",
+            ));
+        }
     }
     for_platform(resolved, cfg!(target_os = "linux"))
 }
@@ -458,28 +477,81 @@ fn for_platform(scope: Scope, linux: bool) -> Result<Scope, ConfigError> {
     ))
 }
 
+/// The metrics a `--metrics` argument selects.
+fn selected(arg: MetricArg) -> &'static [Metric] {
+    match arg {
+        MetricArg::Cpu => &[Metric::Cpu],
+        MetricArg::Memory => &[Metric::Memory],
+        MetricArg::Throttling => &[Metric::Throttled],
+        MetricArg::Oom => &[Metric::OomKills],
+        MetricArg::Pressure => &Metric::PRESSURE,
+        MetricArg::Absolute => &[
+            Metric::CpuUtilized,
+            Metric::CpuReserved,
+            Metric::MemoryUtilized,
+            Metric::MemoryReserved,
+        ],
+        MetricArg::Containers => &[
+            Metric::ContainerCpuUtilized,
+            Metric::ContainerMemoryUtilized,
+        ],
+        MetricArg::Network => &[Metric::NetworkRx, Metric::NetworkTx],
+        MetricArg::Storage => &[Metric::StorageRead, Metric::StorageWrite],
+        MetricArg::EphemeralStorage => &[
+            Metric::EphemeralUtilized,
+            Metric::EphemeralReserved,
+            Metric::EphemeralUtilization,
+        ],
+        MetricArg::Restarts => &[Metric::Restarts],
+    }
+}
+
+/// The `--metrics` argument that selects `metric`, as the user types it.
+pub fn metric_arg(metric: Metric) -> &'static str {
+    use clap::ValueEnum;
+    let names = [
+        (MetricArg::Cpu, "cpu"),
+        (MetricArg::Memory, "memory"),
+        (MetricArg::Throttling, "throttling"),
+        (MetricArg::Oom, "oom"),
+        (MetricArg::Pressure, "pressure"),
+        (MetricArg::Absolute, "absolute"),
+        (MetricArg::Containers, "containers"),
+        (MetricArg::Network, "network"),
+        (MetricArg::Storage, "storage"),
+        (MetricArg::EphemeralStorage, "ephemeral-storage"),
+        (MetricArg::Restarts, "restarts"),
+    ];
+    debug_assert_eq!(names.len(), MetricArg::value_variants().len());
+    names
+        .iter()
+        .find(|(arg, _)| selected(*arg).contains(&metric))
+        .map_or("", |(_, name)| name)
+}
+
+/// The metrics only the ECS task metadata has: a task's containers and `/task`'s fields.
+const ECS_ONLY: [Metric; 6] = [
+    Metric::ContainerCpuUtilized,
+    Metric::ContainerMemoryUtilized,
+    Metric::EphemeralUtilized,
+    Metric::EphemeralReserved,
+    Metric::EphemeralUtilization,
+    Metric::Restarts,
+];
+
 fn metric_set(
     metrics: &[MetricArg],
     scope: &Scope,
     explicit_ecs: bool,
 ) -> Result<MetricSet, ConfigError> {
-    let chosen: Vec<Metric> = metrics
-        .iter()
-        .flat_map(|m| match m {
-            MetricArg::Cpu => &[Metric::Cpu][..],
-            MetricArg::Memory => &[Metric::Memory],
-            MetricArg::Throttling => &[Metric::Throttled],
-            MetricArg::Oom => &[Metric::OomKills],
-            MetricArg::Pressure => &Metric::PRESSURE,
-        })
-        .copied()
-        .collect();
+    let chosen: Vec<Metric> = metrics.iter().flat_map(|m| selected(*m)).copied().collect();
     let set = MetricSet::of(&chosen);
     if set.is_empty() {
         return Err(invalid(
             "--metrics",
             "",
-            "must name at least one of cpu, memory, throttling, oom, pressure",
+            "must name at least one of cpu, memory, throttling, oom, pressure, absolute, \
+             containers, network, storage, ephemeral-storage, restarts",
         ));
     }
     // The task metadata endpoint has neither; under `auto` the run warns instead.
@@ -494,6 +566,16 @@ fn metric_set(
                 ));
             }
         }
+    }
+    if !matches!(scope, Scope::EcsTask { .. })
+        && let Some(metric) = ECS_ONLY.iter().find(|m| set.contains(**m))
+    {
+        return Err(invalid(
+            "--metrics",
+            metric_arg(*metric),
+            "only the ECS task metadata has it: it needs the ecs-task scope \
+             (ECS_CONTAINER_METADATA_URI_V4, set by ECS in every container)",
+        ));
     }
     if set.contains(Metric::Throttled) && matches!(scope, Scope::Host | Scope::EcsTask { .. }) {
         return Err(invalid(
@@ -519,7 +601,10 @@ fn storage_resolution(text: Option<&str>, period_secs: u64) -> Result<Option<u32
 
 /// `Name=Value` pairs under the dimension rules, with names unique (also against
 /// `ServiceName` and the ECS and EC2 names asked for) and at most 30 in all.
-fn parse_dimensions(pairs: &[String], ecs: bool, ec2: bool) -> Result<Vec<Dimension>, ConfigError> {
+fn parse_dimensions(
+    pairs: &[String],
+    added: dimensions::Added,
+) -> Result<Vec<Dimension>, ConfigError> {
     const FLAG: &str = "--dimension";
     let mut parsed = Vec::with_capacity(pairs.len());
     // Spaces trimmed: `CWMA_DIMENSIONS="A=1, B=2"` means B, not " B". (Only spaces: a
@@ -535,7 +620,7 @@ fn parse_dimensions(pairs: &[String], ecs: bool, ec2: bool) -> Result<Vec<Dimens
         })?;
         parsed.push(dimension);
     }
-    dimensions::check_names(&parsed, ecs, ec2).map_err(|e| {
+    dimensions::check_names(&parsed, added).map_err(|e| {
         let value = match &e {
             dimensions::SetError::Twice { name, .. } => name.clone(),
             dimensions::SetError::TooMany { count, .. } => format!("{count} dimensions"),
@@ -562,26 +647,17 @@ fn aggregation(
             "contradicts --compat 0.1, which publishes the 0.1.x shape (medians and \
              MaxMemoryUtilization as 0–1)",
         )),
-        (Some(CompatArg::V0_1), None)
-            if metrics
-                .iter()
-                .any(|m| !matches!(m, Metric::Cpu | Metric::Memory)) =>
+        (Some(CompatArg::V0_1), None) => match metrics
+            .iter()
+            .find(|m| !matches!(m, Metric::Cpu | Metric::Memory))
         {
-            let arg = match metrics
-                .iter()
-                .find(|m| !matches!(m, Metric::Cpu | Metric::Memory))
-            {
-                Some(Metric::Throttled) => "throttling",
-                Some(Metric::OomKills) => "oom",
-                _ => "pressure",
-            };
-            Err(invalid(
+            Some(extra) => Err(invalid(
                 "--metrics",
-                arg,
+                metric_arg(extra),
                 "is not a metric 0.1.x published; --compat 0.1 sends cpu and memory",
-            ))
-        }
-        (Some(CompatArg::V0_1), None) => Ok(Aggregation::Original),
+            )),
+            None => Ok(Aggregation::Original),
+        },
         (None, Some(AggregationArg::MedianMax)) => Ok(Aggregation::MedianMax),
         (None, _) => Ok(Aggregation::Distribution),
     }
@@ -981,6 +1057,7 @@ mod tests {
         let ecs = |dimensions| Scope::EcsTask {
             metadata_uri: uri.into(),
             dimensions,
+            task_id: false,
         };
         assert_eq!(
             config(&with(&["--ecs-metadata-uri", uri])).unwrap().scope,
@@ -1013,6 +1090,7 @@ mod tests {
         let ecs = Scope::EcsTask {
             metadata_uri: "http://169.254.170.2/v4/x".into(),
             dimensions: false,
+            task_id: false,
         };
         let e = for_platform(ecs.clone(), false).unwrap_err().to_string();
         assert!(
@@ -1195,6 +1273,67 @@ mod tests {
             let e = error(&with(&["--compat", "0.1", "--metrics", metrics]));
             assert!(e.contains(arg) && e.contains("0.1.x"), "{e}");
         }
+    }
+
+    #[test]
+    fn task_groups_need_the_ecs_task_scope_and_none_is_0_1s() {
+        let uri = "http://169.254.170.2/v4/abc";
+        let all = "cpu,memory,absolute,containers,network,storage,ephemeral-storage,restarts";
+        let c = config(&with(&["--ecs-metadata-uri", uri, "--metrics", all])).unwrap();
+        assert_eq!(c.metrics.iter().count(), 2 + 4 + 2 + 2 + 2 + 3 + 1);
+        for arg in ["containers", "ephemeral-storage", "restarts"] {
+            for scope in ["auto", "host", "cgroup"] {
+                let e = error(&with(&[
+                    "--scope",
+                    scope,
+                    "--metrics",
+                    &format!("cpu,{arg}"),
+                ]));
+                assert!(
+                    e.starts_with(&format!("invalid --metrics \"{arg}\""))
+                        && e.contains("ecs-task scope"),
+                    "{scope}: {e}"
+                );
+            }
+        }
+        // The kernel has these everywhere.
+        for arg in ["absolute", "network", "storage"] {
+            assert!(config(&with(&["--scope", "host", "--metrics", arg])).is_ok());
+            let e = error(&with(&[
+                "--compat",
+                "0.1",
+                "--metrics",
+                &format!("cpu,{arg}"),
+            ]));
+            assert!(
+                e.contains(&format!("{arg:?}")) && e.contains("0.1.x"),
+                "{e}"
+            );
+        }
+        let e = error(&with(&["--task-id-dimension"]));
+        assert!(
+            e.contains("--task-id-dimension") && e.contains("ecs-task"),
+            "{e}"
+        );
+        let c = config(&with(&["--ecs-metadata-uri", uri, "--task-id-dimension"])).unwrap();
+        assert!(matches!(c.scope, Scope::EcsTask { task_id: true, .. }));
+        let e = error(&with(&[
+            "--ecs-metadata-uri",
+            uri,
+            "--task-id-dimension",
+            "--dimension",
+            "TaskId=x",
+        ]));
+        assert!(e.contains("TaskId is given twice"), "{e}");
+        let e = error(&with(&[
+            "--ecs-metadata-uri",
+            uri,
+            "--metrics",
+            "containers",
+            "--dimension",
+            "ContainerName=x",
+        ]));
+        assert!(e.contains("ContainerName is given twice"), "{e}");
     }
 
     #[test]

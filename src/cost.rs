@@ -10,8 +10,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::config::{Config, Output};
-use crate::domain::{Distribution, Metric, Window};
+use crate::config::{Config, Output, Scope};
+use crate::domain::{CONTAINER_DIMENSION, Dimension, Distribution, Group, Metric, Window};
 use crate::publish::cloudwatch;
 use crate::publish::emf::Emf;
 
@@ -70,6 +70,9 @@ fn own_metrics(config: &Config) -> Option<String> {
     if config.ec2_dimensions {
         return Some("InstanceId (--ec2-dimensions) differs per agent".to_owned());
     }
+    if matches!(config.scope, Scope::EcsTask { task_id: true, .. }) {
+        return Some("TaskId (--task-id-dimension) differs per task".to_owned());
+    }
     let hostname = std::fs::read_to_string(config.root.join("proc/sys/kernel/hostname"))
         .ok()
         .map(|h| h.trim().to_owned())
@@ -96,15 +99,21 @@ fn own_metrics(config: &Config) -> Option<String> {
 }
 
 impl Estimate {
-    /// The month of an agent run with `config`; a dry run is costed as `--output
+    /// The month of an agent run with `config`, in a task of `containers` containers
+    /// where per-container metrics are asked for; a dry run is costed as `--output
     /// cloudwatch`, what it previews.
-    pub fn of(config: &Config) -> Estimate {
-        let window = typical_window(config);
+    pub fn of(config: &Config, containers: usize) -> Estimate {
+        let window = typical_window(config, containers);
         let encoding = config.encoding;
         let windows = SECONDS_PER_MONTH / config.period_secs as f64;
-        let names: BTreeSet<&str> = cloudwatch::encode(&window, &encoding)
+        let datums = cloudwatch::encode(&window, &encoding);
+        // A custom metric is a name with one set of dimension values.
+        let names: BTreeSet<(&str, Vec<(&str, &str)>)> = datums
             .iter()
-            .map(|d| d.metric_name)
+            .map(|d| {
+                let values = d.dimensions.iter().map(|d| (d.name(), d.value()));
+                (d.metric_name, values.collect())
+            })
             .collect();
         let emf = config.output == Output::Emf;
         let (requests, log_bytes) = if emf {
@@ -183,42 +192,120 @@ impl fmt::Display for Estimate {
     }
 }
 
-/// A window as a run typically closes them, for the size of an EMF document: a sample
-/// a second, CPU spread over up to 30 distinct values, memory over 3, throttling over 5.
-fn typical_window(config: &Config) -> Window {
-    let samples = config.period_secs;
-    let series = config
+/// What each group of `--metrics` beyond CPU and memory adds, in custom metrics and
+/// dollars a month, with `containers` containers in the task; `None` when there is none.
+/// E.g. "absolute 4, containers 2 × 3 containers = 6: 10 custom metrics, $3.00 a month
+/// for each service (shared by its tasks)".
+pub fn by_group(config: &Config, containers: usize) -> Option<String> {
+    let mut groups: Vec<(&str, usize, bool)> = Vec::new();
+    for metric in config
         .metrics
         .iter()
-        .map(|metric| {
-            let spread = match metric {
-                Metric::Cpu => 30,
-                Metric::Memory => 3,
-                Metric::Throttled => 5,
-                Metric::CpuPressure | Metric::MemoryPressure | Metric::IoPressure => 10,
-                // One value: the window's total.
-                Metric::OomKills => 1,
-            };
-            let distinct = spread.min(samples);
-            let pairs = (0..distinct).map(|i| {
-                let count = samples / distinct + u64::from(i < samples % distinct);
-                (
-                    20.0 + i as f64 / 10.0,
-                    u32::try_from(count).unwrap_or(u32::MAX),
+        .filter(|m| !matches!(m, Metric::Cpu | Metric::Memory))
+    {
+        let names = config.encoding.aggregation.names(metric).len();
+        let arg = crate::config::metric_arg(metric);
+        match groups.iter_mut().find(|(a, _, _)| *a == arg) {
+            Some((_, n, _)) => *n += names,
+            None => groups.push((arg, names, metric.per_container())),
+        }
+    }
+    if groups.is_empty() {
+        return None;
+    }
+    let mut total = 0;
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|&(arg, names, per_container)| {
+            if per_container {
+                total += names * containers;
+                format!(
+                    "{arg} {names} × {containers} containers = {}",
+                    names * containers
                 )
-            });
-            (metric, Distribution::from_sorted(pairs))
+            } else {
+                total += names;
+                format!("{arg} {names}")
+            }
         })
         .collect();
+    let each = match own_metrics(config) {
+        Some(why) => format!("for each agent ({why})"),
+        None => "for each set of dimension values (shared by the agents that send it)".into(),
+    };
+    Some(format!(
+        "beyond CPU and memory: {}: {total} custom metrics, {} a month {each}",
+        parts.join(", "),
+        dollars(total as f64 * USD_PER_METRIC_MONTH)
+    ))
+}
+
+/// A window as a run typically closes them, for the size of an EMF document: a sample
+/// a second, CPU spread over up to 30 distinct values, memory over 3, throttling over 5,
+/// with `containers` containers' series where they are asked for.
+fn typical_window(config: &Config, containers: usize) -> Window {
+    let samples = config.period_secs;
+    let series = |per_container: bool| -> Vec<(Metric, Distribution)> {
+        config
+            .metrics
+            .iter()
+            .filter(|m| m.per_container() == per_container)
+            .map(|metric| (metric, typical(metric, samples)))
+            .collect()
+    };
+    let dimensions = crate::dimensions::assemble(
+        config.service.clone(),
+        &config.dimensions,
+        std::iter::empty(),
+    );
+    let per_container = series(true);
+    let containers = if per_container.is_empty() {
+        Vec::new()
+    } else {
+        (1..=containers)
+            .filter_map(|i| Dimension::new(CONTAINER_DIMENSION, format!("container-{i}")).ok())
+            .map(|name| Group {
+                dimensions: dimensions.iter().cloned().chain([name]).collect(),
+                series: per_container.clone(),
+            })
+            .collect()
+    };
     Window {
         start: 0,
-        dimensions: crate::dimensions::assemble(
-            config.service.clone(),
-            &config.dimensions,
-            std::iter::empty(),
-        ),
-        series,
+        dimensions,
+        series: series(false),
+        containers,
     }
+}
+
+/// A typical window's values of `metric` over `samples` samples.
+fn typical(metric: Metric, samples: u64) -> Distribution {
+    let (spread, base) = match metric {
+        Metric::Cpu => (30, 20.0),
+        Metric::Memory => (3, 20.0),
+        Metric::Throttled => (5, 20.0),
+        Metric::CpuPressure | Metric::MemoryPressure | Metric::IoPressure => (10, 20.0),
+        // One value: the window's total.
+        Metric::OomKills | Metric::Restarts => (1, 0.0),
+        // Capacities change rarely.
+        Metric::CpuReserved | Metric::MemoryReserved | Metric::EphemeralReserved => (1, 1024.0),
+        Metric::CpuUtilized | Metric::ContainerCpuUtilized => (30, 204.8),
+        Metric::MemoryUtilized | Metric::ContainerMemoryUtilized => (3, 300.1),
+        // Rates spread like CPU, with more digits.
+        Metric::NetworkRx | Metric::NetworkTx | Metric::StorageRead | Metric::StorageWrite => {
+            (30, 123_400.0)
+        }
+        Metric::EphemeralUtilized | Metric::EphemeralUtilization => (1, 2.244),
+    };
+    let distinct = spread.min(samples).max(1);
+    let pairs = (0..distinct).map(|i| {
+        let count = samples / distinct + u64::from(i < samples % distinct);
+        (
+            base + i as f64 / 10.0,
+            u32::try_from(count).unwrap_or(u32::MAX),
+        )
+    });
+    Distribution::from_sorted(pairs)
 }
 
 /// 2628.6 → "$2,628.60".
@@ -248,7 +335,7 @@ mod tests {
 
     #[test]
     fn a_minute_period_is_43_800_requests_and_two_metrics() {
-        let e = Estimate::of(&config(&[]));
+        let e = Estimate::of(&config(&[]), 1);
         assert_eq!(e.requests, 43_800.0);
         assert_eq!(e.metrics, 2);
         assert!((e.usd_traffic() - 0.438).abs() < 1e-9);
@@ -265,7 +352,7 @@ mod tests {
     fn agents_with_their_own_dimension_values_pay_for_their_own_metrics() {
         // The shipped systemd setup: --ec2-dimensions. 1,000 agents: 1000 × ($0.438 +
         // $0.60), where shared metrics would be 1000 × $0.438 + $0.60.
-        let e = Estimate::of(&config(&["--ec2-dimensions"]));
+        let e = Estimate::of(&config(&["--ec2-dimensions"]), 1);
         assert!(
             (e.usd_fleet(1000) - 1038.0).abs() < 1.0,
             "{}",
@@ -274,10 +361,10 @@ mod tests {
         let line = e.to_string();
         assert!(line.contains("1,000 such agents: $1,038.00"), "{line}");
         assert!(line.contains("each agent's own: InstanceId"), "{line}");
-        let e = Estimate::of(&config(&["--dimension", "TaskId=abc"]));
+        let e = Estimate::of(&config(&["--dimension", "TaskId=abc"]), 1);
         assert!(e.to_string().contains("TaskId names one instance"), "{e}");
         // A dimension that says nothing of the agent: shared.
-        let e = Estimate::of(&config(&["--dimension", "Env=prod"]));
+        let e = Estimate::of(&config(&["--dimension", "Env=prod"]), 1);
         assert_eq!(e.own_metrics, None);
         assert!((e.usd_fleet(1000) - 438.60).abs() < 1e-6);
         // A value equal to the machine's host name (read under --root).
@@ -285,7 +372,10 @@ mod tests {
         std::fs::create_dir_all(root.path().join("proc/sys/kernel")).unwrap();
         std::fs::write(root.path().join("proc/sys/kernel/hostname"), "web-7\n").unwrap();
         let root_arg = root.path().to_string_lossy().into_owned();
-        let e = Estimate::of(&config(&["--root", &root_arg, "--dimension", "Node=web-7"]));
+        let e = Estimate::of(
+            &config(&["--root", &root_arg, "--dimension", "Node=web-7"]),
+            1,
+        );
         assert!(
             e.to_string()
                 .contains("Node=web-7 is this machine's host name"),
@@ -295,24 +385,24 @@ mod tests {
 
     #[test]
     fn send_every_divides_the_requests_and_the_shape_sets_the_metrics() {
-        let every = Estimate::of(&config(&["--send-every", "5"]));
+        let every = Estimate::of(&config(&["--send-every", "5"]), 1);
         assert_eq!(every.requests, 43_800.0 / 5.0);
-        let median_max = Estimate::of(&config(&["--aggregation", "median-max"]));
+        let median_max = Estimate::of(&config(&["--aggregation", "median-max"]), 1);
         assert_eq!(median_max.metrics, 4, "two names per metric");
-        let compat = Estimate::of(&config(&["--compat", "0.1"]));
+        let compat = Estimate::of(&config(&["--compat", "0.1"]), 1);
         assert_eq!(compat.metrics, 3);
-        let ten = Estimate::of(&config(&["--period", "10"]));
+        let ten = Estimate::of(&config(&["--period", "10"]), 1);
         assert_eq!(ten.requests, 262_800.0);
     }
 
     #[test]
     fn emf_costs_log_bytes_not_requests() {
-        let e = Estimate::of(&config(&["--output", "emf"]));
+        let e = Estimate::of(&config(&["--output", "emf"]), 1);
         assert_eq!(e.requests, 0.0);
         // 43,800 documents of a few hundred bytes each.
         let per_document = e.log_bytes / 43_800.0;
         assert!((300.0..2000.0).contains(&per_document), "{per_document}");
-        assert!(e.usd_traffic() < Estimate::of(&config(&[])).usd_traffic());
+        assert!(e.usd_traffic() < Estimate::of(&config(&[]), 1).usd_traffic());
         assert!(e.to_string().contains("MB of EMF logs ingested"));
     }
 
@@ -345,7 +435,7 @@ mod tests {
                 ("EMF", &["--output", "emf"][..]),
             ] {
                 let args = [&["--period", period][..], extra].concat();
-                let e = Estimate::of(&config(&args));
+                let e = Estimate::of(&config(&args), 1);
                 let traffic = if e.emf {
                     format!("{:.1} MB", e.log_bytes / 1e6)
                 } else {
@@ -373,7 +463,7 @@ mod tests {
     #[test]
     fn the_readme_cost_summary_is_what_check_computes() {
         let readme = include_str!("../README.md");
-        let e = Estimate::of(&config(&[]));
+        let e = Estimate::of(&config(&[]), 1);
         for figure in [
             format!("{} `PutMetricData` requests a month", thousands(e.requests)),
             format!(

@@ -133,7 +133,7 @@ impl ErrorLog {
             sample.cpu,
             sample.memory
         );
-        let nothing = Metric::ALL.iter().all(|m| sample.value(*m).is_none());
+        let nothing = sample.is_empty();
         match sample.errors.first() {
             Some(e) if nothing => {
                 if let Some(lasting) = self.alarm.failed() {

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use common::metadata::{MetadataServer, Reply};
 use common::proxy::{Fault, FaultProxy};
 use common::{Agent, TestServer, agent_command};
 
@@ -427,4 +428,62 @@ fn docs_check_example_matches_the_binary() {
             *example.iter().find(|l| l.starts_with(same)).unwrap()
         );
     }
+}
+
+#[test]
+fn check_shows_and_prices_the_task_groups_per_container_and_per_task() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ecs");
+    let (task, stats) = (
+        std::fs::read_to_string(root.join("fargate/task.json")).unwrap(),
+        std::fs::read_to_string(root.join("fargate/stats.json")).unwrap(),
+    );
+    let server = MetadataServer::start(move |path, _| match path {
+        "/task" => Reply::Json(task.clone()),
+        _ => Reply::Json(stats.clone()),
+    });
+    let env = [("ECS_CONTAINER_METADATA_URI_V4", server.uri.clone())];
+    let groups = "cpu,memory,absolute,containers,network,ephemeral-storage,restarts";
+    let (status, out, _) = check(&["--dry-run", "--metrics", groups], &env);
+    assert_eq!(status.code(), Some(0), "{out:#?}");
+    let sample = line(&out, "ok    sample:");
+    // The fixture's task: 0.5 vCPU (512 units), 300 of 1024 MiB, two containers, and
+    // Fargate's 261 of 20496 MiB of ephemeral storage.
+    for shown in [
+        "CpuReserved 512.0 CPU units",
+        "MemoryUtilized 300.0 MiB",
+        "MemoryReserved 1024.0 MiB",
+        "EphemeralStorageReserved 20.02 GiB",
+        "RestartCount 0 in the last second",
+        "ContainerName app: ",
+        "ContainerName metrics: ",
+    ] {
+        assert!(sample.contains(shown), "{shown}: {sample}");
+    }
+    // What each group adds: the two containers' metrics counted per container.
+    let metrics = line(&out, "ok    metrics:");
+    assert!(
+        metrics.contains(
+            "absolute 4, containers 2 × 2 containers = 4, network 2, ephemeral-storage 3, \
+             restarts 1: 14 custom metrics, $4.20 a month"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        line(&out, "ok    cost:").contains(" 16 custom metrics"),
+        "{out:#?}"
+    );
+    // With a TaskId, every task has its own: said in both lines.
+    let (_, out, _) = check(
+        &["--dry-run", "--metrics", groups, "--task-id-dimension"],
+        &env,
+    );
+    let metrics = line(&out, "ok    metrics:");
+    assert!(
+        metrics.contains("for each agent (TaskId (--task-id-dimension) differs per task)"),
+        "{metrics}"
+    );
+    assert!(
+        line(&out, "ok    cost:").contains("each agent's own: TaskId"),
+        "{out:#?}"
+    );
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
-use common::Agent;
 use common::metadata::{MetadataServer, Reply};
+use common::{Agent, TestServer};
 use serde_json::Value;
 
 const APP: &str = "8b2b7b1f0e3a4c1d9e5f6a7b8c9d0e1f-1111111111";
@@ -397,4 +397,226 @@ fn in_wrapper_mode_a_silent_metadata_endpoint_holds_the_command_back_at_most_5_s
         out.stdout.is_empty(),
         "nothing measured without the task's limits"
     );
+}
+
+/// The Fargate stats `n` seconds on, moving at known rates: CPU as [`stats_at`], the
+/// task's one interface (both containers report it: awsvpc) receiving 100,000 and
+/// sending 20,000 bytes a second, and each container's own block I/O: the app reading
+/// 4096 and writing 8192 bytes a second, the sidecar reading 1024.
+fn task_stats_at(stats: &str, n: usize) -> String {
+    let text = stats_at(stats, n, &[(APP, 0.25), (SIDECAR, 0.15)], &[]);
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    let n = n as u64;
+    for (id, s) in doc.as_object_mut().unwrap() {
+        let eth1 = &mut s["networks"]["eth1"];
+        eth1["rx_bytes"] = Value::from(1_000_000 + 100_000 * n);
+        eth1["tx_bytes"] = Value::from(500_000 + 20_000 * n);
+        let (read, write) = if id == APP { (4096, 8192) } else { (1024, 0) };
+        s["blkio_stats"]["io_service_bytes_recursive"] = serde_json::json!([
+            {"major": 202, "minor": 26368, "op": "Read", "value": 65536 + read * n},
+            {"major": 202, "minor": 26368, "op": "Write", "value": write * n},
+            {"major": 202, "minor": 26368, "op": "Total", "value": 65536 + (read + write) * n},
+        ]);
+    }
+    doc.to_string()
+}
+
+/// The Fargate task document; from its second reading on, the app container has been
+/// restarted once by its restart policy and the sidecar has stopped with exit code 3.
+fn task_read(task: &str, n: usize) -> String {
+    let mut doc: Value = serde_json::from_str(task).unwrap();
+    for c in doc["Containers"].as_array_mut().unwrap() {
+        if c["Name"] == "app" {
+            c["RestartCount"] = Value::from(u64::from(n > 0));
+        } else if n > 0 {
+            c["KnownStatus"] = Value::from("STOPPED");
+            c["ExitCode"] = Value::from(3);
+        }
+    }
+    doc.to_string()
+}
+
+/// `Minimum`, `Maximum` and `Sum` of `metric` with exactly these dimensions, read back
+/// through the API over the two hours around now.
+async fn read_back(
+    server: &TestServer,
+    metric: &str,
+    dimensions: &[(&str, &str)],
+) -> (f64, f64, f64) {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+    let now = common::unix_now() as i64;
+    let mut request = server
+        .client()
+        .get_metric_statistics()
+        .namespace("ECS/Groups")
+        .metric_name(metric)
+        .start_time(DateTime::from_secs(now - 3600))
+        .end_time(DateTime::from_secs(now + 3600))
+        .period(7200)
+        .statistics(Statistic::Minimum)
+        .statistics(Statistic::Maximum)
+        .statistics(Statistic::Sum);
+    for (name, value) in dimensions {
+        request = request.dimensions(Dimension::builder().name(*name).value(*value).build());
+    }
+    let stats = request.send().await.unwrap();
+    let points = stats.datapoints();
+    assert_eq!(points.len(), 1, "{metric} {dimensions:?}: {points:?}");
+    let p = &points[0];
+    (p.minimum().unwrap(), p.maximum().unwrap(), p.sum().unwrap())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_task_group_reads_back_from_cloudwatch_at_the_stand_ins_known_rates() {
+    let (task, stats) = (fixture("fargate/task.json"), fixture("fargate/stats.json"));
+    let server = MetadataServer::start(move |path, n| match path {
+        "/task" => Reply::Json(task_read(&task, n)),
+        _ => Reply::Json(task_stats_at(&stats, n)),
+    });
+    let cloudwatch = TestServer::start();
+    let mut env = cloudwatch.agent_env();
+    env.extend(agent_env(&server, "info"));
+    let all = "cpu,memory,absolute,containers,network,storage,ephemeral-storage,restarts";
+    let mut agent = Agent::spawn(
+        &[
+            "--namespace",
+            "ECS/Groups",
+            "-s",
+            "web",
+            "--period",
+            "2",
+            "--metrics",
+            all,
+            "--task-id-dimension",
+        ],
+        &env,
+    );
+    // `/task` is read again every 10 s: wait for the restart it then shows, and for
+    // the window that carries it to be published.
+    agent.wait_for_log(
+        &["was restarted by its restart policy"],
+        Duration::from_secs(20),
+    );
+    let log = agent.wait_for_log(&["PutMetricData"], Duration::from_secs(10));
+    let published = cloudwatch.accepted_puts().len();
+    common::wait_until(
+        Duration::from_secs(10),
+        "a window after the restart",
+        || (cloudwatch.accepted_puts().len() > published).then_some(()),
+    );
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(5)).success());
+    let log = log + &agent.rest_of_log().join("\n");
+    assert_eq!(
+        log.matches("container metrics of the task stopped with exit code 3")
+            .count(),
+        1,
+        "said once:\n{log}"
+    );
+
+    let task = [
+        ("ServiceName", "web"),
+        ("TaskId", "8b2b7b1f0e3a4c1d9e5f6a7b8c9d0e1f"),
+    ];
+    let container = |name| [task[0], task[1], ("ContainerName", name)];
+    // Every value was the same rate in every sample: the minimum and maximum are it.
+    let constant = |(min, max, _): (f64, f64, f64), expected: f64, what: &str| {
+        assert_eq!((min, max), (expected, expected), "{what}");
+    };
+    // (0.25 + 0.15) vCPU × 1024 of the task's 0.5 vCPU (512 units).
+    constant(
+        read_back(&cloudwatch, "CpuUtilized", &task).await,
+        409.6,
+        "task CPU",
+    );
+    constant(
+        read_back(&cloudwatch, "CpuReserved", &task).await,
+        512.0,
+        "reserved",
+    );
+    // The fixture's working sets: app 250 MiB, sidecar 50 MiB, of 1024 MiB.
+    constant(
+        read_back(&cloudwatch, "MemoryUtilized", &task).await,
+        300.0,
+        "memory",
+    );
+    constant(
+        read_back(&cloudwatch, "MemoryReserved", &task).await,
+        1024.0,
+        "limit",
+    );
+    constant(
+        read_back(&cloudwatch, "CpuUtilized", &container("app")).await,
+        256.0,
+        "app",
+    );
+    constant(
+        read_back(&cloudwatch, "CpuUtilized", &container("metrics")).await,
+        153.6,
+        "sidecar",
+    );
+    constant(
+        read_back(&cloudwatch, "MemoryUtilized", &container("app")).await,
+        250.0,
+        "app",
+    );
+    constant(
+        read_back(&cloudwatch, "MemoryUtilized", &container("metrics")).await,
+        50.0,
+        "sidecar",
+    );
+    // One interface, reported by both containers, counted once.
+    constant(
+        read_back(&cloudwatch, "NetworkRxBytes", &task).await,
+        100_000.0,
+        "rx",
+    );
+    constant(
+        read_back(&cloudwatch, "NetworkTxBytes", &task).await,
+        20_000.0,
+        "tx",
+    );
+    // Each container's own I/O, added up: 4096 + 1024 read, 8192 written.
+    constant(
+        read_back(&cloudwatch, "StorageReadBytes", &task).await,
+        5_120.0,
+        "read",
+    );
+    constant(
+        read_back(&cloudwatch, "StorageWriteBytes", &task).await,
+        8_192.0,
+        "write",
+    );
+    // The fixture's EphemeralStorageMetrics: 261 of 20496 MiB, as GiB (4 digits).
+    constant(
+        read_back(&cloudwatch, "EphemeralStorageUtilized", &task).await,
+        0.2549,
+        "used",
+    );
+    constant(
+        read_back(&cloudwatch, "EphemeralStorageReserved", &task).await,
+        20.02,
+        "size",
+    );
+    constant(
+        read_back(&cloudwatch, "EphemeralStorageUtilization", &task).await,
+        1.3,
+        "%",
+    );
+    // One restart, in one window; 0 in the others.
+    let (min, max, sum) = read_back(&cloudwatch, "RestartCount", &task).await;
+    assert_eq!((min, max, sum), (0.0, 1.0, 1.0), "restarts");
+    // Nothing went out without the TaskId, or with a container's name on a task figure.
+    for put in cloudwatch.accepted_puts() {
+        for d in put["MetricData"].as_array().unwrap() {
+            let names: Vec<&str> = d["Dimensions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["Name"].as_str().unwrap())
+                .collect();
+            assert_eq!(names[..2], ["ServiceName", "TaskId"], "{d}");
+        }
+    }
 }

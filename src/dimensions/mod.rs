@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::domain::dimension::{MAX_DIMENSIONS, SERVICE_DIMENSION};
+use crate::domain::dimension::{
+    CONTAINER_DIMENSION, MAX_DIMENSIONS, SERVICE_DIMENSION, TASK_ID_DIMENSION,
+};
 use crate::domain::{Dimension, DimensionError};
 
 pub mod ec2;
@@ -49,16 +51,35 @@ pub fn parse_flag(pair: &str) -> Result<Dimension, FlagError> {
     Ok(Dimension::new(name, value)?)
 }
 
+/// The dimensions other sources add to the flags' (their names are fixed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Added {
+    /// `--ecs-dimensions`: [`ECS_NAMES`].
+    pub ecs: bool,
+    /// `--task-id-dimension`: `TaskId`.
+    pub task_id: bool,
+    /// `--ec2-dimensions`: [`EC2_NAMES`].
+    pub ec2: bool,
+    /// `--metrics …,containers`: `ContainerName` on the per-container metrics.
+    pub container: bool,
+}
+
 /// Checks the names of the whole set: `ServiceName`, the flags, and the names the
 /// metadata sources will add. Each once, and at most 30 in all.
-pub fn check_names(flags: &[Dimension], ecs: bool, ec2: bool) -> Result<(), SetError> {
+pub fn check_names(flags: &[Dimension], added: Added) -> Result<(), SetError> {
     let mut names: Vec<(&str, &str)> = vec![(SERVICE_DIMENSION, "--service")];
     names.extend(flags.iter().map(|d| (d.name(), "--dimension")));
-    if ecs {
+    if added.ecs {
         names.extend(ECS_NAMES.iter().map(|n| (*n, "--ecs-dimensions")));
     }
-    if ec2 {
+    if added.task_id {
+        names.push((TASK_ID_DIMENSION, "--task-id-dimension"));
+    }
+    if added.ec2 {
         names.extend(EC2_NAMES.iter().map(|n| (*n, "--ec2-dimensions")));
+    }
+    if added.container {
+        names.push((CONTAINER_DIMENSION, "--metrics containers"));
     }
     for (i, (name, source)) in names.iter().enumerate() {
         if let Some((_, first)) = names[..i].iter().find(|(n, _)| n == name) {
@@ -74,7 +95,8 @@ pub fn check_names(flags: &[Dimension], ecs: bool, ec2: bool) -> Result<(), SetE
         }
     }
     if names.len() > MAX_DIMENSIONS {
-        let sources = match (ecs, ec2) {
+        let ecs = added.ecs || added.task_id || added.container;
+        let sources = match (ecs, added.ec2) {
             (false, false) => String::new(),
             (true, false) => " and the ECS ones".to_owned(),
             (false, true) => " and the EC2 ones".to_owned(),
@@ -110,6 +132,12 @@ pub fn from_metadata(source: &str, name: &str, value: &str) -> Option<Dimension>
     }
 }
 
+/// `TaskId` of an ECS task (the last part of its ARN), if its value can be sent.
+pub fn task_id(task_arn: &str) -> Option<Dimension> {
+    let id = task_arn.rsplit('/').next().unwrap_or(task_arn);
+    from_metadata("the ECS task metadata", TASK_ID_DIMENSION, id)
+}
+
 /// `ClusterName` (the short name) and `TaskDefinitionFamily` of an ECS task, as far as
 /// their values can be sent.
 pub fn ecs(cluster_name: &str, family: &str) -> Vec<Dimension> {
@@ -137,6 +165,14 @@ pub fn assemble(
 mod tests {
     use super::*;
 
+    fn added(ecs: bool, ec2: bool) -> Added {
+        Added {
+            ecs,
+            ec2,
+            ..Added::default()
+        }
+    }
+
     fn flags(pairs: &[&str]) -> Vec<Dimension> {
         pairs.iter().map(|p| parse_flag(p).unwrap()).collect()
     }
@@ -155,16 +191,30 @@ mod tests {
 
     #[test]
     fn names_must_be_unique_across_every_source() {
-        assert!(check_names(&flags(&["Env=prod"]), true, true).is_ok());
-        let twice = check_names(&flags(&["A=1", "A=2"]), false, false).unwrap_err();
+        assert!(check_names(&flags(&["Env=prod"]), added(true, true)).is_ok());
+        let twice = check_names(&flags(&["A=1", "A=2"]), added(false, false)).unwrap_err();
         assert_eq!(twice.to_string(), "A is given twice (--dimension twice)");
-        let service = check_names(&flags(&["ServiceName=x"]), false, false).unwrap_err();
+        let service = check_names(&flags(&["ServiceName=x"]), added(false, false)).unwrap_err();
         assert!(
             service
                 .to_string()
                 .contains("by --service and by --dimension")
         );
-        let ecs = check_names(&flags(&["ClusterName=x"]), true, false).unwrap_err();
+        let ecs = check_names(&flags(&["ClusterName=x"]), added(true, false)).unwrap_err();
+        let task = Added {
+            task_id: true,
+            container: true,
+            ..Added::default()
+        };
+        let clash = check_names(&flags(&["ContainerName=x"]), task).unwrap_err();
+        assert!(
+            clash
+                .to_string()
+                .contains("by --dimension and by --metrics containers"),
+            "{clash}"
+        );
+        assert!(check_names(&flags(&["TaskId=x"]), task).is_err());
+        assert!(check_names(&flags(&["Env=x"]), task).is_ok());
         assert!(
             ecs.to_string()
                 .contains("by --dimension and by --ecs-dimensions")
@@ -175,14 +225,14 @@ mod tests {
     fn at_most_30_with_service_name_and_the_metadata_names() {
         let pairs: Vec<String> = (0..29).map(|i| format!("D{i}=v")).collect();
         let refs: Vec<&str> = pairs.iter().map(String::as_str).collect();
-        assert!(check_names(&flags(&refs), false, false).is_ok());
-        assert!(check_names(&flags(&refs[..26]), false, true).is_ok());
-        let e = check_names(&flags(&refs[..27]), false, true).unwrap_err();
+        assert!(check_names(&flags(&refs), added(false, false)).is_ok());
+        assert!(check_names(&flags(&refs[..26]), added(false, true)).is_ok());
+        let e = check_names(&flags(&refs[..27]), added(false, true)).unwrap_err();
         assert_eq!(
             e.to_string(),
             "31 dimensions with ServiceName and the EC2 ones; CloudWatch takes at most 30"
         );
-        assert!(check_names(&flags(&refs), true, false).is_err());
+        assert!(check_names(&flags(&refs), added(true, false)).is_err());
     }
 
     #[test]

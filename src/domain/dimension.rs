@@ -14,6 +14,10 @@ use thiserror::Error;
 
 /// Name of the dimension every metric carries; its value is `--service`.
 pub const SERVICE_DIMENSION: &str = "ServiceName";
+/// The dimension that tells a task's containers apart, as Container Insights names it.
+pub const CONTAINER_DIMENSION: &str = "ContainerName";
+/// The dimension of `--task-id-dimension`, as Container Insights names it.
+pub const TASK_ID_DIMENSION: &str = "TaskId";
 /// Longest dimension name (API reference, `Dimension.Name`).
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest dimension value (API reference, `Dimension.Value`).

@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 pub mod dimension;
 
-pub use dimension::{Dimension, DimensionError, SERVICE_DIMENSION};
+pub use dimension::{
+    CONTAINER_DIMENSION, Dimension, DimensionError, SERVICE_DIMENSION, TASK_ID_DIMENSION,
+};
 
-/// A metric the agent measures: a percentage, 0–100, except [`Metric::OomKills`], a
-/// count.
+/// A metric the agent measures: a percentage (0–100), a count ([`Metric::OomKills`],
+/// [`Metric::Restarts`]), or an absolute figure in the unit Container Insights uses for
+/// it (CPU units, MiB, bytes a second, GiB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
     /// `CPUUtilization`: share of the scope's CPU capacity in use.
@@ -29,11 +32,54 @@ pub enum Metric {
     MemoryPressure,
     /// `IOPressure`: share of wall time some task waited for block I/O.
     IoPressure,
+    /// `CpuUtilized`: CPU in use, in CPU units (1024 per vCPU), as Container Insights.
+    CpuUtilized,
+    /// `CpuReserved`: the CPU capacity `CPUUtilization` is measured against, CPU units.
+    CpuReserved,
+    /// `MemoryUtilized`: the working set in MiB (CloudWatch's `Megabytes`).
+    MemoryUtilized,
+    /// `MemoryReserved`: the memory capacity `MemoryUtilization` is measured against, MiB.
+    MemoryReserved,
+    /// `CpuUtilized` of one container of an ECS task (with `ContainerName`).
+    ContainerCpuUtilized,
+    /// `MemoryUtilized` of one container of an ECS task (with `ContainerName`).
+    ContainerMemoryUtilized,
+    /// `NetworkRxBytes`: bytes received a second.
+    NetworkRx,
+    /// `NetworkTxBytes`: bytes sent a second.
+    NetworkTx,
+    /// `StorageReadBytes`: bytes read from block devices a second.
+    StorageRead,
+    /// `StorageWriteBytes`: bytes written to block devices a second.
+    StorageWrite,
+    /// `EphemeralStorageUtilized`: Fargate ephemeral storage in use, GiB.
+    EphemeralUtilized,
+    /// `EphemeralStorageReserved`: Fargate ephemeral storage of the task, GiB.
+    EphemeralReserved,
+    /// `EphemeralStorageUtilization`: the share of it in use, percent.
+    EphemeralUtilization,
+    /// `RestartCount`: containers restarted by ECS's restart policy; a count per window.
+    Restarts,
 }
+
+/// How a metric's values are kept and bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// 0–100, kept to 0.1.
+    Percent,
+    /// Events: a window's total.
+    Count,
+    /// A figure of its own unit, kept to [`SIGNIFICANT_DIGITS`].
+    Absolute,
+}
+
+/// Significant digits an absolute figure is kept to (at most 0.05 % off): few enough
+/// that a window's values repeat and stay few, more than a dashboard shows.
+pub const SIGNIFICANT_DIGITS: i32 = 4;
 
 impl Metric {
     /// Every metric, in the order windows and requests list them.
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 21] = [
         Metric::Cpu,
         Metric::Memory,
         Metric::Throttled,
@@ -41,6 +87,20 @@ impl Metric {
         Metric::CpuPressure,
         Metric::MemoryPressure,
         Metric::IoPressure,
+        Metric::CpuUtilized,
+        Metric::CpuReserved,
+        Metric::MemoryUtilized,
+        Metric::MemoryReserved,
+        Metric::ContainerCpuUtilized,
+        Metric::ContainerMemoryUtilized,
+        Metric::NetworkRx,
+        Metric::NetworkTx,
+        Metric::StorageRead,
+        Metric::StorageWrite,
+        Metric::EphemeralUtilized,
+        Metric::EphemeralReserved,
+        Metric::EphemeralUtilization,
+        Metric::Restarts,
     ];
 
     /// The pressure metrics, in order.
@@ -60,6 +120,18 @@ impl Metric {
             Metric::CpuPressure => "CPUPressure",
             Metric::MemoryPressure => "MemoryPressure",
             Metric::IoPressure => "IOPressure",
+            Metric::CpuUtilized | Metric::ContainerCpuUtilized => "CpuUtilized",
+            Metric::CpuReserved => "CpuReserved",
+            Metric::MemoryUtilized | Metric::ContainerMemoryUtilized => "MemoryUtilized",
+            Metric::MemoryReserved => "MemoryReserved",
+            Metric::NetworkRx => "NetworkRxBytes",
+            Metric::NetworkTx => "NetworkTxBytes",
+            Metric::StorageRead => "StorageReadBytes",
+            Metric::StorageWrite => "StorageWriteBytes",
+            Metric::EphemeralUtilized => "EphemeralStorageUtilized",
+            Metric::EphemeralReserved => "EphemeralStorageReserved",
+            Metric::EphemeralUtilization => "EphemeralStorageUtilization",
+            Metric::Restarts => "RestartCount",
         }
     }
 
@@ -71,31 +143,71 @@ impl Metric {
             Metric::Throttled => "MaxCPUThrottledPercent",
             // A count is sent as its window's total in every mode.
             Metric::OomKills => "OOMKills",
+            Metric::Restarts => "RestartCount",
             Metric::CpuPressure => "MaxCPUPressure",
             Metric::MemoryPressure => "MaxMemoryPressure",
             Metric::IoPressure => "MaxIOPressure",
+            Metric::CpuUtilized | Metric::ContainerCpuUtilized => "MaxCpuUtilized",
+            Metric::CpuReserved => "MaxCpuReserved",
+            Metric::MemoryUtilized | Metric::ContainerMemoryUtilized => "MaxMemoryUtilized",
+            Metric::MemoryReserved => "MaxMemoryReserved",
+            Metric::NetworkRx => "MaxNetworkRxBytes",
+            Metric::NetworkTx => "MaxNetworkTxBytes",
+            Metric::StorageRead => "MaxStorageReadBytes",
+            Metric::StorageWrite => "MaxStorageWriteBytes",
+            Metric::EphemeralUtilized => "MaxEphemeralStorageUtilized",
+            Metric::EphemeralReserved => "MaxEphemeralStorageReserved",
+            Metric::EphemeralUtilization => "MaxEphemeralStorageUtilization",
         }
     }
 
-    /// The CloudWatch unit.
+    /// The CloudWatch unit: Container Insights' for the figures it has.
     pub fn unit(self) -> &'static str {
-        if self.is_count() { "Count" } else { "Percent" }
+        match self {
+            Metric::OomKills | Metric::Restarts => "Count",
+            Metric::CpuUtilized | Metric::CpuReserved | Metric::ContainerCpuUtilized => "None",
+            Metric::MemoryUtilized | Metric::MemoryReserved | Metric::ContainerMemoryUtilized => {
+                "Megabytes"
+            }
+            Metric::NetworkRx | Metric::NetworkTx | Metric::StorageRead | Metric::StorageWrite => {
+                "Bytes/Second"
+            }
+            Metric::EphemeralUtilized | Metric::EphemeralReserved => "Gigabytes",
+            _ => "Percent",
+        }
+    }
+
+    /// How the metric's values are kept.
+    pub fn kind(self) -> Kind {
+        match self.unit() {
+            "Count" => Kind::Count,
+            "Percent" => Kind::Percent,
+            _ => Kind::Absolute,
+        }
     }
 
     /// Whether the metric counts events: its window is their total (0 in a quiet
     /// window), not a distribution of samples.
     pub fn is_count(self) -> bool {
-        self == Metric::OomKills
+        self.kind() == Kind::Count
     }
 
-    fn bit(self) -> u8 {
-        1 << self as u8
+    /// Whether the metric is sent once per container, with a `ContainerName` dimension.
+    pub fn per_container(self) -> bool {
+        matches!(
+            self,
+            Metric::ContainerCpuUtilized | Metric::ContainerMemoryUtilized
+        )
+    }
+
+    fn bit(self) -> u32 {
+        1 << self as u32
     }
 }
 
 /// Which metrics are sent (`--metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MetricSet(u8);
+pub struct MetricSet(u32);
 
 impl MetricSet {
     /// No metric.
@@ -131,7 +243,7 @@ impl Default for MetricSet {
 /// API reference, `MetricDatum.Values`: "up to 150 unique values").
 pub const MAX_VALUES_PER_DATUM: usize = 150;
 /// Distinct values a percentage takes at 0.1 resolution (0.0–100.0).
-const DISTINCT_PERCENTAGES: u64 = 1001;
+const DISTINCT_PERCENTAGES: usize = 1001;
 
 /// How windows become datums; the same for every window of a run, part of the checked
 /// configuration, read by every output.
@@ -148,18 +260,33 @@ impl Encoding {
     /// (a sample a second, and one more when a late tick lands in it): a distribution
     /// needs a datum per [`MAX_VALUES_PER_DATUM`] distinct values.
     pub fn datums_per_window(self, metrics: MetricSet, period_secs: u64) -> usize {
-        let distinct = period_secs.saturating_add(1).min(DISTINCT_PERCENTAGES);
+        let samples = usize::try_from(period_secs.saturating_add(1)).unwrap_or(usize::MAX);
         metrics
             .iter()
-            .map(|metric| match self.aggregation {
-                Aggregation::Distribution if !metric.is_count() => usize::try_from(distinct)
-                    .unwrap_or(usize::MAX)
-                    .div_ceil(MAX_VALUES_PER_DATUM),
-                _ => self.aggregation.names(metric).len(),
+            .map(|metric| {
+                let datums = match (self.aggregation, metric.kind()) {
+                    (_, Kind::Count) => 1,
+                    (Aggregation::Distribution, Kind::Percent) => samples
+                        .min(DISTINCT_PERCENTAGES)
+                        .div_ceil(MAX_VALUES_PER_DATUM),
+                    (Aggregation::Distribution, Kind::Absolute) => {
+                        samples.div_ceil(MAX_VALUES_PER_DATUM)
+                    }
+                    _ => self.aggregation.names(metric).len(),
+                };
+                if metric.per_container() {
+                    datums * MAX_CONTAINERS_PER_TASK
+                } else {
+                    datums
+                }
             })
             .sum()
     }
 }
+
+/// Most containers one ECS task definition may have (ECS service quotas: "Containers per
+/// task definition", 10): the most `ContainerName` dimension sets a window may carry.
+pub const MAX_CONTAINERS_PER_TASK: usize = 10;
 
 /// How a window's samples are summarised for the outputs (`--aggregation`, `--compat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,6 +444,28 @@ pub struct Window {
     /// The metrics that had samples, in [`Metric::ALL`] order; none is empty. A count
     /// metric carries one value: the window's total.
     pub series: Vec<(Metric, Distribution)>,
+    /// The per-container metrics, one entry per container that had samples.
+    pub containers: Vec<Group>,
+}
+
+/// Series sent with dimensions of their own: the run's and `ContainerName`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// The run's dimensions, then `ContainerName`.
+    pub dimensions: Arc<[Dimension]>,
+    /// As [`Window::series`].
+    pub series: Vec<(Metric, Distribution)>,
+}
+
+impl Window {
+    /// Every set of dimensions with its series: the run's first, then each container's.
+    pub fn groups(&self) -> impl Iterator<Item = (&Arc<[Dimension]>, &[(Metric, Distribution)])> {
+        std::iter::once((&self.dimensions, self.series.as_slice())).chain(
+            self.containers
+                .iter()
+                .map(|g| (&g.dimensions, g.series.as_slice())),
+        )
+    }
 }
 
 /// A window as one log line (the `cloudwatch_metrics_agent::publisher` target): when,
@@ -329,8 +478,19 @@ impl fmt::Display for Window {
             let sep = if i == 0 { "" } else { "," };
             write!(f, "{sep}{}={}", d.name(), d.value())?;
         }
-        for (i, (metric, d)) in self.series.iter().enumerate() {
+        let container = |dimensions: &[Dimension]| {
+            dimensions
+                .iter()
+                .skip(self.dimensions.len())
+                .map(|d| format!("{}={} ", d.name(), d.value()))
+                .collect::<String>()
+        };
+        let series = self
+            .groups()
+            .flat_map(|(dimensions, series)| series.iter().map(move |s| (dimensions, s)));
+        for (i, (dimensions, (metric, d))) in series.enumerate() {
             let sep = if i == 0 { ": " } else { "; " };
+            let sep = format!("{sep}{}", container(dimensions));
             let stat = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
             if metric.is_count() {
                 write!(f, "{sep}{} total={}", metric.name(), d.sum())?;
@@ -390,7 +550,26 @@ pub(crate) mod testing {
                 .iter()
                 .map(|(metric, values)| (*metric, distribution(values)))
                 .collect(),
+            containers: Vec::new(),
         }
+    }
+
+    /// `window` with a container's series under `ContainerName=<name>`.
+    pub fn with_container(mut window: Window, name: &str, series: &[(Metric, &[f64])]) -> Window {
+        let container = Dimension::new(CONTAINER_DIMENSION, name).unwrap();
+        window.containers.push(Group {
+            dimensions: window
+                .dimensions
+                .iter()
+                .cloned()
+                .chain([container])
+                .collect(),
+            series: series
+                .iter()
+                .map(|(metric, values)| (*metric, distribution(values)))
+                .collect(),
+        });
+        window
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::Format;
 use super::cloudwatch::Encoding;
 use crate::domain::dimension::EMF_METADATA_MEMBER;
-use crate::domain::{Distribution, Metric, Window};
+use crate::domain::{Dimension, Distribution, Metric, Window};
 
 /// Most values per metric in one document (EMF specification: "up to 100 values").
 pub const MAX_VALUES_PER_METRIC: usize = 100;
@@ -56,8 +56,22 @@ impl Emf {
     /// The documents of `window`: as many as its largest distribution needs at 100
     /// values each (single values go in the first).
     pub fn documents(&self, window: &Window) -> Vec<Value> {
-        let metrics: Vec<(&'static str, &'static str, Vec<Piece>)> = window
-            .series
+        let mut out = Vec::new();
+        for (dimensions, series) in window.groups() {
+            self.group_documents(window.start, dimensions, series, &mut out);
+        }
+        out
+    }
+
+    /// The documents of one set of dimensions, appended to `out`.
+    fn group_documents(
+        &self,
+        start: u64,
+        dimensions: &[Dimension],
+        series: &[(Metric, Distribution)],
+        out: &mut Vec<Value>,
+    ) {
+        let metrics: Vec<(&'static str, &'static str, Vec<Piece>)> = series
             .iter()
             .flat_map(|(metric, distribution)| self.parts(*metric, distribution))
             .collect();
@@ -67,7 +81,6 @@ impl Emf {
             .max()
             .unwrap_or(0);
         let resolution = self.encoding.storage_resolution.unwrap_or(60);
-        let mut out = Vec::new();
         for i in 0..documents {
             let present: Vec<(&str, &str, &Piece)> = metrics
                 .iter()
@@ -80,12 +93,12 @@ impl Emf {
                         json!({"Name": name, "Unit": unit, "StorageResolution": resolution})
                     })
                     .collect();
-                let names: Vec<&str> = window.dimensions.iter().map(|d| d.name()).collect();
+                let names: Vec<&str> = dimensions.iter().map(|d| d.name()).collect();
                 let mut doc = Map::new();
                 doc.insert(
                     EMF_METADATA_MEMBER.into(),
                     json!({
-                        "Timestamp": window.start.saturating_mul(1000),
+                        "Timestamp": start.saturating_mul(1000),
                         "CloudWatchMetrics": [{
                             "Namespace": self.namespace,
                             "Dimensions": [names],
@@ -93,7 +106,7 @@ impl Emf {
                         }],
                     }),
                 );
-                for d in window.dimensions.iter() {
+                for d in dimensions {
                     doc.insert(d.name().to_owned(), Value::from(d.value()));
                 }
                 for (name, _, part) in group {
@@ -106,7 +119,6 @@ impl Emf {
                 out.push(Value::Object(doc));
             }
         }
-        out
     }
 
     /// The metrics `metric` becomes, each with its parts document by document.
@@ -148,8 +160,15 @@ fn histogram(pairs: &[(f64, u32)]) -> Value {
     let (values, counts): (Vec<f64>, Vec<u32>) = pairs.iter().copied().unzip();
     let count: u64 = counts.iter().map(|c| u64::from(*c)).sum();
     let sum: f64 = pairs.iter().map(|(v, c)| v * f64::from(*c)).sum();
-    // Values are 0.0–100.0 by 0.1: a sum kept to the same tenth has no float noise.
-    let sum = (sum * 10.0).round() / 10.0;
+    // Values have at most 4 significant digits (percentages: 0.0–100.0 by 0.1): a sum
+    // kept to 12 has none of the float noise of adding them (60.300000000000004).
+    let sum = if sum > 0.0 && sum.is_finite() {
+        let scale = 10f64.powi(11 - sum.log10().floor() as i32);
+        let rounded = (sum * scale).round() / scale;
+        if rounded.is_finite() { rounded } else { sum }
+    } else {
+        sum
+    };
     json!({
         "Values": values,
         "Counts": counts,
@@ -175,6 +194,46 @@ mod tests {
                 storage_resolution: Some(1),
             },
         }
+    }
+
+    #[test]
+    fn a_containers_metrics_are_documents_with_its_container_name() {
+        let w = test_window(
+            1_795_619_520,
+            &[(Metric::NetworkRx, &[1500.0, 1500.0])],
+            &[],
+        );
+        let w = crate::domain::testing::with_container(
+            w,
+            "app",
+            &[(Metric::ContainerCpuUtilized, &[204.8, 409.6])],
+        );
+        let docs = emf(Aggregation::Distribution).documents(&w);
+        assert_eq!(docs.len(), 2, "{docs:?}");
+        let task = &docs[0]["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(task["Dimensions"], json!([["ServiceName"]]));
+        assert_eq!(
+            task["Metrics"][0],
+            json!({"Name": "NetworkRxBytes", "Unit": "Bytes/Second", "StorageResolution": 1})
+        );
+        assert_eq!(docs[0]["NetworkRxBytes"]["Sum"], json!(3000.0));
+        let app = &docs[1];
+        let directive = &app["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(
+            directive["Dimensions"],
+            json!([["ServiceName", "ContainerName"]])
+        );
+        assert_eq!(app["ContainerName"], "app");
+        assert_eq!(
+            directive["Metrics"][0],
+            json!({"Name": "CpuUtilized", "Unit": "None", "StorageResolution": 1})
+        );
+        assert_eq!(app["CpuUtilized"]["Values"], json!([204.8, 409.6]));
+        assert_eq!(app["CpuUtilized"]["Sum"], json!(614.4));
+        assert!(
+            app.get("NetworkRxBytes").is_none(),
+            "the task's metric stays in its own"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::path::Path;
 use super::kernel::KernelFiles;
 use super::procfs::{self, CpuTimes};
 use super::rate::{self, Reading};
-use super::{MemorySeen, ProcFile, Sample, SampleError, Source};
+use super::traffic::TrafficFiles;
+use super::{CPU_UNITS_PER_VCPU, MemorySeen, ProcFile, Sample, SampleError, Source};
 
 /// Samples the whole machine from `<root>/proc`.
 #[derive(Debug)]
@@ -16,6 +17,8 @@ pub struct HostSource {
     prev_cpu: Option<CpuTimes>,
     /// OOM kills and pressure, where asked for.
     pub(crate) kernel: KernelFiles,
+    /// Network and block device counters, where asked for.
+    pub(crate) traffic: TrafficFiles,
     /// The highest memory in use so far, of MemTotal.
     pub(crate) memory_seen: Option<MemorySeen>,
 }
@@ -28,6 +31,7 @@ impl HostSource {
             meminfo: ProcFile::new(root.join("proc/meminfo")),
             prev_cpu: None,
             kernel: KernelFiles::default(),
+            traffic: TrafficFiles::default(),
             memory_seen: None,
         }
     }
@@ -38,7 +42,14 @@ impl HostSource {
         self
     }
 
-    fn read_cpu(&mut self) -> Result<Option<f64>, SampleError> {
+    /// Reads network and block device counters too.
+    pub fn with_traffic(mut self, traffic: TrafficFiles) -> Self {
+        self.traffic = traffic;
+        self
+    }
+
+    /// The busy share of all CPUs (percent) since the last reading, and the CPUs online.
+    fn read_cpu(&mut self) -> Result<(Option<f64>, usize), SampleError> {
         let (text, path) = self.stat.read()?;
         let stat = procfs::parse_stat(text).map_err(|source| SampleError::Parse {
             path: path.to_owned(),
@@ -48,10 +59,11 @@ impl HostSource {
             .prev_cpu
             .and_then(|prev| cpu_percent(prev.reading(), stat.cpu.reading()));
         self.prev_cpu = Some(stat.cpu);
-        Ok(percent)
+        Ok((percent, stat.online_cpus))
     }
 
-    fn read_memory(&mut self) -> Result<f64, SampleError> {
+    /// The share of memory in use (percent), with the KiB in use and in all.
+    fn read_memory(&mut self) -> Result<(f64, u64, u64), SampleError> {
         let (text, path) = self.meminfo.read()?;
         let info = procfs::parse_meminfo(text).map_err(|source| SampleError::Parse {
             path: path.to_owned(),
@@ -62,12 +74,18 @@ impl HostSource {
             info.used_kib().saturating_mul(1024),
             info.total_kib.saturating_mul(1024),
         );
-        info.used_percent().ok_or_else(|| SampleError::Implausible {
-            origin: path.display().to_string(),
-            what: "MemTotal is 0".into(),
-        })
+        let percent = info
+            .used_percent()
+            .ok_or_else(|| SampleError::Implausible {
+                origin: path.display().to_string(),
+                what: "MemTotal is 0".into(),
+            })?;
+        Ok((percent, info.used_kib(), info.total_kib))
     }
 }
+
+/// KiB in a MiB.
+const KIB_PER_MIB: f64 = 1024.0;
 
 /// Percent (0–100) of all CPU capacity that was busy between two readings; `None` when
 /// no tick passed or a counter went backwards (a CPU hot-unplugged, a counter reset):
@@ -83,14 +101,25 @@ impl Source for HostSource {
     async fn sample(&mut self) -> Sample {
         let mut sample = Sample::default();
         match self.read_cpu() {
-            Ok(cpu) => sample.cpu = cpu,
+            Ok((cpu, cpus)) => {
+                sample.cpu = cpu;
+                // The busy share of every CPU, as CPU units of the machine's CPUs.
+                let units = cpus as f64 * CPU_UNITS_PER_VCPU;
+                sample.absolute.cpu_utilized = cpu.map(|p| p / 100.0 * units);
+                sample.absolute.cpu_reserved = (cpus > 0).then_some(units);
+            }
             Err(e) => sample.errors.push(e),
         }
         match self.read_memory() {
-            Ok(memory) => sample.memory = Some(memory),
+            Ok((memory, used_kib, total_kib)) => {
+                sample.memory = Some(memory);
+                sample.absolute.memory_utilized = Some(used_kib as f64 / KIB_PER_MIB);
+                sample.absolute.memory_reserved = Some(total_kib as f64 / KIB_PER_MIB);
+            }
             Err(e) => sample.errors.push(e),
         }
         self.kernel.sample_into(&mut sample);
+        self.traffic.sample_into(&mut sample);
         sample
     }
 }

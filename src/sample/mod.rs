@@ -20,6 +20,7 @@ pub mod mach;
 pub mod procfs;
 pub mod rate;
 pub mod scope;
+pub mod traffic;
 
 pub use cgroup::CgroupSource;
 pub use ecs::EcsSource;
@@ -104,9 +105,9 @@ impl Source for ScopedSource {
     }
 }
 
-/// One reading of the metrics, in percent (0–100). `None` means "not measured this
-/// time" (the first CPU reading has nothing to compare with; a file could not be read),
-/// never zero.
+/// One reading of the metrics: percentages (0–100), counts, and absolute figures in
+/// their metric's unit ([`Metric::unit`]). `None` means "not measured this time" (the
+/// first CPU reading has nothing to compare with; a file could not be read), never zero.
 #[derive(Debug, Default)]
 pub struct Sample {
     pub cpu: Option<f64>,
@@ -120,12 +121,63 @@ pub struct Sample {
     pub cpu_pressure: Option<f64>,
     pub memory_pressure: Option<f64>,
     pub io_pressure: Option<f64>,
+    /// The same CPU and memory in absolute units, with what they are measured against.
+    pub absolute: Absolute,
+    /// Bytes a second: received and sent (network), read and written (block devices).
+    pub network_rx: Option<f64>,
+    pub network_tx: Option<f64>,
+    pub storage_read: Option<f64>,
+    pub storage_write: Option<f64>,
+    /// Fargate ephemeral storage: GiB used and reserved, and the share used.
+    pub ephemeral_utilized: Option<f64>,
+    pub ephemeral_reserved: Option<f64>,
+    pub ephemeral_utilization: Option<f64>,
+    /// Containers restarted since the last sample (0 when none): a count.
+    pub restarts: Option<f64>,
+    /// Each container's CPU and memory (ECS task scope).
+    pub containers: Vec<ContainerSample>,
     /// What went wrong while reading; a failed read costs that metric, not the sample.
     pub errors: Vec<SampleError>,
 }
 
+/// CPU and memory in Container Insights' units: CPU units (1024 a vCPU) and MiB.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Absolute {
+    pub cpu_utilized: Option<f64>,
+    pub cpu_reserved: Option<f64>,
+    pub memory_utilized: Option<f64>,
+    pub memory_reserved: Option<f64>,
+}
+
+/// ECS CPU units per vCPU (task definition `cpu`; Container Insights' `CpuUtilized`).
+pub const CPU_UNITS_PER_VCPU: f64 = 1024.0;
+/// Bytes in a MiB: CloudWatch's `Megabytes`, as Container Insights uses it.
+pub const MIB: f64 = 1024.0 * 1024.0;
+
+impl Absolute {
+    /// From vCPUs used, working set bytes, and the capacity both are measured against.
+    pub fn of(vcpus: Option<f64>, memory_bytes: Option<u64>, capacity: &Capacity) -> Absolute {
+        let positive = |v: f64| (v.is_finite() && v > 0.0).then_some(v);
+        Absolute {
+            cpu_utilized: vcpus.map(|v| v * CPU_UNITS_PER_VCPU),
+            cpu_reserved: positive(capacity.cpus).map(|c| c * CPU_UNITS_PER_VCPU),
+            memory_utilized: memory_bytes.map(|b| b as f64 / MIB),
+            memory_reserved: positive(capacity.memory_bytes as f64).map(|b| b / MIB),
+        }
+    }
+}
+
+/// One container's CPU (CPU units) and working set (MiB), named as `/task` names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSample {
+    pub name: std::sync::Arc<str>,
+    pub cpu_utilized: Option<f64>,
+    pub memory_utilized: Option<f64>,
+}
+
 impl Sample {
-    /// The value of `metric`, if it was measured.
+    /// The value of `metric`, if it was measured (for a per-container metric: none; see
+    /// [`ContainerSample::value`]).
     pub fn value(&self, metric: Metric) -> Option<f64> {
         match metric {
             Metric::Cpu => self.cpu,
@@ -135,6 +187,39 @@ impl Sample {
             Metric::CpuPressure => self.cpu_pressure,
             Metric::MemoryPressure => self.memory_pressure,
             Metric::IoPressure => self.io_pressure,
+            Metric::CpuUtilized => self.absolute.cpu_utilized,
+            Metric::CpuReserved => self.absolute.cpu_reserved,
+            Metric::MemoryUtilized => self.absolute.memory_utilized,
+            Metric::MemoryReserved => self.absolute.memory_reserved,
+            Metric::ContainerCpuUtilized | Metric::ContainerMemoryUtilized => None,
+            Metric::NetworkRx => self.network_rx,
+            Metric::NetworkTx => self.network_tx,
+            Metric::StorageRead => self.storage_read,
+            Metric::StorageWrite => self.storage_write,
+            Metric::EphemeralUtilized => self.ephemeral_utilized,
+            Metric::EphemeralReserved => self.ephemeral_reserved,
+            Metric::EphemeralUtilization => self.ephemeral_utilization,
+            Metric::Restarts => self.restarts,
+        }
+    }
+
+    /// Whether any metric or container has a value.
+    pub fn is_empty(&self) -> bool {
+        Metric::ALL.iter().all(|m| self.value(*m).is_none())
+            && self
+                .containers
+                .iter()
+                .all(|c| c.cpu_utilized.is_none() && c.memory_utilized.is_none())
+    }
+}
+
+impl ContainerSample {
+    /// The value of a per-container `metric`, if measured.
+    pub fn value(&self, metric: Metric) -> Option<f64> {
+        match metric {
+            Metric::ContainerCpuUtilized => self.cpu_utilized,
+            Metric::ContainerMemoryUtilized => self.memory_utilized,
+            _ => None,
         }
     }
 }

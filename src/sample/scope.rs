@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use super::cgroup::{self, CgroupSource};
 use super::kernel::{KernelFiles, Places, Unavailable};
+use super::traffic::{self, TrafficFiles};
 use super::{EcsSource, ScopedSource};
 use crate::alarm::Alarm;
 use crate::config::{Config, Scope};
@@ -42,17 +43,28 @@ pub struct Opened {
 
 impl Opened {
     /// `ClusterName` and `TaskDefinitionFamily` of the ECS task, where the scope is the
-    /// task and `--ecs-dimensions` asks for them (as far as their values can be sent).
+    /// task and `--ecs-dimensions` asks for them, then `TaskId` where
+    /// `--task-id-dimension` does (as far as their values can be sent).
     pub fn ecs_dimensions(&self, scope: &Scope) -> Vec<Dimension> {
-        match (scope, self.source.ecs_task()) {
-            (
-                Scope::EcsTask {
-                    dimensions: true, ..
-                },
-                Some(task),
-            ) => dimensions::ecs(task.cluster_name(), &task.family),
-            _ => Vec::new(),
+        let (
+            Scope::EcsTask {
+                dimensions,
+                task_id,
+                ..
+            },
+            Some(task),
+        ) = (scope, self.source.ecs_task())
+        else {
+            return Vec::new();
+        };
+        let mut added = Vec::new();
+        if *dimensions {
+            added = dimensions::ecs(task.cluster_name(), &task.family);
         }
+        if *task_id {
+            added.extend(dimensions::task_id(&task.task_arn));
+        }
+        added
     }
 }
 
@@ -124,7 +136,12 @@ fn open_noting(config: &Config, unmeasured: &mut Vec<String>) -> Result<Opening,
                 ));
             }
             let alarm = Alarm::new(config.period_secs);
-            return Ok(Opening::Ecs(EcsConnector::new(metadata_uri, root, alarm)));
+            return Ok(Opening::Ecs(EcsConnector::new(
+                metadata_uri,
+                root,
+                config.metrics,
+                alarm,
+            )));
         }
     };
     Ok(Opening::Ready(opened))
@@ -154,26 +171,47 @@ impl Kernel {
         unmeasured: &mut Vec<String>,
     ) -> Result<KernelFiles, ScopeError> {
         let (files, unavailable) = KernelFiles::open(places, self.wanted, self.watch_oom);
-        for Unavailable { metric, reason } in unavailable {
-            if explicit {
-                return Err(ScopeError::Unmeasurable {
-                    arg: if metric == Metric::OomKills {
-                        "oom"
-                    } else {
-                        "pressure"
-                    },
-                    name: metric.name(),
-                    scope,
-                    reason,
-                });
-            }
-            unmeasured.push(format!(
-                "{} cannot be measured in the {scope} scope here, not sent: {reason}",
-                metric.name()
-            ));
-        }
+        note(unavailable, scope, explicit, unmeasured)?;
         Ok(files)
     }
+
+    /// Opens the network and block device counters at `places`, as [`Kernel::open`].
+    fn traffic(
+        self,
+        places: &traffic::Places,
+        scope: &'static str,
+        explicit: bool,
+        unmeasured: &mut Vec<String>,
+    ) -> Result<TrafficFiles, ScopeError> {
+        let (files, unavailable) = TrafficFiles::open(places, self.wanted);
+        note(unavailable, scope, explicit, unmeasured)?;
+        Ok(files)
+    }
+}
+
+/// What cannot be measured: an error when the scope was asked for by name
+/// (`explicit`), else a line for the log.
+fn note(
+    unavailable: Vec<Unavailable>,
+    scope: &'static str,
+    explicit: bool,
+    unmeasured: &mut Vec<String>,
+) -> Result<(), ScopeError> {
+    for Unavailable { metric, reason } in unavailable {
+        if explicit {
+            return Err(ScopeError::Unmeasurable {
+                arg: crate::config::metric_arg(metric),
+                name: metric.name(),
+                scope,
+                reason,
+            });
+        }
+        unmeasured.push(format!(
+            "{} cannot be measured in the {scope} scope here, not sent: {reason}",
+            metric.name()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(not(target_os = "macos"))]
@@ -185,8 +223,12 @@ fn host(
     unmeasured: &mut Vec<String>,
 ) -> Result<Opened, ScopeError> {
     let files = kernel.open(&Places::host(root), "host", explicit, unmeasured)?;
+    let traffic = kernel.traffic(&traffic::Places::host(root), "host", explicit, unmeasured)?;
+    let source = super::host_source(root)
+        .with_kernel(files)
+        .with_traffic(traffic);
     Ok(Opened {
-        source: ScopedSource::Host(Box::new(super::host_source(root).with_kernel(files))),
+        source: ScopedSource::Host(Box::new(source)),
         what: format!("host, the whole machine ({why})"),
     })
 }
@@ -203,6 +245,11 @@ fn host(
     let no_proc =
         Places::unavailable("macOS has no OOM kill counter or pressure stall information");
     kernel.open(&no_proc, "host", explicit, unmeasured)?;
+    let no_traffic = traffic::Places {
+        network: Err("macOS has no /proc/net/dev".into()),
+        storage: Err("macOS has no /proc/diskstats".into()),
+    };
+    kernel.traffic(&no_traffic, "host", explicit, unmeasured)?;
     Ok(Opened {
         source: ScopedSource::Host(Box::new(super::host_source(root))),
         what: format!("host, the whole machine ({why})"),
@@ -244,7 +291,13 @@ fn cgroup_opened(
         explicit,
         unmeasured,
     )?;
-    let source = source.with_kernel(files);
+    let traffic = kernel.traffic(
+        &source.layout().traffic_places(source.root()),
+        "cgroup",
+        explicit,
+        unmeasured,
+    )?;
+    let source = source.with_kernel(files).with_traffic(traffic);
     let limits = source.limits();
     let what = format!(
         "cgroup ({why}): {}; CPU limit {} CPUs ({}), memory limit {} MiB ({})",
@@ -269,6 +322,8 @@ pub struct EcsConnector {
     uri: String,
     /// Where `/proc` is read, for the instance's CPUs and memory.
     root: PathBuf,
+    /// The metrics asked for: what the source reads besides CPU and memory.
+    wanted: MetricSet,
     /// Attempts so far, and the wait before the next one.
     attempts: u32,
     delay: Duration,
@@ -277,10 +332,11 @@ pub struct EcsConnector {
 }
 
 impl EcsConnector {
-    fn new(uri: &str, root: &Path, alarm: Alarm) -> Self {
+    fn new(uri: &str, root: &Path, wanted: MetricSet, alarm: Alarm) -> Self {
         EcsConnector {
             uri: uri.to_owned(),
             root: root.to_owned(),
+            wanted,
             attempts: 0,
             delay: Duration::from_millis(500),
             alarm,
@@ -301,7 +357,7 @@ impl EcsConnector {
                 self.delay = (self.delay * 2).min(Duration::from_secs(30));
             }
             self.attempts += 1;
-            match EcsSource::connect(&self.uri, &self.root).await {
+            match EcsSource::connect(&self.uri, &self.root, self.wanted).await {
                 Ok(source) => {
                     if let Some(failed) = self.alarm.worked() {
                         log::info!(

@@ -14,17 +14,22 @@ pub fn is_root() -> bool {
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
-/// Child groups in this machine's cgroup v1 `cpu`, `cpuacct` and `memory` hierarchies,
-/// removed on drop (after the processes in them are gone).
+/// Child groups in this machine's cgroup v1 hierarchies (`cpu`, `cpuacct` and `memory`
+/// unless told), removed on drop (after the processes in them are gone).
 pub struct TestGroup {
     dirs: Vec<PathBuf>,
 }
 
 impl TestGroup {
     pub fn create(name: &str) -> Result<TestGroup, String> {
+        TestGroup::create_in(name, &["cpu", "cpuacct", "memory"])
+    }
+
+    /// The group in these v1 hierarchies.
+    pub fn create_in(name: &str, controllers: &[&str]) -> Result<TestGroup, String> {
         let base = Path::new("/sys/fs/cgroup");
         let mut group = TestGroup { dirs: Vec::new() };
-        for controller in ["cpu", "cpuacct", "memory"] {
+        for &controller in controllers {
             let hierarchy = base.join(controller);
             if !hierarchy.join("cgroup.procs").exists() {
                 return Err(format!(

@@ -75,7 +75,37 @@ import botocore.session  # noqa: E402
 import cbor2  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
+from moto.cloudwatch import models as cloudwatch_models  # noqa: E402
+
 SERVICE_MODEL = botocore.session.get_session().get_service_model("cloudwatch")
+
+
+def _exact_dimensions(stats_of):
+    """GetMetricStatistics as CloudWatch answers it: "each unique combination of
+    dimensions is a separate metric", so only datums with exactly the requested
+    dimension set count. moto 5.x counts every datum that has the requested dimensions
+    among others (ListMetrics' rule), which mixes a task's figure with its containers'."""
+    lock = threading.Lock()
+
+    def get_metric_statistics(self, namespace, metric_name, start_time, end_time,
+                              period, stats, dimensions, unit=None):
+        wanted = sorted((d["Name"], d.get("Value")) for d in dimensions or [])
+        every = self.get_all_metrics
+        with lock:
+            self.get_all_metrics = lambda: [
+                md for md in every()
+                if sorted((d.name, d.value) for d in md.dimensions) == wanted]
+            try:
+                return stats_of(self, namespace, metric_name, start_time, end_time,
+                                period, stats, dimensions, unit)
+            finally:
+                del self.get_all_metrics
+
+    return get_metric_statistics
+
+
+cloudwatch_models.CloudWatchBackend.get_metric_statistics = _exact_dimensions(
+    cloudwatch_models.CloudWatchBackend.get_metric_statistics)
 RPC_PATH = re.compile(r"/service/([^/]+)/operation/([^/?#]+)$")
 # Headers the bridge forwards to moto for translated calls: signing data only
 # (moto derives service/region/account from it); the rest is CBOR-specific.

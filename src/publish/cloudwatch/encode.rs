@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
-use crate::domain::{Dimension, Encoding, MAX_VALUES_PER_DATUM, Window, rfc3339};
+use crate::domain::{
+    Dimension, Distribution, Encoding, MAX_VALUES_PER_DATUM, Metric, Window, rfc3339,
+};
 
 /// Most datums in one request (PutMetricData API reference, `MetricData`: "up to 1000").
 pub const MAX_DATUMS_PER_REQUEST: usize = 1000;
@@ -48,23 +50,38 @@ pub struct Datum {
     pub storage_resolution: Option<u32>,
 }
 
-/// The datums of `window`: per metric, its distribution in datums of at most
-/// [`MAX_VALUES_PER_DATUM`] values, or its median and maximum. A window has at most
-/// 1001 distinct values per metric (0.0–100.0 by 0.1), so at most 7 datums each: its
-/// datums always fit one request.
+/// The datums of `window`, the run's dimensions first, then each container's: per
+/// metric, its distribution in datums of at most [`MAX_VALUES_PER_DATUM`] values, or its
+/// median and maximum. A percentage has at most 1001 distinct values (0.0–100.0 by
+/// 0.1), so at most 7 datums; an absolute figure at most one a sample. A window too
+/// large for one request is split by [`request_len`].
 pub fn encode(window: &Window, encoding: &Encoding) -> Vec<Datum> {
+    let mut data = Vec::new();
+    for (dimensions, series) in window.groups() {
+        encode_group(window.start, dimensions, series, encoding, &mut data);
+    }
+    data
+}
+
+/// The datums of `series` with `dimensions`, appended to `data`.
+fn encode_group(
+    start: u64,
+    dimensions: &Arc<[Dimension]>,
+    series: &[(Metric, Distribution)],
+    encoding: &Encoding,
+    data: &mut Vec<Datum>,
+) {
     let datum = |metric_name, unit, value, (values, counts)| Datum {
         metric_name,
-        dimensions: Arc::clone(&window.dimensions),
-        timestamp: window.start,
+        dimensions: Arc::clone(dimensions),
+        timestamp: start,
         unit,
         value,
         values,
         counts,
         storage_resolution: encoding.storage_resolution,
     };
-    let mut data = Vec::new();
-    for (metric, distribution) in &window.series {
+    for (metric, distribution) in series {
         match encoding.aggregation.single_values(*metric, distribution) {
             None => {
                 for chunk in distribution.pairs().chunks(MAX_VALUES_PER_DATUM) {
@@ -80,7 +97,6 @@ pub fn encode(window: &Window, encoding: &Encoding) -> Vec<Datum> {
             }
         }
     }
-    data
 }
 
 fn serialize_rfc3339<S: Serializer>(secs: &u64, s: S) -> Result<S::Ok, S::Error> {
@@ -214,6 +230,52 @@ mod tests {
         aggregation: Aggregation::MedianMax,
         storage_resolution: None,
     };
+
+    #[test]
+    fn container_datums_carry_the_runs_dimensions_and_container_name() {
+        let w = test_window(
+            60,
+            &[(Metric::MemoryUtilized, &[300.0])],
+            &[("Env", "prod")],
+        );
+        let w = crate::domain::testing::with_container(
+            w,
+            "app",
+            &[(Metric::ContainerMemoryUtilized, &[250.0, 250.0])],
+        );
+        let data = encode(&w, &DISTRIBUTION);
+        let shown: Vec<(&str, &str, Vec<String>, Vec<f64>)> = data
+            .iter()
+            .map(|d| {
+                let dims = d
+                    .dimensions
+                    .iter()
+                    .map(|x| format!("{}={}", x.name(), x.value()));
+                (d.metric_name, d.unit, dims.collect(), d.counts.clone())
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "MemoryUtilized",
+                    "Megabytes",
+                    vec!["ServiceName=web".to_owned(), "Env=prod".to_owned()],
+                    vec![1.0]
+                ),
+                (
+                    "MemoryUtilized",
+                    "Megabytes",
+                    vec![
+                        "ServiceName=web".to_owned(),
+                        "Env=prod".to_owned(),
+                        "ContainerName=app".to_owned()
+                    ],
+                    vec![2.0]
+                )
+            ]
+        );
+    }
 
     #[test]
     fn distribution_sends_values_and_counts_per_metric() {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::parse::{self, CgroupMount, Membership};
 use crate::sample::kernel::Places;
+use crate::sample::traffic;
 use crate::sample::{SampleError, read_into};
 
 /// Paths in `/proc/self/cgroup` that only container runtimes create.
@@ -49,6 +50,8 @@ pub struct Layout {
     pub memory: Option<Dir>,
     /// v1 `cpuset` or the v2 directory.
     pub cpuset: Option<Dir>,
+    /// v1 `blkio` or the v2 directory.
+    pub blkio: Option<Dir>,
     /// Whether `/proc/self/cgroup` names a container runtime.
     runtime_path: bool,
 }
@@ -79,6 +82,42 @@ impl Layout {
                     .ok_or_else(no_memory),
                 Err("cgroup v1 keeps no pressure per cgroup (PSI needs cgroup v2)".into()),
             ),
+        }
+    }
+}
+
+impl Layout {
+    /// Where the cgroup's traffic counters are: the agent's network namespace (a
+    /// container's own), and v2 `io.stat` (there only where the io controller is enabled
+    /// for the group) or v1 `blkio.throttle.io_service_bytes_recursive` (else the plain
+    /// file, which older kernels have alone).
+    pub fn traffic_places(&self, root: &Path) -> traffic::Places {
+        let storage = match (&self.blkio, self.version) {
+            (None, _) => Err("the blkio controller is not mounted for this cgroup".to_owned()),
+            (Some(dir), Version::V2) => {
+                let path = dir.path.join("io.stat");
+                if path.exists() {
+                    Ok((path, traffic::Shape::IoStat))
+                } else {
+                    Err(format!(
+                        "{} is missing: the io controller is not enabled for this cgroup",
+                        path.display()
+                    ))
+                }
+            }
+            (Some(dir), Version::V1) => {
+                let recursive = dir.path.join("blkio.throttle.io_service_bytes_recursive");
+                let path = if recursive.exists() {
+                    recursive
+                } else {
+                    dir.path.join("blkio.throttle.io_service_bytes")
+                };
+                Ok((path, traffic::Shape::Blkio))
+            }
+        };
+        traffic::Places {
+            network: Ok(root.join("proc/net/dev")),
+            storage,
         }
     }
 }
@@ -144,6 +183,7 @@ pub fn detect(root: &Path) -> Result<Option<Layout>, SampleError> {
             cpuacct,
             memory,
             cpuset: v1("cpuset"),
+            blkio: v1("blkio"),
             runtime_path,
         }));
     }
@@ -156,7 +196,8 @@ pub fn detect(root: &Path) -> Result<Option<Layout>, SampleError> {
             cpu: dir.clone(),
             cpuacct: dir.clone(),
             memory: dir.clone(),
-            cpuset: dir,
+            cpuset: dir.clone(),
+            blkio: dir,
             runtime_path,
         }
     }))

@@ -10,7 +10,8 @@ use super::parse;
 use crate::sample::kernel::KernelFiles;
 use crate::sample::procfs::ParseError;
 use crate::sample::rate::{self, Gap, Reading};
-use crate::sample::{Capacity, INACTIVE_FILE_KEYS, working_set};
+use crate::sample::traffic::TrafficFiles;
+use crate::sample::{Absolute, CPU_UNITS_PER_VCPU, Capacity, INACTIVE_FILE_KEYS, working_set};
 use crate::sample::{MemorySeen, ProcFile, Sample, SampleError, Source};
 
 /// Limits change rarely (`docker update`, in-place resize): re-read them this often
@@ -37,6 +38,8 @@ pub struct CgroupSource {
     buf: String,
     /// OOM kills and pressure, where asked for.
     pub(crate) kernel: KernelFiles,
+    /// Network and block device counters, where asked for.
+    pub(crate) traffic: TrafficFiles,
     /// The highest working set so far, of the memory limit.
     pub(crate) memory_seen: Option<MemorySeen>,
 }
@@ -116,6 +119,7 @@ impl CgroupSource {
             prev_throttling: None,
             buf,
             kernel: KernelFiles::default(),
+            traffic: TrafficFiles::default(),
             memory_seen: None,
         };
         source.read_cpu_nanos()?;
@@ -126,6 +130,12 @@ impl CgroupSource {
     /// Reads OOM kills and pressure too.
     pub fn with_kernel(mut self, kernel: KernelFiles) -> Self {
         self.kernel = kernel;
+        self
+    }
+
+    /// Reads network and block device counters too.
+    pub fn with_traffic(mut self, traffic: TrafficFiles) -> Self {
+        self.traffic = traffic;
         self
     }
 
@@ -145,6 +155,11 @@ impl CgroupSource {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Where files are read under (`/` outside tests).
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     pub fn limits(&self) -> Capacity {
@@ -239,6 +254,9 @@ impl Source for CgroupSource {
                 };
                 if let Some(prev) = self.prev_cpu {
                     sample.cpu = cpu_percent(prev, now, self.limits.cpus);
+                    sample.absolute.cpu_utilized = rate::ratio(prev, now)
+                        .ok()
+                        .map(|vcpus| vcpus * CPU_UNITS_PER_VCPU);
                     if sample.cpu.is_none()
                         && self.limits.cpus.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
                     {
@@ -255,6 +273,11 @@ impl Source for CgroupSource {
             Ok(bytes) => {
                 MemorySeen::update(&mut self.memory_seen, bytes, self.limits.memory_bytes);
                 sample.memory = memory_percent(bytes, self.limits.memory_bytes);
+                let absolute = Absolute::of(None, Some(bytes), &self.limits);
+                sample.absolute = Absolute {
+                    cpu_utilized: sample.absolute.cpu_utilized,
+                    ..absolute
+                };
                 if sample.memory.is_none() {
                     sample.errors.push(self.implausible(
                         "no memory limit and no machine memory to measure against".into(),
@@ -274,6 +297,7 @@ impl Source for CgroupSource {
             Err(e) => sample.errors.push(e),
         }
         self.kernel.sample_into(&mut sample);
+        self.traffic.sample_into(&mut sample);
         sample
     }
 }

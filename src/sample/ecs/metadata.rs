@@ -18,9 +18,7 @@ use crate::sample::{Capacity, Machine, working_set};
 
 /// Containers of this type are ECS's network plumbing, not the workload.
 const PAUSE_CONTAINER: &str = "CNI_PAUSE";
-/// ECS CPU units per vCPU (task definition `cpu`).
-const CPU_UNITS_PER_VCPU: f64 = 1024.0;
-pub(crate) const MIB: f64 = 1024.0 * 1024.0;
+pub(crate) use crate::sample::{CPU_UNITS_PER_VCPU, MIB};
 /// Where a task with no size of its own and no container limits gets its capacity.
 const INSTANCE_CPUS: &str = "the instance's online CPUs";
 const INSTANCE_MEMORY: &str = "the instance's memory";
@@ -32,12 +30,25 @@ pub struct Task {
     /// Cluster ARN (Fargate) or short name (some EC2 agents).
     #[serde(default)]
     pub cluster: String,
+    /// `arn:aws:ecs:<region>:<account>:task/<cluster>/<task id>`.
+    #[serde(rename = "TaskARN", default)]
+    pub task_arn: String,
     #[serde(default)]
     pub family: String,
     /// Task size; absent on EC2 tasks defined without one.
     pub limits: Option<DeclaredLimits>,
     #[serde(default)]
     pub containers: Vec<Container>,
+    /// Fargate platform 1.4.0 and later: the task's ephemeral storage, in MiB.
+    pub ephemeral_storage_metrics: Option<EphemeralStorage>,
+}
+
+/// `EphemeralStorageMetrics` of a Fargate task: MiB in use and reserved.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct EphemeralStorage {
+    pub utilized: Option<f64>,
+    pub reserved: Option<f64>,
 }
 
 /// `Limits` as a task (CPU in vCPU, memory in MiB) or a container (CPU in CPU units,
@@ -59,6 +70,35 @@ pub struct Container {
     #[serde(rename = "Type", default)]
     pub kind: String,
     pub limits: Option<DeclaredLimits>,
+    /// `RUNNING`, `STOPPED`, …
+    #[serde(default)]
+    pub known_status: String,
+    /// Set once the container has stopped.
+    pub exit_code: Option<i64>,
+    /// Restarts by the ECS container restart policy; absent without one.
+    pub restart_count: Option<u64>,
+    /// The container's network attachments (awsvpc, bridge, host).
+    #[serde(default)]
+    pub networks: Vec<Network>,
+}
+
+/// One of a container's `Networks`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Network {
+    #[serde(default)]
+    pub network_mode: String,
+}
+
+impl Container {
+    /// Whether the container shares the task's network namespace (`awsvpc`: Fargate,
+    /// Managed Instances, EC2 awsvpc tasks; or `host`): its interfaces are the task's,
+    /// and every such container reports the same ones.
+    pub fn shares_task_network(&self) -> bool {
+        self.networks
+            .iter()
+            .any(|n| n.network_mode == "awsvpc" || n.network_mode == "host")
+    }
 }
 
 impl Task {
@@ -127,6 +167,44 @@ pub struct ContainerStats {
     pub cpu_stats: Option<CpuStats>,
     pub precpu_stats: Option<CpuStats>,
     pub memory_stats: Option<MemoryStats>,
+    /// Counters per interface of the container's network namespace.
+    pub networks: Option<HashMap<String, InterfaceStats>>,
+    pub blkio_stats: Option<BlkioStats>,
+}
+
+/// One interface's counters since it came up.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+pub struct InterfaceStats {
+    pub rx_bytes: Option<u64>,
+    pub tx_bytes: Option<u64>,
+}
+
+/// The cgroup's block I/O as Docker relays it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct BlkioStats {
+    /// cgroup v1: per device `Read`, `Write`, `Sync`, `Async`, `Discard`, `Total`
+    /// (`blkio.throttle.io_service_bytes_recursive`); cgroup v2: `read`, `write` (from
+    /// `io.stat`'s `rbytes`, `wbytes`).
+    pub io_service_bytes_recursive: Option<Vec<BlkioEntry>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+pub struct BlkioEntry {
+    pub op: BlkioOp,
+    #[serde(default)]
+    pub value: u64,
+}
+
+/// The operations counted; the others (sync, async, total, discard) are the same bytes
+/// again, or not storage traffic.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum BlkioOp {
+    #[serde(alias = "read")]
+    Read,
+    #[serde(alias = "write")]
+    Write,
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -183,6 +261,23 @@ impl ContainerStats {
             used: Some(used).filter(|u| *u > 0)?,
             span: epoch_nanos(self.preread.as_deref()?)?,
         })
+    }
+
+    /// Bytes read and written since the container started, over its devices; `None`
+    /// when Docker lists none (Fargate's cgroup v2 tasks, a container without I/O yet).
+    pub(crate) fn storage_bytes(&self) -> Option<(u64, u64)> {
+        let entries = self
+            .blkio_stats
+            .as_ref()?
+            .io_service_bytes_recursive
+            .as_ref()?;
+        let sum = |op| {
+            entries
+                .iter()
+                .filter(|e| e.op == op)
+                .fold(0u64, |sum, e| sum.saturating_add(e.value))
+        };
+        (!entries.is_empty()).then(|| (sum(BlkioOp::Read), sum(BlkioOp::Write)))
     }
 
     /// The task's container's [`working_set`].

@@ -14,22 +14,30 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{Capacity, Machine, Sample, SampleError, Source};
+use super::{Absolute, Capacity, Machine, Sample, SampleError, Source};
+use crate::domain::{Metric, MetricSet};
 
+mod counters;
 pub mod metadata;
 #[cfg(test)]
 mod published;
 pub mod tracker;
+mod watch;
 
 use metadata::Stats;
 pub use metadata::Task;
-use tracker::Tracker;
+use tracker::{Tracker, Wants};
+use watch::TaskWatch;
 
 /// Each request to the endpoint, body included; a sample is due every second.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 /// A container the task document does not list makes the agent read it again, at most
 /// this often: a stats document may keep naming a container that `/task` never will.
 const TASK_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// With ephemeral storage or restarts asked for, `/task` is read again this often (it
+/// is otherwise read at start only): both change slowly, and each sample carries the
+/// latest figures.
+const TASK_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// Largest answer read from the endpoint: a `/task/stats` of ten containers (the most a
 /// task may have) is under 100 KiB. An answer past it fails that request.
 pub const MAX_METADATA_BYTES: usize = 1 << 20;
@@ -52,13 +60,19 @@ pub struct EcsSource {
     /// whether that was said.
     refreshed_at: Option<Instant>,
     told_of_refresh: bool,
+    /// Ephemeral storage and restarts: what `/task` is polled for, if anything.
+    task_watch: Option<TaskWatch>,
 }
 
 impl EcsSource {
     /// Reads the task document once; fails when the endpoint does not answer it. The
     /// agent retries this until it succeeds, since without the task's limits there is
     /// nothing meaningful to measure.
-    pub async fn connect(base_uri: &str, root: &Path) -> Result<Self, SampleError> {
+    pub async fn connect(
+        base_uri: &str,
+        root: &Path,
+        wanted: MetricSet,
+    ) -> Result<Self, SampleError> {
         let base = base_uri.trim_end_matches('/');
         let parse = |path: &str| {
             let url = format!("{base}{path}");
@@ -73,6 +87,16 @@ impl EcsSource {
         let instance = read_instance(root);
         let capacity = task.capacity(instance);
         log_capacity(&task, &capacity);
+        let wants = Wants {
+            containers: wanted.contains(Metric::ContainerCpuUtilized),
+            network: wanted.contains(Metric::NetworkRx),
+            storage: wanted.contains(Metric::StorageRead),
+        };
+        let task_watch = TaskWatch::new(
+            &task,
+            wanted.contains(Metric::EphemeralUtilized),
+            wanted.contains(Metric::Restarts),
+        );
         Ok(EcsSource {
             http,
             task_uri,
@@ -80,10 +104,11 @@ impl EcsSource {
             task,
             instance,
             capacity,
-            tracker: Tracker::default(),
+            tracker: Tracker::new(wants),
             started: Instant::now(),
             refreshed_at: None,
             told_of_refresh: false,
+            task_watch,
         })
     }
 
@@ -134,10 +159,30 @@ impl Source for EcsSource {
                 sample.errors.push(e);
             }
         }
+        if let Some(watch) = self.task_watch.as_mut()
+            && watch.due()
+        {
+            watch.polled();
+            match self.refresh_task().await {
+                Ok(()) => {
+                    if let Some(watch) = self.task_watch.as_mut() {
+                        watch.read(&self.task);
+                    }
+                }
+                Err(e) => sample.errors.push(e),
+            }
+        }
+        if let Some(watch) = self.task_watch.as_mut() {
+            watch.sample_into(&mut sample);
+        }
         let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let utilization = self.tracker.update(&self.task, &stats, &self.capacity, now);
         sample.cpu = utilization.cpu;
         sample.memory = utilization.memory;
+        sample.absolute = Absolute::of(utilization.vcpus, utilization.memory_bytes, &self.capacity);
+        (sample.network_rx, sample.network_tx) = utilization.network.unzip();
+        (sample.storage_read, sample.storage_write) = utilization.storage.unzip();
+        sample.containers = utilization.containers;
         if let Some(what) = utilization.implausible {
             sample.errors.push(SampleError::Implausible {
                 origin: crate::redact::url(&self.stats_uri.to_string()),

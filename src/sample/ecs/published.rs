@@ -4,8 +4,8 @@
 
 use super::metadata::testing::*;
 use super::metadata::*;
-use super::tracker::{Tracker, Utilization};
-use crate::sample::Capacity;
+use super::tracker::{Tracker, Utilization, Wants};
+use crate::sample::{Absolute, Capacity};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -194,4 +194,174 @@ fn published_2020_fargate_first_reading_has_memory_but_no_cpu_yet() {
     let u = tracker.update(&t, &next, &cap, 1_001 * S);
     // (`advanced` writes `read` to the microsecond.)
     assert!(u.cpu.is_some_and(|c| (c - 40.0).abs() < 1e-3), "{u:?}");
+}
+
+/// Moves the network and block I/O counters of `doc`'s container `id` on by these bytes
+/// (the first `Read` and `Write` entries of its `blkio_stats`; `read` is moved by
+/// [`advanced`]).
+fn traffic(doc: &mut Stats, id: &str, rx: u64, tx: u64, read: u64, written: u64) {
+    let s = doc.get_mut(id).unwrap().as_mut().unwrap();
+    for interface in s.networks.as_mut().unwrap().values_mut() {
+        interface.rx_bytes = interface.rx_bytes.map(|b| b + rx);
+        interface.tx_bytes = interface.tx_bytes.map(|b| b + tx);
+    }
+    let mut entries = s
+        .blkio_stats
+        .as_mut()
+        .and_then(|b| b.io_service_bytes_recursive.as_mut());
+    for (op, by) in [(BlkioOp::Read, read), (BlkioOp::Write, written)] {
+        if let Some(entry) = entries
+            .as_deref_mut()
+            .and_then(|e| e.iter_mut().find(|e| e.op == op))
+        {
+            entry.value += by;
+        }
+    }
+}
+
+/// Whether both rates are within a millionth of `expected` ([`advanced`] writes `read`
+/// to the microsecond).
+fn near(rates: Option<(f64, f64)>, expected: (f64, f64)) -> bool {
+    let within = |v: f64, e: f64| (v - e).abs() <= 1e-6 * e.max(1.0);
+    rates.is_some_and(|(a, b)| within(a, expected.0) && within(b, expected.1))
+}
+
+/// A tracker reading every group.
+fn tracker_of_everything() -> Tracker {
+    Tracker::new(Wants {
+        containers: true,
+        network: true,
+        storage: true,
+    })
+}
+
+const EXPORTER: &str = "8204edb71692468dba0dcaedf9445d45-4159844948";
+const MAIN: &str = "8204edb71692468dba0dcaedf9445d45-3935363592";
+
+/// prometheus-community/ecs_exporter's live Fargate capture: three awsvpc containers,
+/// one stopped (`null` stats), the other two reporting the task's one interface.
+fn exporter_capture() -> (Task, Stats) {
+    let t = task(fixture!("ecs-exporter-fargate-task.json"));
+    let doc = joined(
+        fixture!("ecs-exporter-fargate-task-stats.json"),
+        &[
+            ("04d558ed038d41bb9de115aab248e4f9-4159844948", EXPORTER),
+            ("04d558ed038d41bb9de115aab248e4f9-3935363592", MAIN),
+            (
+                "04d558ed038d41bb9de115aab248e4f9-1585788040",
+                "8204edb71692468dba0dcaedf9445d45-1585788040",
+            ),
+        ],
+    );
+    (t, doc)
+}
+
+#[test]
+fn published_fargate_capture_per_container_figures_add_up_to_the_task() {
+    let (t, doc) = exporter_capture();
+    let cap = t.capacity(INSTANCE);
+    let u = tracker_of_everything().update(&t, &doc, &cap, 1_000 * S);
+    // ecs-exporter: (2445096927 − 2405275582) ns over (03:30:22.254837493 −
+    // 03:30:12.255515507) = 9.999321986 s is 0.0039824 vCPU, 4.078 CPU units; main:
+    // precpu equals cpu, 0 units. The stopped container (`null` stats) is not listed.
+    let exporter_units = 39_821_345.0 / 9_999_321_986.0 * 1024.0;
+    let names: Vec<&str> = u.containers.iter().map(|c| &*c.name).collect();
+    assert_eq!(names, ["ecs-exporter", "main"]);
+    assert!(close(u.containers[0].cpu_utilized, exporter_units), "{u:?}");
+    assert_eq!(u.containers[1].cpu_utilized, Some(0.0));
+    // Memory: usage − total_inactive_file: 40611840 − 946176 = 39665664 bytes
+    // (37.83 MiB) and 24264704 − 270336 = 23994368 bytes (22.88 MiB).
+    assert!(close(u.containers[0].memory_utilized, 39_665_664.0 / MIB));
+    assert!(close(u.containers[1].memory_utilized, 23_994_368.0 / MIB));
+    // The task's figures are their sums, against 0.25 vCPU (256 units) and 512 MiB.
+    let absolute = Absolute::of(u.vcpus, u.memory_bytes, &cap);
+    assert!(close(absolute.cpu_utilized, exporter_units));
+    assert_eq!(absolute.cpu_reserved, Some(256.0));
+    assert!(close(absolute.memory_utilized, 63_660_032.0 / MIB));
+    assert_eq!(absolute.memory_reserved, Some(512.0));
+    assert!(close(u.cpu, exporter_units / 256.0 * 100.0), "{u:?}");
+    // Docker keeps no earlier network or I/O counters: the first document is a baseline.
+    assert_eq!((u.network, u.storage), (None, None));
+}
+
+#[test]
+fn published_fargate_capture_counts_the_shared_interface_once() {
+    let (t, first) = exporter_capture();
+    let cap = t.capacity(INSTANCE);
+    let mut tracker = tracker_of_everything();
+    tracker.update(&t, &first, &cap, 1_000 * S);
+    // Ten seconds on: the task's eth1 received 1,000,000 and sent 500,000 bytes, which
+    // both containers report (awsvpc: one namespace); each container's own cgroup read
+    // and wrote its own bytes.
+    let mut second = advanced(first, 10, &[]);
+    traffic(&mut second, EXPORTER, 1_000_000, 500_000, 40_960, 81_920);
+    traffic(&mut second, MAIN, 1_000_000, 500_000, 4_096, 0);
+    let u = tracker.update(&t, &second, &cap, 1_010 * S);
+    // 1,000,000 bytes / 10 s = 100,000 B/s, not twice that.
+    assert!(near(u.network, (100_000.0, 50_000.0)), "{u:?}");
+    // (40960 + 4096) / 10 s read, 81920 / 10 s written: the containers add up.
+    assert!(near(u.storage, (4_505.6, 8_192.0)), "{u:?}");
+    // The interface counters go back (the task's ENI was replaced): 0 for the interval,
+    // never a negative or wrapped rate.
+    let mut third = advanced(second, 10, &[]);
+    for id in [EXPORTER, MAIN] {
+        let s = third.get_mut(id).unwrap().as_mut().unwrap();
+        let eth1 = s.networks.as_mut().unwrap().get_mut("eth1").unwrap();
+        eth1.rx_bytes = Some(1_000);
+    }
+    let u = tracker.update(&t, &third, &cap, 1_020 * S);
+    let (rx, tx) = u.network.unwrap();
+    assert_eq!((rx, tx), (0.0, 0.0), "{u:?}");
+}
+
+#[test]
+fn published_bridge_containers_have_interfaces_of_their_own_that_add_up() {
+    // The EC2 task (no awsvpc: each container its own namespace) with AWS's bridge-mode
+    // container stats as both containers' (eth0: 84 bytes each way).
+    let t = task(EC2_TASK);
+    let cap = t.capacity(INSTANCE);
+    let bridge: ContainerStats =
+        serde_json::from_str(fixture!("ec2-bridge-container-stats.json")).unwrap();
+    let app = "3c6b0c8d5f2e4e8a9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a";
+    let worker = "9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c";
+    assert!(t.measured().all(|c| !c.shares_task_network()));
+    let first = Stats::from([
+        (app.to_owned(), Some(bridge.clone())),
+        (worker.to_owned(), Some(bridge)),
+    ]);
+    let mut tracker = tracker_of_everything();
+    tracker.update(&t, &first, &cap, 0);
+    let mut second = advanced(first, 1, &[]);
+    for (id, rx) in [(app, 2_000), (worker, 1_000)] {
+        let s = second.get_mut(id).unwrap().as_mut().unwrap();
+        let eth0 = s.networks.as_mut().unwrap().get_mut("eth0").unwrap();
+        eth0.rx_bytes = eth0.rx_bytes.map(|b| b + rx);
+    }
+    let u = tracker.update(&t, &second, &cap, S);
+    // 2000 + 1000 bytes in one second: two interfaces, added up.
+    assert!(near(u.network, (3_000.0, 0.0)), "{u:?}");
+    // Its blkio_stats lists nothing: no storage figure rather than 0.
+    assert_eq!(u.storage, None);
+}
+
+#[test]
+fn published_blkio_stats_in_the_cgroup_v1_and_v2_shapes() {
+    // cgroup v1 (the Fargate example): per device Read, Write, Sync, Async, Total; only
+    // Read and Write count (Sync and Total are the same bytes again).
+    let v1 = stats(fixture!("fargate-task-stats.json"));
+    let s = v1.values().flatten().next().unwrap();
+    assert_eq!(s.storage_bytes(), Some((638_976, 0)));
+    // cgroup v2 (the Managed Instances example): lowercase read and write, per device:
+    // 0 + 48173056 + 48173056 read, 131072 + 0 + 0 written.
+    let v2 = stats(fixture!("managed-instances-cgroupv2-task-stats.json"));
+    let s = v2.values().flatten().next().unwrap();
+    assert_eq!(s.storage_bytes(), Some((96_346_112, 131_072)));
+    // That capture has `"networks": null`: no network figure, and no failure.
+    assert_eq!(s.networks, None);
+    // Telegraf's cgroup v2 capture: `io_service_bytes_recursive` is null.
+    let none = stats(fixture!("telegraf-cgroupv2-task-stats.json"));
+    assert_eq!(
+        none.values().flatten().next().unwrap().storage_bytes(),
+        None
+    );
 }

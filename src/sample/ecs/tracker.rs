@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
-use super::metadata::{Stats, Task};
-use crate::sample::Capacity;
+use super::counters::CounterRates;
+use super::metadata::{MIB, Stats, Task};
 use crate::sample::rate::{self, Gap, Reading};
+use crate::sample::{CPU_UNITS_PER_VCPU, Capacity, ContainerSample};
 
 /// How far the stats' clock (`read`) may run ahead of the agent's own between two
 /// documents before the interval counts as a jump of that clock, not as CPU use: ECS
@@ -25,14 +26,29 @@ struct CpuPoint {
     seen: u64,
 }
 
-/// Turns successive stats documents into task utilization. CPU is a rate, so it keeps
-/// each container's previous reading.
+/// Turns successive stats documents into task utilization. CPU, network and storage
+/// are rates, so it keeps each counter's previous reading.
 #[derive(Debug, Default)]
 pub struct Tracker {
     previous: HashMap<String, CpuPoint>,
+    /// What is read beyond CPU and memory.
+    wants: Wants,
+    network_rx: CounterRates,
+    network_tx: CounterRates,
+    storage_read: CounterRates,
+    storage_write: CounterRates,
 }
 
-/// Task utilization from one stats document, in percent of the task's capacity.
+/// What a [`Tracker`] reads beyond the task's CPU and memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wants {
+    pub containers: bool,
+    pub network: bool,
+    pub storage: bool,
+}
+
+/// Task utilization from one stats document, in percent of the task's capacity, and the
+/// figures behind it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Utilization {
     /// `None` when no container's stats moved on since an earlier reading (the agent's
@@ -40,6 +56,17 @@ pub struct Utilization {
     pub cpu: Option<f64>,
     /// `None` when no container has memory stats yet.
     pub memory: Option<f64>,
+    /// vCPUs the task used, when `cpu` is measured.
+    pub vcpus: Option<f64>,
+    /// The containers' working sets, summed.
+    pub memory_bytes: Option<u64>,
+    /// Each container's figures, when asked for: CPU (CPU units, with the task's) and
+    /// working set (MiB), in `/task`'s order.
+    pub containers: Vec<ContainerSample>,
+    /// Bytes a second received and sent by the task, when asked for and moved on.
+    pub network: Option<(f64, f64)>,
+    /// Bytes a second read and written by the task's containers, likewise.
+    pub storage: Option<(f64, f64)>,
     /// What in the document could not be true, and cost a value: a clock that jumped, a
     /// rate beyond the machine, a sum past 2^64, a zero capacity.
     pub implausible: Option<String>,
@@ -64,6 +91,8 @@ impl Tracker {
         capacity: &Capacity,
         now: u64,
     ) -> Utilization {
+        let traffic = self.traffic(task, stats);
+        let mut containers = Vec::new();
         let mut vcpus_used = 0.0;
         let mut advanced = false;
         let mut memory_bytes: Option<u64> = None;
@@ -77,6 +106,13 @@ impl Tracker {
             let Some(read_nanos) = s.read_nanos() else {
                 continue;
             };
+            if self.wants.containers {
+                containers.push(ContainerSample {
+                    name: container.name.as_str().into(),
+                    cpu_utilized: None,
+                    memory_utilized: s.working_set_bytes().map(|b| b as f64 / MIB),
+                });
+            }
             // Once past 2^64 the sum is no value, whatever the containers after it say.
             if let Some(bytes) = s.working_set_bytes()
                 && !overflowed
@@ -149,6 +185,9 @@ impl Tracker {
                 }
             }
             vcpus_used += point.rate.unwrap_or(0.0);
+            if let Some(sample) = containers.last_mut().filter(|_| self.wants.containers) {
+                sample.cpu_utilized = point.rate.map(|vcpus| vcpus * CPU_UNITS_PER_VCPU);
+            }
             current.insert(container.docker_id.clone(), point);
         }
         self.previous = current;
@@ -161,6 +200,12 @@ impl Tracker {
                 capacity.cpus, capacity.memory_bytes
             ));
         }
+        if !advanced {
+            // The same CPU figures again would be samples twice over.
+            for c in &mut containers {
+                c.cpu_utilized = None;
+            }
+        }
         Utilization {
             cpu: (advanced && plausible(capacity.cpus))
                 .then(|| rate::percent_of(vcpus_used, capacity.cpus))
@@ -168,7 +213,84 @@ impl Tracker {
             memory: memory_bytes
                 .filter(|_| plausible(capacity.memory_bytes as f64))
                 .and_then(|b| rate::percent_of(b as f64, capacity.memory_bytes as f64)),
+            vcpus: advanced.then_some(vcpus_used),
+            memory_bytes,
+            containers,
+            network: traffic.network,
+            storage: traffic.storage,
             implausible,
+        }
+    }
+
+    /// Network and storage rates of one document, where asked for. Containers that
+    /// share the task's network namespace all report its interfaces: each interface is
+    /// counted once, from the first such container that lists it. A container with a
+    /// namespace of its own (bridge mode) adds its own. Block I/O is each container's
+    /// own cgroup's, so the containers add up.
+    fn traffic(&mut self, task: &Task, stats: &Stats) -> Traffic {
+        let (network, storage) = (self.wants.network, self.wants.storage);
+        for rates in [
+            &mut self.network_rx,
+            &mut self.network_tx,
+            &mut self.storage_read,
+            &mut self.storage_write,
+        ] {
+            rates.begin();
+        }
+        let mut shared: Vec<&str> = Vec::new();
+        for container in task.measured() {
+            let Some(Some(s)) = stats.get(&container.docker_id) else {
+                continue;
+            };
+            let Some(read_nanos) = s.read_nanos() else {
+                continue;
+            };
+            if network {
+                let key = if container.shares_task_network() {
+                    ""
+                } else {
+                    container.docker_id.as_str()
+                };
+                for (interface, counters) in s.networks.iter().flatten() {
+                    if key.is_empty() {
+                        if shared.contains(&interface.as_str()) {
+                            continue;
+                        }
+                        shared.push(interface);
+                    }
+                    if let Some(rx) = counters.rx_bytes {
+                        self.network_rx.add(key, interface, rx, read_nanos);
+                    }
+                    if let Some(tx) = counters.tx_bytes {
+                        self.network_tx.add(key, interface, tx, read_nanos);
+                    }
+                }
+            }
+            if storage && let Some((read, written)) = s.storage_bytes() {
+                let id = container.docker_id.as_str();
+                self.storage_read.add(id, "", read, read_nanos);
+                self.storage_write.add(id, "", written, read_nanos);
+            }
+        }
+        Traffic {
+            network: self.network_rx.finish().zip(self.network_tx.finish()),
+            storage: self.storage_read.finish().zip(self.storage_write.finish()),
+        }
+    }
+}
+
+/// Bytes a second of one document: received and sent, read and written.
+struct Traffic {
+    network: Option<(f64, f64)>,
+    storage: Option<(f64, f64)>,
+}
+
+impl Tracker {
+    /// A tracker that reads what `wants` asks for besides CPU and memory.
+    pub fn new(wants: Wants) -> Self {
+        Tracker {
+            wants,
+            ..Tracker::default()
         }
     }
 }

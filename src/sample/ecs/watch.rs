@@ -1,0 +1,211 @@
+//! What the task document tells beyond the task's size, read again every few seconds
+//! where asked for: Fargate's ephemeral storage, and containers restarted by the ECS
+//! container restart policy or stopped.
+
+use std::time::Instant;
+
+use super::TASK_POLL_INTERVAL;
+use super::metadata::{EphemeralStorage, Task};
+use crate::sample::Sample;
+
+/// MiB in a GiB: `EphemeralStorageMetrics` is in MiB, Container Insights' metric in GiB.
+const MIB_PER_GIB: f64 = 1024.0;
+
+/// Polls `/task` for ephemeral storage and restarts, and says what it sees.
+#[derive(Debug)]
+pub struct TaskWatch {
+    /// Ephemeral storage is asked for and the task reports it.
+    ephemeral: bool,
+    /// Restarts are asked for.
+    restarts: bool,
+    /// The latest figures, carried by every sample until the next read.
+    storage: Option<EphemeralStorage>,
+    /// Each container's `RestartCount` as last read, by name.
+    counts: Vec<(String, u64)>,
+    /// Restarts seen at the last read and not yet handed to a sample.
+    pending: u64,
+    /// Containers whose stop was said, by name, until they run again.
+    stopped: Vec<String>,
+    /// When `/task` was last read.
+    polled_at: Instant,
+}
+
+impl TaskWatch {
+    /// A watch over `task` as read at start, or `None` when neither is asked for. A task
+    /// without `EphemeralStorageMetrics` (on EC2, or a Fargate platform before 1.4.0)
+    /// cannot have it: said once, and the metrics left out.
+    pub fn new(task: &Task, ephemeral: bool, restarts: bool) -> Option<TaskWatch> {
+        let reported = task.ephemeral_storage_metrics.is_some();
+        if ephemeral && !reported {
+            log::warn!(
+                "the ECS task document has no EphemeralStorageMetrics (Fargate platform \
+                 1.4.0 and later report it; EC2 tasks do not): EphemeralStorage metrics \
+                 are not sent"
+            );
+        }
+        let ephemeral = ephemeral && reported;
+        if !ephemeral && !restarts {
+            return None;
+        }
+        let mut watch = TaskWatch {
+            ephemeral,
+            restarts,
+            storage: None,
+            counts: Vec::new(),
+            pending: 0,
+            stopped: Vec::new(),
+            polled_at: Instant::now(),
+        };
+        watch.read(task);
+        // Restarts before the agent started are not this run's.
+        watch.pending = 0;
+        Some(watch)
+    }
+
+    /// Whether `/task` is due to be read again.
+    pub fn due(&self) -> bool {
+        self.polled_at.elapsed() >= TASK_POLL_INTERVAL
+    }
+
+    /// A read of `/task` starts now (whether it succeeds or not).
+    pub fn polled(&mut self) {
+        self.polled_at = Instant::now();
+    }
+
+    /// Takes in a task document just read.
+    pub fn read(&mut self, task: &Task) {
+        if self.ephemeral {
+            self.storage = task.ephemeral_storage_metrics;
+        }
+        for container in task.measured() {
+            let name = container.name.as_str();
+            let shown = crate::redact::for_log(name);
+            if container.known_status == "STOPPED" {
+                if !self.stopped.iter().any(|n| n == name) {
+                    match container.exit_code {
+                        Some(code) => log::warn!(
+                            "container {shown} of the task stopped with exit code {code}"
+                        ),
+                        None => log::warn!("container {shown} of the task stopped"),
+                    }
+                    self.stopped.push(name.to_owned());
+                }
+            } else {
+                self.stopped.retain(|n| n != name);
+            }
+            let Some(count) = container.restart_count else {
+                continue;
+            };
+            match self.counts.iter_mut().find(|(n, _)| n == name) {
+                Some((_, last)) => {
+                    if count > *last {
+                        let more = count - *last;
+                        log::info!(
+                            "container {shown} was restarted by its restart policy ({more} \
+                             time{}; RestartCount {count})",
+                            if more == 1 { "" } else { "s" }
+                        );
+                        self.pending += more;
+                    }
+                    *last = count;
+                }
+                None => self.counts.push((name.to_owned(), count)),
+            }
+        }
+    }
+
+    /// Puts the latest figures into `sample`: ephemeral storage in GiB and percent, and
+    /// the restarts since the last sample (0 when none).
+    pub fn sample_into(&mut self, sample: &mut Sample) {
+        if let Some(storage) = self.storage {
+            let gib = |mib: Option<f64>| mib.filter(|v| v.is_finite() && *v >= 0.0);
+            let (used, reserved) = (gib(storage.utilized), gib(storage.reserved));
+            sample.ephemeral_utilized = used.map(|v| v / MIB_PER_GIB);
+            sample.ephemeral_reserved = reserved.map(|v| v / MIB_PER_GIB);
+            sample.ephemeral_utilization = used
+                .zip(reserved.filter(|r| *r > 0.0))
+                .map(|(u, r)| (u / r * 100.0).min(100.0));
+        }
+        if self.restarts {
+            sample.restarts = Some(std::mem::take(&mut self.pending) as f64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(restarts: &[(&str, Option<u64>, &str)], storage: &str) -> Task {
+        let containers: Vec<String> = restarts
+            .iter()
+            .map(|(name, count, status)| {
+                let count = count.map_or(String::new(), |c| format!(r#","RestartCount":{c}"#));
+                format!(
+                    r#"{{"DockerId":"{name}-id","Name":"{name}","KnownStatus":"{status}","ExitCode":3{count}}}"#
+                )
+            })
+            .collect();
+        serde_json::from_str(&format!(
+            r#"{{"Containers":[{}]{storage}}}"#,
+            containers.join(",")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn restarts_are_the_rise_of_restart_count_handed_to_one_sample() {
+        let first = task(&[("app", Some(2), "RUNNING"), ("log", None, "RUNNING")], "");
+        let mut watch = TaskWatch::new(&first, false, true).unwrap();
+        let mut sample = Sample::default();
+        watch.sample_into(&mut sample);
+        assert_eq!(
+            sample.restarts,
+            Some(0.0),
+            "restarts before start are not counted"
+        );
+        watch.read(&task(
+            &[("app", Some(5), "RUNNING"), ("log", None, "RUNNING")],
+            "",
+        ));
+        watch.sample_into(&mut sample);
+        assert_eq!(sample.restarts, Some(3.0));
+        watch.sample_into(&mut sample);
+        assert_eq!(sample.restarts, Some(0.0), "counted once");
+        // A count that went back (the task was replaced): no restart, a new baseline.
+        watch.read(&task(&[("app", Some(1), "RUNNING")], ""));
+        watch.read(&task(&[("app", Some(2), "RUNNING")], ""));
+        watch.sample_into(&mut sample);
+        assert_eq!(sample.restarts, Some(1.0));
+    }
+
+    #[test]
+    fn a_stopped_container_is_said_once_until_it_runs_again() {
+        let mut watch =
+            TaskWatch::new(&task(&[("app", None, "RUNNING")], ""), false, true).unwrap();
+        watch.read(&task(&[("app", None, "STOPPED")], ""));
+        watch.read(&task(&[("app", None, "STOPPED")], ""));
+        assert_eq!(watch.stopped, ["app"]);
+        watch.read(&task(&[("app", None, "RUNNING")], ""));
+        assert!(watch.stopped.is_empty());
+    }
+
+    #[test]
+    fn ephemeral_storage_is_gib_and_a_percentage_where_the_task_reports_it() {
+        // The ECS Fargate examples' figures: 2298 MiB of 21694 MiB.
+        let fargate = task(
+            &[("app", None, "RUNNING")],
+            r#","EphemeralStorageMetrics":{"Utilized":2298,"Reserved":21694}"#,
+        );
+        let mut watch = TaskWatch::new(&fargate, true, false).unwrap();
+        let mut sample = Sample::default();
+        watch.sample_into(&mut sample);
+        assert_eq!(sample.ephemeral_utilized, Some(2298.0 / 1024.0));
+        assert_eq!(sample.ephemeral_reserved, Some(21694.0 / 1024.0));
+        let percent = sample.ephemeral_utilization.unwrap();
+        assert!((percent - 10.592_790_633_355_768).abs() < 1e-9, "{percent}");
+        assert_eq!(sample.restarts, None, "not asked for");
+        // EC2: nothing to report, so nothing to watch.
+        assert!(TaskWatch::new(&task(&[("app", None, "RUNNING")], ""), true, false).is_none());
+    }
+}

@@ -1,0 +1,427 @@
+//! Network and block device traffic in the host and cgroup scopes (`--metrics network`,
+//! `storage`): bytes a second, from the kernel's cumulative byte counters read once a
+//! sample, over the agent's own monotonic clock.
+//!
+//! - network: `/proc/net/dev` of the agent's network namespace (a container's or task's
+//!   own; the host's on a host), every interface but `lo`, whose traffic never leaves;
+//! - storage on a host: `/proc/diskstats`, sectors of 512 bytes (the kernel's unit there
+//!   whatever the device's, Documentation/admin-guide/iostats.rst), over whole physical
+//!   devices only ([`whole_devices`]), so that a partition, a device-mapper or md volume
+//!   and the disk under it are not counted twice;
+//! - storage in a cgroup: v2 `io.stat` (`rbytes`, `wbytes`), v1
+//!   `blkio.throttle.io_service_bytes_recursive` (`Read`, `Write`), over every device.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::kernel::Unavailable;
+use super::procfs::ParseError;
+use super::rate::{self, Reading};
+use super::{ProcFile, Sample, SampleError};
+use crate::domain::{Metric, MetricSet};
+
+/// Bytes of a `/proc/diskstats` sector.
+const SECTOR_BYTES: u64 = 512;
+/// Devices whose I/O lands on another device or in memory: loop devices write to a file
+/// of a real disk, RAM disks and zram to memory.
+const VIRTUAL_DEVICES: [&str; 3] = ["loop", "ram", "zram"];
+
+/// Two byte counters of one file: received and sent, or read and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Bytes {
+    pub inbound: u64,
+    pub outbound: u64,
+}
+
+/// Sums `/proc/net/dev`'s receive and transmit bytes over every interface but `lo`.
+pub fn parse_net_dev(text: &str) -> Result<Bytes, ParseError> {
+    let mut total = Bytes::default();
+    // Two header lines, then `name: rx_bytes rx_packets … (8 receive fields) tx_bytes …`.
+    for line in text.lines().skip(2) {
+        let (name, counters) = line
+            .split_once(':')
+            .ok_or(ParseError::MissingLine("interface: counters"))?;
+        if name.trim() == "lo" {
+            continue;
+        }
+        let fields: Vec<&str> = counters.split_whitespace().collect();
+        let field = |i: usize| -> Result<u64, ParseError> {
+            let text = fields.get(i).ok_or(ParseError::MissingLine("tx_bytes"))?;
+            text.parse().map_err(|_| ParseError::BadNumber {
+                field: format!("{} counter {i}", name.trim()),
+                value: (*text).to_owned(),
+            })
+        };
+        total.inbound = total.inbound.saturating_add(field(0)?);
+        total.outbound = total.outbound.saturating_add(field(8)?);
+    }
+    Ok(total)
+}
+
+/// Sums `/proc/diskstats`'s sectors read (field 6) and written (field 10) of `devices`,
+/// as bytes.
+pub fn parse_diskstats(text: &str, devices: &[String]) -> Result<Bytes, ParseError> {
+    let mut total = Bytes::default();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(name) = fields.get(2) else { continue };
+        if !devices.iter().any(|d| d == name) {
+            continue;
+        }
+        let field = |i: usize| -> Result<u64, ParseError> {
+            let text = fields
+                .get(i)
+                .ok_or(ParseError::MissingLine("sectors written"))?;
+            text.parse::<u64>()
+                .map(|sectors| sectors.saturating_mul(SECTOR_BYTES))
+                .map_err(|_| ParseError::BadNumber {
+                    field: format!("{name} field {}", i + 1),
+                    value: (*text).to_owned(),
+                })
+        };
+        total.inbound = total.inbound.saturating_add(field(5)?);
+        total.outbound = total.outbound.saturating_add(field(9)?);
+    }
+    Ok(total)
+}
+
+/// Sums cgroup v2 `io.stat`'s `rbytes` and `wbytes` over its devices
+/// (`8:0 rbytes=… wbytes=… rios=… wios=… dbytes=… dios=…`).
+pub fn parse_io_stat(text: &str) -> Result<Bytes, ParseError> {
+    let mut total = Bytes::default();
+    for pair in text.lines().flat_map(|l| l.split_whitespace().skip(1)) {
+        let Some((key, value)) = pair.split_once('=') else {
+            continue;
+        };
+        let slot = match key {
+            "rbytes" => &mut total.inbound,
+            "wbytes" => &mut total.outbound,
+            _ => continue,
+        };
+        let n: u64 = value.parse().map_err(|_| ParseError::BadNumber {
+            field: key.to_owned(),
+            value: value.to_owned(),
+        })?;
+        *slot = slot.saturating_add(n);
+    }
+    Ok(total)
+}
+
+/// Sums cgroup v1 `blkio.throttle.io_service_bytes`' `Read` and `Write` lines over its
+/// devices (`8:0 Read 4096`; the `Total` line and the other operations left out).
+pub fn parse_blkio_service_bytes(text: &str) -> Result<Bytes, ParseError> {
+    let mut total = Bytes::default();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, op, value] = fields[..] else { continue };
+        let slot = match op {
+            "Read" => &mut total.inbound,
+            "Write" => &mut total.outbound,
+            _ => continue,
+        };
+        let n: u64 = value.parse().map_err(|_| ParseError::BadNumber {
+            field: op.to_owned(),
+            value: value.to_owned(),
+        })?;
+        *slot = slot.saturating_add(n);
+    }
+    Ok(total)
+}
+
+/// The whole physical block devices under `<root>/sys/block`, as `/proc/diskstats` names
+/// them: partitions are not there (they are subdirectories of their disk), and loop, RAM
+/// and zram devices and those stacked on others (with entries in `slaves/`: device-mapper,
+/// md) are left out, so each byte is counted at the one device that stores it.
+pub fn whole_devices(root: &Path) -> Result<Vec<String>, String> {
+    let dir = root.join("sys/block");
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut devices: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.to_owned();
+            let stacked = std::fs::read_dir(entry.path().join("slaves"))
+                .is_ok_and(|mut slaves| slaves.next().is_some());
+            let virtual_device = VIRTUAL_DEVICES.iter().any(|v| {
+                name.strip_prefix(v)
+                    .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+            });
+            // sysfs writes `/` in a device name as `!` (cciss!c0d0).
+            (!stacked && !virtual_device).then(|| name.replace('!', "/"))
+        })
+        .collect();
+    devices.sort();
+    Ok(devices)
+}
+
+/// Where a scope's traffic counters are, or why it has none.
+#[derive(Debug, Clone)]
+pub struct Places {
+    /// `/proc/net/dev` of the agent's network namespace.
+    pub network: Result<PathBuf, String>,
+    /// A file of block I/O byte counters, and its shape.
+    pub storage: Result<(PathBuf, Shape), String>,
+}
+
+/// What a counters file looks like.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shape {
+    /// `/proc/net/dev`.
+    NetDev,
+    /// `/proc/diskstats`, over these whole devices.
+    Diskstats(Vec<String>),
+    /// cgroup v2 `io.stat`.
+    IoStat,
+    /// cgroup v1 `blkio.throttle.io_service_bytes(_recursive)`.
+    Blkio,
+}
+
+impl Shape {
+    fn parse(&self, text: &str) -> Result<Bytes, ParseError> {
+        match self {
+            Shape::NetDev => parse_net_dev(text),
+            Shape::Diskstats(devices) => parse_diskstats(text, devices),
+            Shape::IoStat => parse_io_stat(text),
+            Shape::Blkio => parse_blkio_service_bytes(text),
+        }
+    }
+}
+
+impl Places {
+    /// The host's: the agent's network namespace and its whole devices.
+    pub fn host(root: &Path) -> Places {
+        Places {
+            network: Ok(root.join("proc/net/dev")),
+            storage: whole_devices(root)
+                .map(|devices| (root.join("proc/diskstats"), Shape::Diskstats(devices))),
+        }
+    }
+}
+
+/// One file of two byte counters, opened once, with its last reading.
+#[derive(Debug)]
+struct Counters {
+    file: ProcFile,
+    shape: Shape,
+    /// The last reading: bytes in and out at nanoseconds since the origin.
+    prev: Option<(Reading, Reading)>,
+}
+
+impl Counters {
+    fn new(path: PathBuf, shape: Shape) -> Self {
+        Counters {
+            file: ProcFile::new(path),
+            shape,
+            prev: None,
+        }
+    }
+
+    fn read(&mut self) -> Result<Bytes, SampleError> {
+        let (text, path) = self.file.read()?;
+        self.shape.parse(text).map_err(|source| SampleError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Bytes a second in and out since the last reading; `None` for the first, or when a
+    /// counter went back (an interface or device removed, a cgroup recreated): the next
+    /// interval counts from the new reading.
+    fn rates(&mut self, now: u64) -> Result<Option<(f64, f64)>, SampleError> {
+        let bytes = self.read()?;
+        let cur = (
+            Reading {
+                used: bytes.inbound,
+                span: now,
+            },
+            Reading {
+                used: bytes.outbound,
+                span: now,
+            },
+        );
+        let per_second = |prev, cur| rate::ratio(prev, cur).ok().map(|r| r * 1e9);
+        let rates = self.prev.and_then(|(prev_in, prev_out)| {
+            per_second(prev_in, cur.0).zip(per_second(prev_out, cur.1))
+        });
+        self.prev = Some(cur);
+        Ok(rates)
+    }
+}
+
+/// The traffic counters a scope reads each sample, where asked for.
+#[derive(Debug, Default)]
+pub struct TrafficFiles {
+    network: Option<Counters>,
+    storage: Option<Counters>,
+    /// Rates are over the agent's monotonic clock, from here.
+    origin: Option<Instant>,
+}
+
+impl TrafficFiles {
+    /// Opens what `wanted` asks for at `places`, reading each once (the baseline of its
+    /// counters), and says what cannot be measured.
+    pub fn open(places: &Places, wanted: MetricSet) -> (TrafficFiles, Vec<Unavailable>) {
+        let origin = Instant::now();
+        let mut unavailable = Vec::new();
+        let mut open = |metric: Metric, place: Result<(PathBuf, Shape), String>| {
+            if !wanted.contains(metric) {
+                return None;
+            }
+            let opened = place.and_then(|(path, shape)| {
+                let mut counters = Counters::new(path, shape);
+                counters
+                    .rates(nanos_since(origin))
+                    .map_err(|e| e.to_string())?;
+                Ok(counters)
+            });
+            opened
+                .map_err(|reason| unavailable.push(Unavailable { metric, reason }))
+                .ok()
+        };
+        let network = open(
+            Metric::NetworkRx,
+            places.network.clone().map(|path| (path, Shape::NetDev)),
+        );
+        let storage = open(Metric::StorageRead, places.storage.clone());
+        let files = TrafficFiles {
+            network,
+            storage,
+            origin: Some(origin),
+        };
+        (files, unavailable)
+    }
+
+    /// Reads each open file into `sample`; a failed read costs its metrics.
+    pub fn sample_into(&mut self, sample: &mut Sample) {
+        let Some(origin) = self.origin else { return };
+        let now = nanos_since(origin);
+        if let Some(network) = &mut self.network {
+            match network.rates(now) {
+                Ok(rates) => (sample.network_rx, sample.network_tx) = rates.unzip(),
+                Err(e) => sample.errors.push(e),
+            }
+        }
+        if let Some(storage) = &mut self.storage {
+            match storage.rates(now) {
+                Ok(rates) => (sample.storage_read, sample.storage_write) = rates.unzip(),
+                Err(e) => sample.errors.push(e),
+            }
+        }
+    }
+}
+
+fn nanos_since(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // From prometheus/node_exporter collector/fixtures/proc/net/dev (shape), with round
+    // numbers: lo is left out, the others add up.
+    const NET_DEV: &str = "\
+Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo: 386525250  218558    0    0    0     0          0         0 386525250  218558    0    0    0     0       0          0
+  eth0: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0
+docker0:30 1 0 0 0 0 0 0 40 1 0 0 0 0 0 0
+";
+
+    #[test]
+    fn net_dev_sums_every_interface_but_loopback() {
+        assert_eq!(
+            parse_net_dev(NET_DEV),
+            Ok(Bytes {
+                inbound: 1030,
+                outbound: 2040
+            })
+        );
+        assert!(parse_net_dev("h\nh\neth0 1 2 3\n").is_err(), "no colon");
+        assert!(
+            parse_net_dev("h\nh\neth0: 1 2\n").is_err(),
+            "no transmit columns"
+        );
+    }
+
+    #[test]
+    fn diskstats_counts_512_byte_sectors_of_the_devices_named() {
+        // Kernel 4.18+ layout (20 fields with discard and flush); vda1 is a partition.
+        let text = "\
+ 254       0 vda 3738896 119562 165307698 7555095 250171 675019 314735688 1837916 0 346072 9465377 438519 32 268736592 72089 5426 275
+ 254       1 vda1 100 0 2000 0 50 0 4000 0 0 0 0 0 0 0 0 0 0
+   7       0 loop0 1 0 8 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+";
+        let devices = vec!["vda".to_owned()];
+        assert_eq!(
+            parse_diskstats(text, &devices),
+            Ok(Bytes {
+                inbound: 165_307_698 * 512,
+                outbound: 314_735_688 * 512
+            })
+        );
+        assert_eq!(parse_diskstats(text, &[]), Ok(Bytes::default()));
+    }
+
+    #[test]
+    fn io_stat_and_blkio_sum_bytes_over_devices() {
+        // cgroup-v2.rst's io.stat example.
+        let v2 = "8:16 rbytes=1459200 wbytes=314773504 rios=192 wios=353 dbytes=0 dios=0\n\
+                  8:0 rbytes=90430464 wbytes=299008000 rios=8950 wios=1252 dbytes=50331648 dios=3021\n";
+        assert_eq!(
+            parse_io_stat(v2),
+            Ok(Bytes {
+                inbound: 1_459_200 + 90_430_464,
+                outbound: 314_773_504 + 299_008_000
+            })
+        );
+        let v1 = "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 8192\n8:0 Async 4096\n\
+                  8:0 Discard 0\n8:0 Total 12288\n8:16 Read 1\n8:16 Write 2\nTotal 12291\n";
+        assert_eq!(
+            parse_blkio_service_bytes(v1),
+            Ok(Bytes {
+                inbound: 4097,
+                outbound: 8194
+            })
+        );
+        assert!(parse_io_stat("8:0 rbytes=x\n").is_err());
+    }
+
+    #[test]
+    fn whole_devices_leave_out_partitions_virtual_and_stacked_devices() {
+        let root = tempfile::tempdir().unwrap();
+        let block = root.path().join("sys/block");
+        for dir in [
+            "nvme0n1/slaves",
+            "nvme0n1/nvme0n1p1",
+            "dm-0/slaves/nvme0n1",
+            "loop0/slaves",
+            "zram0",
+            "cciss!c0d0",
+        ] {
+            std::fs::create_dir_all(block.join(dir)).unwrap();
+        }
+        assert_eq!(
+            whole_devices(root.path()).unwrap(),
+            ["cciss/c0d0", "nvme0n1"]
+        );
+        assert!(whole_devices(&root.path().join("none")).is_err());
+    }
+
+    #[test]
+    fn rates_are_bytes_a_second_and_a_counter_going_back_is_no_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("io.stat");
+        std::fs::write(&path, "8:0 rbytes=1000 wbytes=0\n").unwrap();
+        let mut counters = Counters::new(path.clone(), Shape::IoStat);
+        assert_eq!(counters.rates(0).unwrap(), None, "a baseline");
+        std::fs::write(&path, "8:0 rbytes=3000 wbytes=500\n").unwrap();
+        assert_eq!(
+            counters.rates(2_000_000_000).unwrap(),
+            Some((1000.0, 250.0))
+        );
+        std::fs::write(&path, "8:0 rbytes=10 wbytes=500\n").unwrap();
+        assert_eq!(counters.rates(3_000_000_000).unwrap(), None, "went back");
+        std::fs::write(&path, "8:0 rbytes=110 wbytes=600\n").unwrap();
+        assert_eq!(counters.rates(4_000_000_000).unwrap(), Some((100.0, 100.0)));
+    }
+}
