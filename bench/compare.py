@@ -32,10 +32,13 @@ metric group). The same measures, the ratios all groups / cpu,memory against a t
 of 1.25, and the memory growth (VmRSS, RssAnon, Pss) from the end of start-up to the end.
 A row whose agent exits at once (a binary that refuses those --metrics) is reported as
 failed with its exit status and first stderr line. This mode builds nothing.
+`--ecs-baseline BINARY` runs the cpu,memory row with another build (the previous release),
+so that the new groups are measured against "today's" agent in the same run.
 
     python3 bench/compare.py                 # both modes, 40 s each, period 5
     python3 bench/compare.py --repeat 3 --json results.json
     python3 bench/compare.py --mode ecs      # the ECS rows only (--mode all: every mode)
+    python3 bench/compare.py NEW --mode ecs --ecs-baseline OLD
 """
 
 import argparse
@@ -148,7 +151,10 @@ def ecs_programs(opts):
     args = ["--namespace", "Bench", "--service", "bench", "--period", str(opts.period),
             "--scope", "ecs-task", "--dry-run", "--metrics"]
     binary = resolve_binary(opts.binary)
-    return {"cpu-memory": (binary, {"ecs": args + ["cpu,memory"]}),
+    # --ecs-baseline: the cpu,memory row from another build (the previous release), so
+    # that "today's ECS scope" and the new groups share one run's noise.
+    baseline = resolve_binary(opts.ecs_baseline) if opts.ecs_baseline else binary
+    return {"cpu-memory": (baseline, {"ecs": args + ["cpu,memory"]}),
             "all-groups": (binary, {"ecs": args + [opts.ecs_metrics]})}
 
 
@@ -387,6 +393,9 @@ def report_ecs(ecs_runs, opts):
     medians = {name: {k: median_of(r.get(k) for r in row_runs(name)) for k in ECS_MEASURES}
                for name in ECS_NAMES}
     metrics = {"cpu-memory": "cpu,memory", "all-groups": opts.ecs_metrics}
+    if opts.ecs_baseline:
+        print(f"\nThe cpu,memory row is {opts.ecs_baseline}, the all-groups row "
+              f"{opts.binary or DEFAULT_BINARY}.")
     print(f"\n### ECS task scope: {opts.seconds:g} s at `--period {opts.period}`, "
           f"`--scope ecs-task`, dry-run, against a stand-in task metadata endpoint "
           f"(AWS's Fargate example replayed), median of {opts.repeat} run(s)\n")
@@ -476,6 +485,9 @@ def main():
                     default="both", help="both: dry-run and publishing; all: those and ecs")
     ap.add_argument("--ecs-metrics", default=DEFAULT_ECS_METRICS,
                     help="--metrics of the 'ecs all groups' row")
+    ap.add_argument("--ecs-baseline", metavar="BINARY",
+                    help="run the 'ecs cpu,memory' row with this build instead (e.g. the "
+                         "previous release), side by side with the new one")
     ap.add_argument("--scratch", default=DEFAULT_SCRATCH,
                     help="where the original agent and the floor are built")
     ap.add_argument("--json", metavar="PATH", help="also write the raw numbers here")

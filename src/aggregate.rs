@@ -197,6 +197,8 @@ pub struct Aggregator {
     per_container: Vec<Metric>,
     /// One set per container seen; a container absent for a whole window is forgotten.
     containers: Vec<ContainerAccumulators>,
+    /// Container names CloudWatch would refuse as a dimension value, said once.
+    refused: Vec<Arc<str>>,
     /// Start of the window being filled, once a sample has arrived.
     current: Option<u64>,
 }
@@ -215,6 +217,7 @@ impl Aggregator {
                 .collect(),
             per_container: metrics.iter().filter(|m| m.per_container()).collect(),
             containers: Vec::new(),
+            refused: Vec::new(),
             current: None,
         }
     }
@@ -245,8 +248,10 @@ impl Aggregator {
     fn add_container(&mut self, sample: &ContainerSample) {
         let index = match self.containers.iter().position(|c| c.name == sample.name) {
             Some(i) => i,
+            None if self.refused.contains(&sample.name) => return,
             None => {
                 let Some(dimensions) = self.container_dimensions(&sample.name) else {
+                    self.refused.push(Arc::clone(&sample.name));
                     return;
                 };
                 self.containers.push(ContainerAccumulators {
@@ -578,6 +583,17 @@ mod tests {
         let next = agg.finish().unwrap();
         assert_eq!(next.containers.len(), 1);
         assert_eq!(agg.containers.len(), 1);
+        // A name CloudWatch would refuse is left out (and said once), not the others.
+        agg.add(
+            20,
+            &sample(vec![container("", 1.0, 1.0), container("app", 1.0, 1.0)]),
+        );
+        agg.add(
+            21,
+            &sample(vec![container("", 1.0, 1.0), container("app", 1.0, 1.0)]),
+        );
+        assert_eq!(agg.refused.len(), 1);
+        assert_eq!(agg.finish().unwrap().containers.len(), 1);
         // Per-container figures are not kept when not asked for.
         let mut plain = aggregator(10);
         plain.add(0, &sample(vec![container("app", 1.0, 1.0)]));

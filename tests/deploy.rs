@@ -3,9 +3,12 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format;
+use common::metadata::{MetadataServer, Reply};
+use serde_json::{Value, json};
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
@@ -356,8 +359,8 @@ fn the_image_builds_for_the_platform_asked_for() {
 }
 
 /// Runs the harness's `cfn-lint` (installed in the test venv by ./scripts/test) on
-/// `template`: success, and what it printed.
-fn cfn_lint(template: &Path) -> (bool, String) {
+/// `template`, with `args` after it: success, and what it printed.
+fn cfn_lint(template: &Path, args: &[&Path]) -> (bool, String) {
     let python = common::python();
     let out = std::process::Command::new(&python)
         .args([
@@ -365,6 +368,7 @@ fn cfn_lint(template: &Path) -> (bool, String) {
             "import sys; from cfnlint.runner import main; sys.exit(main())",
         ])
         .arg(template)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
     let text =
@@ -374,16 +378,69 @@ fn cfn_lint(template: &Path) -> (bool, String) {
 
 const TEMPLATE: &str = "deploy/cloudformation/sidecar.yaml";
 
-fn repo(path: &str) -> std::path::PathBuf {
+fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A cfn-lint parameter file in `dir`: docs/cloudformation.md's example values, and
+/// `overrides`.
+fn parameter_file(dir: &Path, overrides: &[(&str, &str)]) -> PathBuf {
+    let mut parameters = vec![
+        (
+            "AppImage",
+            json!("111122223333.dkr.ecr.us-east-1.amazonaws.com/web-api:1.4.2"),
+        ),
+        (
+            "AgentImage",
+            json!("111122223333.dkr.ecr.us-east-1.amazonaws.com/cloudwatch_metrics_agent:0.2.0"),
+        ),
+        ("Cluster", json!("production")),
+        ("Subnets", json!(["subnet-0a1b2c3d", "subnet-4e5f6a7b"])),
+        ("SecurityGroups", json!(["sg-0123abcd"])),
+        ("Namespace", json!("MyCompany/WebApi")),
+        ("ServiceName", json!("web-api")),
+        ("Period", json!("60")),
+    ];
+    parameters.extend(overrides.iter().map(|(k, v)| (*k, json!(v))));
+    let file: Vec<Value> = parameters
+        .into_iter()
+        .map(|(key, value)| json!({"ParameterKey": key, "ParameterValue": value}))
+        .collect();
+    let name = overrides
+        .iter()
+        .map(|(k, v)| format!("{k}-{v}"))
+        .collect::<Vec<_>>()
+        .join("-");
+    let path = dir.join(format!("parameters-{name}.json"));
+    std::fs::write(&path, Value::from(file).to_string()).unwrap();
+    path
 }
 
 #[test]
 fn the_cloudformation_template_passes_cfn_lint_without_a_warning() {
-    let (ok, report) = cfn_lint(&repo(TEMPLATE));
+    let (ok, report) = cfn_lint(&repo(TEMPLATE), &[]);
     assert!(ok, "{report}");
-    // The linter is really looking: a property ECS does not have, a wrong type.
+    // And with the example's values, each setting of the parameters that add widgets.
     let dir = tempfile::tempdir().unwrap();
+    for detailed in ["false", "true"] {
+        for kernel in ["false", "true"] {
+            let overrides = [("DetailedMetrics", detailed), ("KernelMetrics", kernel)];
+            let parameters = parameter_file(dir.path(), &overrides);
+            let option = Path::new("--parameter-files");
+            let (ok, report) = cfn_lint(&repo(TEMPLATE), &[option, &parameters]);
+            assert!(ok, "{overrides:?}: {report}");
+        }
+    }
+    // The linter is really looking: a property ECS does not have, a wrong type, a
+    // parameter value the template does not allow.
+    let (ok, report) = cfn_lint(
+        &repo(TEMPLATE),
+        &[
+            Path::new("--parameter-files"),
+            &parameter_file(dir.path(), &[("TaskCpu", "300")]),
+        ],
+    );
+    assert!(!ok, "TaskCpu 300 passed cfn-lint: {report}");
     for (from, to) in [
         (
             "          StopTimeout: 10\n",
@@ -398,7 +455,7 @@ fn the_cloudformation_template_passes_cfn_lint_without_a_warning() {
         assert!(text.contains(from), "{from:?}");
         let broken = dir.path().join("broken.yaml");
         std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
-        let (ok, report) = cfn_lint(&broken);
+        let (ok, report) = cfn_lint(&broken, &[]);
         assert!(!ok, "{to:?} passed cfn-lint: {report}");
     }
 }
@@ -515,6 +572,123 @@ fn every_metric_the_dashboard_and_alarms_name_is_one_the_agent_publishes() {
         assert!(text.contains(from), "{from}");
         std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
         let (ok, report) = check_deploy(&[metrics, &template, &broken], &lines);
+        assert!(!ok, "{to} passed: {report}");
+    }
+}
+
+/// The Fargate stats fixture `n` seconds on: each container's `read` (`preread` a
+/// second before) and CPU time (0.1 vCPU) moved on, the task's interface receiving
+/// 100,000 and sending 20,000 bytes a second, each container reading 4096 and writing
+/// 8192, so that every rate the agent computes has a value from its second reading.
+fn fargate_stats_at(fixture: &str, n: usize) -> String {
+    let mut doc: Value = serde_json::from_str(fixture).unwrap();
+    let n = n as u64;
+    for stats in doc.as_object_mut().unwrap().values_mut() {
+        let read = DateTime::from_str(stats["read"].as_str().unwrap(), Format::DateTime).unwrap();
+        let at = |k: u64| {
+            let t = DateTime::from_secs_and_nanos(read.secs() + k as i64, read.subsec_nanos());
+            Value::from(t.fmt(Format::DateTime).unwrap())
+        };
+        stats["read"] = at(n + 1);
+        stats["preread"] = at(n);
+        let cpu = stats["cpu_stats"]["cpu_usage"]["total_usage"]
+            .as_u64()
+            .unwrap();
+        stats["cpu_stats"]["cpu_usage"]["total_usage"] = Value::from(cpu + 100_000_000 * (n + 1));
+        stats["precpu_stats"]["cpu_usage"]["total_usage"] = Value::from(cpu + 100_000_000 * n);
+        let eth1 = &mut stats["networks"]["eth1"];
+        eth1["rx_bytes"] = Value::from(eth1["rx_bytes"].as_u64().unwrap() + 100_000 * n);
+        eth1["tx_bytes"] = Value::from(eth1["tx_bytes"].as_u64().unwrap() + 20_000 * n);
+        stats["blkio_stats"]["io_service_bytes_recursive"] = json!([
+            {"major": 202, "minor": 26368, "op": "Read", "value": 4096 * n},
+            {"major": 202, "minor": 26368, "op": "Write", "value": 8192 * n},
+        ]);
+    }
+    doc.to_string()
+}
+
+/// Dry-run lines of the agent configured as the template's agent container with
+/// `DetailedMetrics=true` (its environment rendered by `check_deploy.py`), in the
+/// ecs-task scope of the Fargate fixture task: the template's containers, `app` and
+/// `metrics`, with ephemeral storage.
+fn dry_run_with_detailed_metrics() -> String {
+    let (ok, report) = check_deploy(
+        &[
+            Path::new("environment"),
+            &repo(TEMPLATE),
+            Path::new("DetailedMetrics=true"),
+        ],
+        "",
+    );
+    assert!(ok, "{report}");
+    let environment: serde_json::Map<String, Value> =
+        serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}"));
+    assert!(environment.contains_key("CWMA_METRICS"), "{report}");
+    let mut env: Vec<(&str, String)> = environment
+        .iter()
+        .filter(|(name, _)| *name != "CWMA_OUTPUT" && *name != "CWMA_PERIOD")
+        .map(|(name, value)| (name.as_str(), value.as_str().unwrap().to_owned()))
+        .collect();
+    let task = read("tests/fixtures/ecs/fargate/task.json");
+    let stats = read("tests/fixtures/ecs/fargate/stats.json");
+    let server = MetadataServer::start(move |path, n| match path {
+        "/task" => Reply::Json(task.clone()),
+        _ => Reply::Json(fargate_stats_at(&stats, n)),
+    });
+    env.extend([
+        ("CWMA_OUTPUT", "dry-run".to_owned()),
+        ("CWMA_PERIOD", "1".to_owned()),
+        ("ECS_CONTAINER_METADATA_URI_V4", server.uri.clone()),
+    ]);
+    let mut agent = common::Agent::spawn(&[], &env);
+    // Network and storage are rates: they start in the second window.
+    let lines: Vec<String> = (0..4)
+        .map(|_| {
+            agent
+                .stdout
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("a dry-run line")
+        })
+        .collect();
+    agent.signal("TERM");
+    assert!(agent.wait(std::time::Duration::from_secs(3)).success());
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn with_detailed_metrics_every_metric_the_dashboard_names_is_one_the_agent_publishes() {
+    let lines = dry_run_with_detailed_metrics();
+    let metrics = Path::new("metrics");
+    // The sidecar's ecs-task scope cannot send the kernel's metrics: KernelMetrics false.
+    let parameters = [
+        Path::new("DetailedMetrics=true"),
+        Path::new("KernelMetrics=false"),
+    ];
+    let check =
+        |template: &Path| check_deploy(&[metrics, template, parameters[0], parameters[1]], &lines);
+    let (ok, report) = check(&repo(TEMPLATE));
+    assert!(ok, "{report}");
+    assert!(
+        report.contains("22 metrics named and 2 searches"),
+        "{report}"
+    );
+    // A name in a SEARCH or a widget, a dimension, a statistic the agent's data cannot
+    // answer is caught.
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to) in [
+        (
+            r#"MetricName=\"CpuUtilized\""#,
+            r#"MetricName=\"CpuUtilised\""#,
+        ),
+        ("ServiceName,ContainerName}", "ServiceName,Container}"),
+        (r#""NetworkTxBytes""#, r#""NetworkTXBytes""#),
+        ("'Average', ${Period})", "'Avg', ${Period})"),
+    ] {
+        let text = read(TEMPLATE);
+        assert!(text.contains(from), "{from}");
+        let broken = dir.path().join("sidecar.yaml");
+        std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
+        let (ok, report) = check(&broken);
         assert!(!ok, "{to} passed: {report}");
     }
 }

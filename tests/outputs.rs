@@ -58,9 +58,42 @@ fn emf_documents_follow_the_specification_and_aws_exporters_histograms() {
     docs.extend(emf_documents(&["--aggregation", "median-max"], 2));
     docs.extend(emf_documents(&["--compat", "0.1"], 2));
     docs.extend(emf_documents(&["--metrics", "cpu,memory,oom,pressure"], 2));
+    let groups = ["--metrics", "cpu,memory,absolute,network,storage"];
+    docs.extend(emf_documents(&groups, 2));
+    docs.extend(emf_documents(
+        &[&groups[..], &["--aggregation", "median-max"]].concat(),
+        2,
+    ));
     let (ok, report) = validate_emf(&docs);
     assert!(ok, "{report}");
-    assert!(report.contains("8 documents valid"), "{report}");
+    assert!(report.contains("12 documents valid"), "{report}");
+    // Absolute figures in Container Insights' units, as distributions or median and max.
+    let absolute: Value = serde_json::from_str(&docs[9]).unwrap();
+    let units: Vec<(String, String)> = absolute["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["Name"].as_str().unwrap().into(),
+                m["Unit"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for (name, unit) in [
+        ("CpuUtilized", "None"),
+        ("MemoryReserved", "Megabytes"),
+        ("NetworkRxBytes", "Bytes/Second"),
+        ("StorageWriteBytes", "Bytes/Second"),
+    ] {
+        assert!(
+            units.contains(&(name.into(), unit.into())),
+            "{name}: {units:?}"
+        );
+    }
+    assert!(absolute["MemoryReserved"]["Values"][0].as_f64().unwrap() > 100.0);
+    let median_max: Value = serde_json::from_str(&docs[11]).unwrap();
+    assert!(median_max["MaxNetworkTxBytes"].is_number(), "{median_max}");
     let kills: Value = serde_json::from_str(&docs[7]).unwrap();
     assert_eq!(kills["OOMKills"], 0.0, "a count is one value: {kills}");
     assert!(kills["CPUPressure"].get("Values").is_some(), "{kills}");
@@ -351,9 +384,15 @@ fn dry_run_lines_are_valid_aws_cli_input_in_every_mode() {
         &["--storage-resolution", "60", "--metrics", "memory"],
         &["--compat", "0.1"],
         &["--metrics", "cpu,memory,oom,pressure"],
+        &["--metrics", "absolute,network,storage"],
     ] {
         lines.extend(dry_run_lines(extra));
     }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"Unit\":\"Bytes/Second\""))
+    );
     assert!(
         lines.iter().any(|l| l.contains("\"StorageResolution\":1")),
         "high resolution among them"
@@ -361,7 +400,7 @@ fn dry_run_lines_are_valid_aws_cli_input_in_every_mode() {
     assert!(lines.iter().any(|l| l.contains("\"OOMKills\"")));
     let (ok, report) = validate_cli_input(&lines);
     assert!(ok, "{report}");
-    assert!(report.contains("12 lines valid"), "{report}");
+    assert!(report.contains("14 lines valid"), "{report}");
 }
 
 #[test]

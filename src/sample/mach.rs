@@ -59,7 +59,7 @@ mod sys {
     use std::path::PathBuf;
 
     use super::{CpuTicks, VmPages, cpu_percent, memory_used_percent};
-    use crate::sample::{Sample, SampleError, Source};
+    use crate::sample::{Absolute, Sample, SampleError, Source};
 
     /// Samples the whole Mac through the host port, taken once: each `mach_host_self`
     /// call adds a port reference.
@@ -68,6 +68,8 @@ mod sys {
         host: libc::host_t,
         page_size: u64,
         total_bytes: u64,
+        /// The CPUs the ticks are shared over.
+        cpus: f64,
         prev_cpu: Option<CpuTicks>,
     }
 
@@ -82,6 +84,7 @@ mod sys {
                 host,
                 page_size,
                 total_bytes: memsize().unwrap_or(0),
+                cpus: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
                 prev_cpu: None,
             }
         }
@@ -148,6 +151,8 @@ mod sys {
                 }
                 Err(e) => sample.errors.push(read_error("host VM statistics", e)),
             }
+            sample.absolute =
+                Absolute::of_machine(sample.cpu, sample.memory, self.cpus, self.total_bytes);
             sample
         }
     }

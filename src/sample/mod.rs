@@ -167,6 +167,29 @@ impl Absolute {
     }
 }
 
+impl Absolute {
+    /// From shares of a machine of `cpus` CPUs and `memory_bytes` of memory: where only
+    /// the percentages are measured (the Mach host statistics).
+    pub fn of_machine(
+        cpu_percent: Option<f64>,
+        memory_percent: Option<f64>,
+        cpus: f64,
+        memory_bytes: u64,
+    ) -> Absolute {
+        let capacity = Capacity {
+            cpus,
+            cpus_from: "",
+            cpu_limit: false,
+            memory_bytes,
+            memory_from: "",
+            memory_limit: false,
+            machine_cpus: cpus,
+        };
+        let used = memory_percent.map(|p| (p / 100.0 * memory_bytes as f64) as u64);
+        Absolute::of(cpu_percent.map(|p| p / 100.0 * cpus), used, &capacity)
+    }
+}
+
 /// One container's CPU (CPU units) and working set (MiB), named as `/task` names it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSample {
@@ -411,6 +434,17 @@ mod tests {
     use std::process::Command;
 
     use super::*;
+
+    #[test]
+    fn absolute_figures_of_a_machine_are_its_shares_in_cpu_units_and_mib() {
+        let a = Absolute::of_machine(Some(25.0), Some(50.0), 8.0, 16 << 30);
+        assert_eq!(a.cpu_utilized, Some(2048.0), "2 of 8 CPUs busy");
+        assert_eq!(a.cpu_reserved, Some(8192.0));
+        assert_eq!(a.memory_utilized, Some(8192.0), "8 GiB of 16");
+        assert_eq!(a.memory_reserved, Some(16384.0));
+        let none = Absolute::of_machine(None, None, 8.0, 0);
+        assert_eq!((none.cpu_utilized, none.memory_reserved), (None, None));
+    }
 
     #[test]
     fn proc_file_rereads_from_the_start_and_grows_to_fit() {

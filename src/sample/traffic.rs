@@ -215,6 +215,25 @@ impl Counters {
         }
     }
 
+    /// A cgroup v1 blkio file that lists no device at all: on recent kernels (seen on
+    /// 6.x) a v1 group's throttle statistics count only I/O to devices the group has a
+    /// throttle rule for, so the figures may stay 0 whatever the group does. Said once.
+    fn warn_if_uncounted(&mut self) {
+        if self.shape != Shape::Blkio {
+            return;
+        }
+        if let Ok((text, path)) = self.file.read()
+            && !text.lines().any(|l| l.split_whitespace().count() == 3)
+        {
+            log::warn!(
+                "{} lists no device yet: this kernel may count a cgroup v1 group's I/O only \
+                 on devices with a blkio.throttle rule for the group, so StorageReadBytes \
+                 and StorageWriteBytes may stay 0 (cgroup v2's io.stat has no such limit)",
+                path.display()
+            );
+        }
+    }
+
     fn read(&mut self) -> Result<Bytes, SampleError> {
         let (text, path) = self.file.read()?;
         self.shape.parse(text).map_err(|source| SampleError::Parse {
@@ -271,6 +290,7 @@ impl TrafficFiles {
                 counters
                     .rates(nanos_since(origin))
                     .map_err(|e| e.to_string())?;
+                counters.warn_if_uncounted();
                 Ok(counters)
             });
             opened

@@ -5,11 +5,21 @@ with what the agent publishes.
     check_deploy.py consistency TEMPLATE IAM_POLICY TASK_DEFINITION DASHBOARD
         The template, rendered with docs/cloudformation.md's example values, grants what
         IAM_POLICY grants (and nothing for EMF), its agent container has the settings of
-        TASK_DEFINITION's, and its dashboard body (KernelMetrics true) is DASHBOARD.
-    check_deploy.py metrics TEMPLATE DASHBOARD < dry-run lines
-        Every metric DASHBOARD and the template's alarms name (namespace, name and
-        dimensions) is in the agent's dry-run lines on stdin, and every statistic and
-        period is one CloudWatch takes.
+        TASK_DEFINITION's, and its dashboard body (KernelMetrics true, DetailedMetrics
+        false) is DASHBOARD. With KernelMetrics and DetailedMetrics each true or false,
+        the body is JSON and its widgets fit the grid without overlapping; with either
+        false, it shows none of that parameter's metrics (nor sets CWMA_METRICS, for
+        DetailedMetrics).
+    check_deploy.py metrics TEMPLATE [DASHBOARD] [NAME=VALUE ...] < dry-run lines
+        Every metric the dashboard (DASHBOARD, or without it the template's own body) and
+        the template's alarms name (namespace, name and dimensions) is in the agent's
+        dry-run lines on stdin; every SEARCH expression finds at least one of them (and,
+        when it searches by ContainerName, one of each container of the template's task
+        definition); every statistic and period is one CloudWatch takes. The template is
+        rendered with the example values and the NAME=VALUE parameters.
+    check_deploy.py environment TEMPLATE [NAME=VALUE ...]
+        Prints the agent container's environment, rendered with the example values and
+        the NAME=VALUE parameters, as one JSON object.
 
 Prints one line per finding and "ok: ..." on success; exits 1 on any finding, 2 on bad
 usage. The template is read with cfn-lint's own CloudFormation YAML loader, and its
@@ -39,6 +49,16 @@ EXAMPLE = {
 }
 NO_VALUE = object()
 STAT = re.compile(r"^(p\d{1,2}(\.\d+)?|p100|Maximum|Minimum|Average|Sum|SampleCount)$")
+# SEARCH('{Namespace,Dimension,...} Name="value" ...', 'Statistic'[, period]): the form
+# the dashboard uses, which this check understands (a schema and exact-match terms).
+SEARCH = re.compile(r"SEARCH\('([^']*)',\s*'([^']*)'(?:,\s*(\d+))?\)")
+SCHEMA = re.compile(r"^\s*\{([^}]*)\}(.*)$")
+TERM = re.compile(r'([A-Za-z]\w*)="([^"]*)"|(\S+)')
+# The metrics DetailedMetrics adds, to be absent without it.
+DETAILED = {"CpuUtilized", "CpuReserved", "MemoryUtilized", "MemoryReserved",
+            "NetworkRxBytes", "NetworkTxBytes", "StorageReadBytes", "StorageWriteBytes",
+            "EphemeralStorageUtilized", "EphemeralStorageReserved",
+            "EphemeralStorageUtilization"}
 
 
 class Template:
@@ -65,13 +85,19 @@ class Template:
             return self.resolve(resource["Properties"]["LogGroupName"])
         return f"<{name}>"
 
-    def sub(self, text):
+    def sub(self, text, variables=None):
+        variables = variables or {}
+
         def one(m):
-            name = m.group(1)
+            literal, name = m.group(1), m.group(2)
+            if literal:
+                return "${" + name + "}"  # ${!Literal} is the text ${Literal}
+            if name in variables:
+                return str(variables[name])
             if "." in name:
                 return f"<{name}>"
             return str(self.ref(name))
-        return re.sub(r"\$\{([^}!]+)\}", one, text)
+        return re.sub(r"\$\{(!)?([^}]+)\}", one, text)
 
     def resolve(self, node):
         if isinstance(node, dict):
@@ -80,7 +106,10 @@ class Template:
                 if key == "Ref":
                     return self.ref(arg)
                 if key == "Fn::Sub":
-                    return self.sub(arg if isinstance(arg, str) else arg[0])
+                    if isinstance(arg, str):
+                        return self.sub(arg)
+                    variables = {k: self.resolve(v) for k, v in arg[1].items()}
+                    return self.sub(arg[0], variables)
                 if key == "Fn::Join":
                     parts = [self.resolve(p) for p in arg[1]]
                     return arg[0].join(str(p) for p in parts if p is not NO_VALUE)
@@ -190,16 +219,69 @@ def consistency(template_path, policy_path, task_path, dashboard_path):
         body = None
     if body is not None and body != dashboard:
         findings.append(f"{dashboard_path} is not the template's dashboard body "
-                        "(rendered with docs/cloudformation.md's example, KernelMetrics true)")
-    core = Template(template_path, {**EXAMPLE, "KernelMetrics": "false"})
-    (_, board), = core.of_type("AWS::CloudWatch::Dashboard")
-    try:
-        names = {m[1] for m, _, _ in metrics_of(json.loads(board["DashboardBody"]))}
-        if names & {"OOMKills", "CPUPressure", "CPUThrottledPercent"}:
-            findings.append(f"KernelMetrics false still shows {sorted(names)}")
-    except ValueError as e:
-        findings.append(f"the dashboard body without KernelMetrics is not JSON: {e}")
+                        "(rendered with docs/cloudformation.md's example, KernelMetrics true, "
+                        "DetailedMetrics false)")
+    for kernel in ("true", "false"):
+        for detailed in ("true", "false"):
+            params = {"KernelMetrics": kernel, "DetailedMetrics": detailed}
+            findings += parameter_findings(template_path, params)
     return findings
+
+
+def parameter_findings(template_path, params):
+    """The dashboard body with these parameters is JSON, laid out on the grid, and
+    shows (and the agent sends) only what the parameters turn on."""
+    t = Template(template_path, {**EXAMPLE, **params})
+    where = ", ".join(f"{k} {v}" for k, v in params.items())
+    (_, board), = t.of_type("AWS::CloudWatch::Dashboard")
+    try:
+        body = json.loads(board["DashboardBody"])
+    except ValueError as e:
+        return [f"the dashboard body with {where} is not JSON: {e}"]
+    findings = [f"with {where}: {f}" for f in layout(body)]
+    names = named_metrics(body)
+    if params.get("KernelMetrics") == "false" and \
+            names & {"OOMKills", "CPUPressure", "CPUThrottledPercent"}:
+        findings.append(f"KernelMetrics false still shows {sorted(names)}")
+    if params.get("DetailedMetrics") == "false":
+        if names & DETAILED:
+            findings.append(f"DetailedMetrics false still shows {sorted(names & DETAILED)}")
+        if "CWMA_METRICS" in agent_environment(t):
+            findings.append("DetailedMetrics false still sets CWMA_METRICS")
+    elif "CWMA_METRICS" not in agent_environment(t):
+        findings.append(f"with {where} the agent container has no CWMA_METRICS")
+    return findings
+
+
+def layout(dashboard):
+    """Widgets outside the 24-column grid, or on top of one another."""
+    findings, boxes = [], []
+    for widget in dashboard.get("widgets", []):
+        title = widget.get("properties", {}).get("title")
+        try:
+            x, y, w, h = (int(widget[k]) for k in ("x", "y", "width", "height"))
+        except (KeyError, TypeError, ValueError):
+            findings.append(f"widget {title!r} has no x, y, width and height")
+            continue
+        if x < 0 or y < 0 or w < 1 or h < 1 or x + w > 24:
+            findings.append(f"widget {title!r} is outside the grid: x {x}, width {w}")
+        for other, (ox, oy, ow, oh) in boxes:
+            if x < ox + ow and ox < x + w and y < oy + oh and oy < y + h:
+                findings.append(f"widgets {other!r} and {title!r} overlap")
+        boxes.append((title, (x, y, w, h)))
+    return findings
+
+
+def agent_environment(template):
+    """The agent container's environment, name to value."""
+    (_, task_def), = template.of_type("AWS::ECS::TaskDefinition")
+    agent = next(c for c in task_def["ContainerDefinitions"] if c["Name"] == "metrics")
+    return {e["Name"]: e["Value"] for e in agent.get("Environment", [])}
+
+
+def container_names(template):
+    (_, task_def), = template.of_type("AWS::ECS::TaskDefinition")
+    return sorted(c["Name"] for c in task_def["ContainerDefinitions"])
 
 
 def metrics_of(dashboard):
@@ -212,6 +294,78 @@ def metrics_of(dashboard):
                 yield tuple(names), options, widget
 
 
+def expressions_of(dashboard):
+    """(expression, options, widget) of every metric math line of every widget."""
+    for widget in dashboard.get("widgets", []):
+        for line in widget.get("properties", {}).get("metrics", []):
+            options = line[-1] if line and isinstance(line[-1], dict) else {}
+            if "expression" in options:
+                yield options["expression"], options, widget
+
+
+def parse_search(query):
+    """(namespace, dimension names, {term: value}) of a SEARCH's query, or None when it
+    is not a schema followed by Name="value" terms."""
+    m = SCHEMA.match(query)
+    if not m:
+        return None
+    schema = [s.strip().strip('"') for s in m.group(1).split(",")]
+    terms = {}
+    for term in TERM.finditer(m.group(2)):
+        if term.group(3) is not None:
+            return None
+        terms[term.group(1)] = term.group(2)
+    return schema[0], frozenset(schema[1:]), terms
+
+
+def searches_of(dashboard):
+    """(widget title, parsed query or the unparsed text, statistic, period) of every
+    SEARCH in the dashboard's expressions."""
+    for expression, _, widget in expressions_of(dashboard):
+        title = widget["properties"].get("title")
+        found = SEARCH.findall(expression)
+        if len(found) != expression.count("SEARCH("):
+            yield title, expression, None, None
+        for query, stat, period in found:
+            parsed = parse_search(query)
+            yield title, parsed or query, stat, int(period) if period else None
+
+
+def named_metrics(dashboard):
+    """Every metric name the dashboard shows, those its SEARCH expressions look for too."""
+    names = {m[1] for m, _, _ in metrics_of(dashboard)}
+    for _, parsed, _, _ in searches_of(dashboard):
+        if isinstance(parsed, tuple) and "MetricName" in parsed[2]:
+            names.add(parsed[2]["MetricName"])
+    return names
+
+
+def describe(parsed):
+    namespace, dims, terms = parsed
+    schema = ",".join([namespace] + sorted(dims))
+    return "{" + schema + "} " + " ".join(f'{k}="{v}"' for k, v in terms.items())
+
+
+def search_matches(sent, parsed):
+    """The published metrics a SEARCH finds: the schema's namespace and exactly its
+    dimensions, and every term's exact value."""
+    namespace, dims, terms = parsed
+    found = []
+    for metric in sent:
+        ns, name, pairs = metric
+        values = dict(pairs)
+        if ns != namespace or set(values) != dims:
+            continue
+        values["MetricName"] = name
+        if all(values.get(k) == v for k, v in terms.items()):
+            found.append(metric)
+    return found
+
+
+def valid_period(period):
+    return period in (1, 5, 10, 30) or (period > 0 and period % 60 == 0)
+
+
 def published(lines):
     seen = set()
     for line in lines:
@@ -222,13 +376,18 @@ def published(lines):
     return seen
 
 
-def check_metrics(template_path, dashboard_path, lines):
+def check_metrics(template_path, dashboard_path, params, lines):
     findings = []
     sent = published(lines)
     if not sent:
         return ["no dry-run lines on stdin"]
-    with open(dashboard_path) as f:
-        dashboard = json.load(f)
+    t = Template(template_path, {**EXAMPLE, **params})
+    if dashboard_path is None:
+        (_, board), = t.of_type("AWS::CloudWatch::Dashboard")
+        dashboard = json.loads(board["DashboardBody"])
+    else:
+        with open(dashboard_path) as f:
+            dashboard = json.load(f)
     wanted = []
     for names, options, widget in metrics_of(dashboard):
         props = widget["properties"]
@@ -241,9 +400,31 @@ def check_metrics(template_path, dashboard_path, lines):
         if not STAT.match(stat):
             findings.append(f"{props.get('title')!r}: {stat!r} is not a CloudWatch statistic")
         period = options.get("period", props.get("period", 300))
-        if period not in (1, 5, 10, 30) and period % 60:
+        if not valid_period(period):
             findings.append(f"{props.get('title')!r}: a period of {period} s")
-    t = Template(template_path, EXAMPLE)
+    searches = 0
+    containers = container_names(t)
+    for title, parsed, stat, period in searches_of(dashboard):
+        searches += 1
+        if not isinstance(parsed, tuple):
+            findings.append(f"{title!r}: cannot read the SEARCH in {parsed!r} (this check "
+                            "takes '{Namespace,Dimension,...} Name=\"value\" ...')")
+            continue
+        if not STAT.match(stat):
+            findings.append(f"{title!r}: {stat!r} is not a CloudWatch statistic")
+        if period is not None and not valid_period(period):
+            findings.append(f"{title!r}: a period of {period} s")
+        found = search_matches(sent, parsed)
+        search = f"{title!r}: SEARCH {describe(parsed)}"
+        if not found:
+            findings.append(f"{search} finds none of the metrics the agent publishes "
+                            f"({sorted(sent)})")
+        elif "ContainerName" in parsed[1]:
+            shown = {dict(m[2])["ContainerName"] for m in found}
+            missing = [c for c in containers if c not in shown]
+            if missing:
+                findings.append(f"{search} finds no metric of the template's containers "
+                                f"{missing} (it finds {sorted(shown)})")
     for name, alarm in t.of_type("AWS::CloudWatch::Alarm"):
         dims = tuple(sorted((d["Name"], d["Value"]) for d in alarm.get("Dimensions", [])))
         wanted.append((f"alarm {name}", (alarm["Namespace"], alarm["MetricName"], dims)))
@@ -255,8 +436,20 @@ def check_metrics(template_path, dashboard_path, lines):
             findings.append(f"{where} names {metric}, which the agent does not publish "
                             f"(it publishes {sorted(sent)})")
     if not findings:
-        print(f"ok: {len(wanted)} metrics named, all published by the agent")
+        print(f"ok: {len(wanted)} metrics named and {searches} searches, all published by "
+              "the agent")
     return findings
+
+
+def parameters(args):
+    """NAME=VALUE arguments as a dict, or None when one is not of that form."""
+    params = {}
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if not eq or not re.match(r"^[A-Za-z][A-Za-z0-9]*$", name):
+            return None
+        params[name] = value
+    return params
 
 
 def main(argv):
@@ -265,8 +458,21 @@ def main(argv):
         if not findings:
             print("ok: the template agrees with the IAM policy, the task definition "
                   "and the dashboard")
-    elif len(argv) == 3 and argv[0] == "metrics":
-        findings = check_metrics(argv[1], argv[2], [l for l in sys.stdin if l.strip()])
+    elif len(argv) >= 2 and argv[0] == "metrics":
+        rest = argv[2:]
+        dashboard = None
+        if rest and parameters(rest[:1]) is None:
+            dashboard, rest = rest[0], rest[1:]
+        params = parameters(rest)
+        if params is None:
+            print(__doc__, file=sys.stderr)
+            return 2
+        lines = [l for l in sys.stdin if l.strip()]
+        findings = check_metrics(argv[1], dashboard, params, lines)
+    elif len(argv) >= 2 and argv[0] == "environment" and parameters(argv[2:]) is not None:
+        t = Template(argv[1], {**EXAMPLE, **parameters(argv[2:])})
+        print(json.dumps(agent_environment(t)))
+        return 0
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -168,8 +168,36 @@ pub struct ContainerStats {
     pub precpu_stats: Option<CpuStats>,
     pub memory_stats: Option<MemoryStats>,
     /// Counters per interface of the container's network namespace.
-    pub networks: Option<HashMap<String, InterfaceStats>>,
+    pub networks: Option<Interfaces>,
     pub blkio_stats: Option<BlkioStats>,
+}
+
+/// `networks`: each interface's counters, in the document's order. A list rather than a
+/// map: a container has one or two interfaces, and it is read every second.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Interfaces(pub Vec<(String, InterfaceStats)>);
+
+impl<'de> Deserialize<'de> for Interfaces {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Interfaces;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of interfaces")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Interfaces, A::Error> {
+                let mut interfaces = Vec::with_capacity(map.size_hint().unwrap_or(1));
+                while let Some(entry) = map.next_entry()? {
+                    interfaces.push(entry);
+                }
+                Ok(Interfaces(interfaces))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// One interface's counters since it came up.
@@ -184,21 +212,59 @@ pub struct InterfaceStats {
 pub struct BlkioStats {
     /// cgroup v1: per device `Read`, `Write`, `Sync`, `Async`, `Discard`, `Total`
     /// (`blkio.throttle.io_service_bytes_recursive`); cgroup v2: `read`, `write` (from
-    /// `io.stat`'s `rbytes`, `wbytes`).
-    pub io_service_bytes_recursive: Option<Vec<BlkioEntry>>,
+    /// `io.stat`'s `rbytes`, `wbytes`). Summed as it is read: nothing is kept per device.
+    pub io_service_bytes_recursive: Option<IoBytes>,
 }
 
+/// Bytes read and written over the devices of `io_service_bytes_recursive`, and how
+/// many entries it had.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoBytes {
+    pub read: u64,
+    pub written: u64,
+    pub entries: usize,
+}
+
+impl<'de> Deserialize<'de> for IoBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = IoBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of {op, value} entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<IoBytes, A::Error> {
+                let mut sum = IoBytes::default();
+                while let Some(entry) = seq.next_element::<BlkioEntry>()? {
+                    sum.entries += 1;
+                    match entry.op {
+                        BlkioOp::Read => sum.read = sum.read.saturating_add(entry.value),
+                        BlkioOp::Write => sum.written = sum.written.saturating_add(entry.value),
+                        BlkioOp::Other => {}
+                    }
+                }
+                Ok(sum)
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
+    }
+}
+
+/// One entry of `io_service_bytes_recursive` (its `major` and `minor` left out).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-pub struct BlkioEntry {
-    pub op: BlkioOp,
+struct BlkioEntry {
+    op: BlkioOp,
     #[serde(default)]
-    pub value: u64,
+    value: u64,
 }
 
 /// The operations counted; the others (sync, async, total, discard) are the same bytes
 /// again, or not storage traffic.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-pub enum BlkioOp {
+enum BlkioOp {
     #[serde(alias = "read")]
     Read,
     #[serde(alias = "write")]
@@ -266,18 +332,8 @@ impl ContainerStats {
     /// Bytes read and written since the container started, over its devices; `None`
     /// when Docker lists none (Fargate's cgroup v2 tasks, a container without I/O yet).
     pub(crate) fn storage_bytes(&self) -> Option<(u64, u64)> {
-        let entries = self
-            .blkio_stats
-            .as_ref()?
-            .io_service_bytes_recursive
-            .as_ref()?;
-        let sum = |op| {
-            entries
-                .iter()
-                .filter(|e| e.op == op)
-                .fold(0u64, |sum, e| sum.saturating_add(e.value))
-        };
-        (!entries.is_empty()).then(|| (sum(BlkioOp::Read), sum(BlkioOp::Write)))
+        let io = self.blkio_stats.as_ref()?.io_service_bytes_recursive?;
+        (io.entries > 0).then_some((io.read, io.written))
     }
 
     /// The task's container's [`working_set`].

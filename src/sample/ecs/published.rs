@@ -197,26 +197,17 @@ fn published_2020_fargate_first_reading_has_memory_but_no_cpu_yet() {
 }
 
 /// Moves the network and block I/O counters of `doc`'s container `id` on by these bytes
-/// (the first `Read` and `Write` entries of its `blkio_stats`; `read` is moved by
-/// [`advanced`]).
+/// (`read` is moved by [`advanced`]).
 fn traffic(doc: &mut Stats, id: &str, rx: u64, tx: u64, read: u64, written: u64) {
     let s = doc.get_mut(id).unwrap().as_mut().unwrap();
-    for interface in s.networks.as_mut().unwrap().values_mut() {
+    for (_, interface) in &mut s.networks.as_mut().unwrap().0 {
         interface.rx_bytes = interface.rx_bytes.map(|b| b + rx);
         interface.tx_bytes = interface.tx_bytes.map(|b| b + tx);
     }
-    let mut entries = s
-        .blkio_stats
-        .as_mut()
-        .and_then(|b| b.io_service_bytes_recursive.as_mut());
-    for (op, by) in [(BlkioOp::Read, read), (BlkioOp::Write, written)] {
-        if let Some(entry) = entries
-            .as_deref_mut()
-            .and_then(|e| e.iter_mut().find(|e| e.op == op))
-        {
-            entry.value += by;
-        }
-    }
+    let io = s.blkio_stats.as_mut().unwrap();
+    let bytes = io.io_service_bytes_recursive.as_mut().unwrap();
+    bytes.read += read;
+    bytes.written += written;
 }
 
 /// Whether both rates are within a millionth of `expected` ([`advanced`] writes `read`
@@ -306,8 +297,9 @@ fn published_fargate_capture_counts_the_shared_interface_once() {
     let mut third = advanced(second, 10, &[]);
     for id in [EXPORTER, MAIN] {
         let s = third.get_mut(id).unwrap().as_mut().unwrap();
-        let eth1 = s.networks.as_mut().unwrap().get_mut("eth1").unwrap();
-        eth1.rx_bytes = Some(1_000);
+        let eth1 = &mut s.networks.as_mut().unwrap().0[0];
+        assert_eq!(eth1.0, "eth1");
+        eth1.1.rx_bytes = Some(1_000);
     }
     let u = tracker.update(&t, &third, &cap, 1_020 * S);
     let (rx, tx) = u.network.unwrap();
@@ -334,8 +326,9 @@ fn published_bridge_containers_have_interfaces_of_their_own_that_add_up() {
     let mut second = advanced(first, 1, &[]);
     for (id, rx) in [(app, 2_000), (worker, 1_000)] {
         let s = second.get_mut(id).unwrap().as_mut().unwrap();
-        let eth0 = s.networks.as_mut().unwrap().get_mut("eth0").unwrap();
-        eth0.rx_bytes = eth0.rx_bytes.map(|b| b + rx);
+        let eth0 = &mut s.networks.as_mut().unwrap().0[0];
+        assert_eq!(eth0.0, "eth0");
+        eth0.1.rx_bytes = eth0.1.rx_bytes.map(|b| b + rx);
     }
     let u = tracker.update(&t, &second, &cap, S);
     // 2000 + 1000 bytes in one second: two interfaces, added up.

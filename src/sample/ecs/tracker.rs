@@ -251,7 +251,7 @@ impl Tracker {
                 } else {
                     container.docker_id.as_str()
                 };
-                for (interface, counters) in s.networks.iter().flatten() {
+                for (interface, counters) in s.networks.iter().flat_map(|n| &n.0) {
                     if key.is_empty() {
                         if shared.contains(&interface.as_str()) {
                             continue;
