@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::domain::{
     CONTAINER_DIMENSION, Dimension, Distribution, Group, Kind, Metric, MetricSet,
-    SIGNIFICANT_DIGITS, Window,
+    SIGNIFICANT_DIGITS, Window, round_significant,
 };
 use crate::sample::ContainerSample;
 use crate::sample::Sample;
@@ -79,7 +79,7 @@ impl Values {
         if !(value.is_finite() && value >= 0.0) {
             return;
         }
-        let value = significant(value);
+        let value = round_significant(value, SIGNIFICANT_DIGITS);
         match self.pairs.binary_search_by(|(v, _)| v.total_cmp(&value)) {
             Ok(i) => self.pairs[i].1 = self.pairs[i].1.saturating_add(1),
             Err(i) => self.pairs.insert(i, (value, 1)),
@@ -91,18 +91,6 @@ impl Values {
         self.pairs.clear();
         distribution
     }
-}
-
-/// `value` rounded to [`SIGNIFICANT_DIGITS`] significant digits (0 stays 0).
-fn significant(value: f64) -> f64 {
-    if value == 0.0 {
-        return 0.0;
-    }
-    let magnitude = value.abs().log10().floor() as i32;
-    let scale = 10f64.powi(SIGNIFICANT_DIGITS - 1 - magnitude);
-    let rounded = (value * scale).round() / scale;
-    // A scale past f64's range (values near its limits) keeps the value as it is.
-    if rounded.is_finite() { rounded } else { value }
 }
 
 /// What a window keeps of one metric: the distribution of a percentage or an absolute
@@ -484,10 +472,15 @@ mod tests {
 
     #[test]
     fn absolute_figures_keep_four_significant_digits_and_any_size() {
+        let significant = |v| round_significant(v, SIGNIFICANT_DIGITS);
         assert_eq!(significant(123_456.0), 123_500.0);
         assert_eq!(significant(0.123_456), 0.1235);
         assert_eq!(significant(2.0), 2.0);
+        assert_eq!(significant(1000.0), 1000.0);
+        assert_eq!(significant(9999.5), 10_000.0);
         assert_eq!(significant(0.0), 0.0);
+        assert_eq!(significant(f64::MAX), f64::MAX);
+        assert_eq!(significant(f64::MIN_POSITIVE), f64::MIN_POSITIVE);
         let dimensions: Arc<[Dimension]> = Vec::new().into();
         let metrics = MetricSet::of(&[Metric::NetworkRx, Metric::MemoryReserved]);
         let mut agg = Aggregator::new(60, metrics, dimensions);

@@ -77,6 +77,34 @@ pub enum Kind {
 /// that a window's values repeat and stay few, more than a dashboard shows.
 pub const SIGNIFICANT_DIGITS: i32 = 4;
 
+/// `value` rounded to `digits` significant digits; 0, negative, infinite and NaN values
+/// as they are. Without `log10`, which alone would make the glibc build load libm
+/// (src/no_libm.rs): the decimal exponent is found by steps of ten.
+pub fn round_significant(value: f64, digits: i32) -> f64 {
+    if !(value.is_finite() && value > 0.0) {
+        return value;
+    }
+    // floor(log10(value)), for the values a metric takes (at most ~600 steps at f64's
+    // extremes).
+    let (mut exponent, mut scaled) = (0i32, value);
+    while scaled >= 10.0 {
+        scaled /= 10.0;
+        exponent += 1;
+    }
+    while scaled < 1.0 {
+        scaled *= 10.0;
+        exponent -= 1;
+    }
+    let scale = 10f64.powi(digits - 1 - exponent);
+    let rounded = (value * scale).round() / scale;
+    // A scale past f64's range (values near its limits) keeps the value as it is.
+    if rounded.is_finite() && rounded > 0.0 {
+        rounded
+    } else {
+        value
+    }
+}
+
 impl Metric {
     /// Every metric, in the order windows and requests list them.
     pub const ALL: [Metric; 21] = [

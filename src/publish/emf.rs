@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::Format;
 use super::cloudwatch::Encoding;
 use crate::domain::dimension::EMF_METADATA_MEMBER;
-use crate::domain::{Dimension, Distribution, Metric, Window};
+use crate::domain::{Dimension, Distribution, Metric, Window, round_significant};
 
 /// Most values per metric in one document (EMF specification: "up to 100 values").
 pub const MAX_VALUES_PER_METRIC: usize = 100;
@@ -162,13 +162,7 @@ fn histogram(pairs: &[(f64, u32)]) -> Value {
     let sum: f64 = pairs.iter().map(|(v, c)| v * f64::from(*c)).sum();
     // Values have at most 4 significant digits (percentages: 0.0–100.0 by 0.1): a sum
     // kept to 12 has none of the float noise of adding them (60.300000000000004).
-    let sum = if sum > 0.0 && sum.is_finite() {
-        let scale = 10f64.powi(11 - sum.log10().floor() as i32);
-        let rounded = (sum * scale).round() / scale;
-        if rounded.is_finite() { rounded } else { sum }
-    } else {
-        sum
-    };
+    let sum = round_significant(sum, 12);
     json!({
         "Values": values,
         "Counts": counts,
