@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::domain::{
-    CONTAINER_DIMENSION, Dimension, Distribution, Group, Kind, Metric, MetricSet,
-    SIGNIFICANT_DIGITS, Window, round_significant,
+    CONTAINER_DIMENSION, Dimension, Distribution, Group, Kind, MAX_CONTAINERS_PER_TASK, Metric,
+    MetricSet, SIGNIFICANT_DIGITS, Window, round_significant,
 };
 use crate::sample::ContainerSample;
 use crate::sample::Sample;
@@ -237,6 +237,17 @@ impl Aggregator {
         let index = match self.containers.iter().position(|c| c.name == sample.name) {
             Some(i) => i,
             None if self.refused.contains(&sample.name) => return,
+            // The buffer is sized for a task definition's most (ECS quotas); a task
+            // with more (containers ECS adds) keeps the first ones.
+            None if self.containers.len() >= MAX_CONTAINERS_PER_TASK => {
+                self.refused.push(Arc::clone(&sample.name));
+                log::error!(
+                    "container {:?} is not sent on its own: per-container metrics are \
+                     sent for at most {MAX_CONTAINERS_PER_TASK} containers",
+                    crate::redact::for_log(&sample.name)
+                );
+                return;
+            }
             None => {
                 let Some(dimensions) = self.container_dimensions(&sample.name) else {
                     self.refused.push(Arc::clone(&sample.name));
@@ -270,7 +281,7 @@ impl Aggregator {
         match Dimension::new(CONTAINER_DIMENSION, name) {
             Ok(d) => Some(self.dimensions.iter().cloned().chain([d]).collect()),
             Err(e) => {
-                log::warn!(
+                log::error!(
                     "container {:?} is not sent on its own: {e}",
                     crate::redact::for_log(name)
                 );

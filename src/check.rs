@@ -17,7 +17,7 @@ use aws_credential_types::provider::ProvideCredentials;
 
 use crate::aggregate::{Aggregator, unix_secs};
 use crate::config::{Config, Output};
-use crate::domain::Metric;
+use crate::domain::{Kind, Metric};
 use crate::pipeline::SAMPLE_INTERVAL;
 use crate::publish::cloudwatch::{self, ErrorKind, Publisher, PutRequest};
 use crate::publish::{CloudWatch, Format};
@@ -320,13 +320,13 @@ fn shown_value(metric: Metric, value: Option<f64>) -> String {
     let Some(v) = value else {
         return "not measured".to_owned();
     };
-    match metric.unit() {
-        "Percent" => format!("{v:.1} %"),
-        "Count" => format!("{v} in the last second"),
-        "None" => format!("{v:.1} CPU units"),
-        "Megabytes" => format!("{v:.1} MiB"),
-        "Gigabytes" => format!("{v:.2} GiB"),
-        "Bytes/Second" => format!("{v:.0} B/s"),
-        unit => format!("{v} {unit}"),
+    match (metric.kind(), metric.unit()) {
+        (Kind::Percent, _) => format!("{v:.1} %"),
+        (Kind::Count, _) => format!("{v} in the last second"),
+        (Kind::Absolute, "None") => format!("{v:.1} CPU units"),
+        (Kind::Absolute, "Megabytes") => format!("{v:.1} MiB"),
+        (Kind::Absolute, "Gigabytes") => format!("{v:.2} GiB"),
+        (Kind::Absolute, "Bytes/Second") => format!("{v:.0} B/s"),
+        (Kind::Absolute, unit) => format!("{v} {unit}"),
     }
 }

@@ -506,27 +506,30 @@ fn selected(arg: MetricArg) -> &'static [Metric] {
     }
 }
 
+/// How `arg` is typed in `--metrics` (clap's kebab-case name; a test checks them).
+fn arg_name(arg: MetricArg) -> &'static str {
+    match arg {
+        MetricArg::Cpu => "cpu",
+        MetricArg::Memory => "memory",
+        MetricArg::Throttling => "throttling",
+        MetricArg::Oom => "oom",
+        MetricArg::Pressure => "pressure",
+        MetricArg::Absolute => "absolute",
+        MetricArg::Containers => "containers",
+        MetricArg::Network => "network",
+        MetricArg::Storage => "storage",
+        MetricArg::EphemeralStorage => "ephemeral-storage",
+        MetricArg::Restarts => "restarts",
+    }
+}
+
 /// The `--metrics` argument that selects `metric`, as the user types it.
 pub fn metric_arg(metric: Metric) -> &'static str {
     use clap::ValueEnum;
-    let names = [
-        (MetricArg::Cpu, "cpu"),
-        (MetricArg::Memory, "memory"),
-        (MetricArg::Throttling, "throttling"),
-        (MetricArg::Oom, "oom"),
-        (MetricArg::Pressure, "pressure"),
-        (MetricArg::Absolute, "absolute"),
-        (MetricArg::Containers, "containers"),
-        (MetricArg::Network, "network"),
-        (MetricArg::Storage, "storage"),
-        (MetricArg::EphemeralStorage, "ephemeral-storage"),
-        (MetricArg::Restarts, "restarts"),
-    ];
-    debug_assert_eq!(names.len(), MetricArg::value_variants().len());
-    names
+    MetricArg::value_variants()
         .iter()
-        .find(|(arg, _)| selected(*arg).contains(&metric))
-        .map_or("", |(_, name)| name)
+        .find(|arg| selected(**arg).contains(&metric))
+        .map_or("cpu", |arg| arg_name(*arg))
 }
 
 /// The metrics only the ECS task metadata has: a task's containers and `/task`'s fields.
@@ -1272,6 +1275,20 @@ mod tests {
         for (metrics, arg) in [("cpu,oom", "oom"), ("memory,pressure", "pressure")] {
             let e = error(&with(&["--compat", "0.1", "--metrics", metrics]));
             assert!(e.contains(arg) && e.contains("0.1.x"), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_metric_has_the_argument_that_selects_it_as_clap_names_it() {
+        use clap::ValueEnum;
+        for arg in MetricArg::value_variants() {
+            let name = arg.to_possible_value().unwrap();
+            assert_eq!(arg_name(*arg), name.get_name());
+        }
+        for metric in Metric::ALL {
+            let arg = metric_arg(metric);
+            let typed = MetricArg::from_str(arg, false).unwrap();
+            assert!(selected(typed).contains(&metric), "{metric:?}");
         }
     }
 

@@ -620,3 +620,39 @@ async fn every_task_group_reads_back_from_cloudwatch_at_the_stand_ins_known_rate
         }
     }
 }
+
+#[test]
+fn what_the_task_cannot_give_is_said_at_the_default_log_level() {
+    // An EC2 task: no EphemeralStorageMetrics; its stats list no block I/O either.
+    let (task, stats) = (fixture("ec2/task.json"), fixture("ec2/stats.json"));
+    let server = MetadataServer::start(move |path, n| match path {
+        "/task" => Reply::Json(task.clone()),
+        _ => Reply::Json(stats_at(&stats, n, &[(EC2_APP, 0.1)], &[])),
+    });
+    // No RUST_LOG: the default level.
+    let env = [("ECS_CONTAINER_METADATA_URI_V4", server.uri.clone())];
+    let mut agent = Agent::spawn(
+        &[
+            &DRY_RUN[..],
+            &["--metrics", "cpu,ephemeral-storage,storage"],
+        ]
+        .concat(),
+        &env,
+    );
+    let ephemeral =
+        agent.wait_for_log(&["has no EphemeralStorageMetrics"], Duration::from_secs(10));
+    assert!(
+        ephemeral.contains("EphemeralStorage metrics are not sent"),
+        "{ephemeral}"
+    );
+    let storage = agent.wait_for_log(
+        &["no container of the task has block I/O"],
+        Duration::from_secs(15),
+    );
+    assert!(
+        storage.contains("StorageReadBytes and StorageWriteBytes are not sent"),
+        "{storage}"
+    );
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(2)).success());
+}

@@ -189,10 +189,35 @@ impl Metric {
         }
     }
 
+    /// How the metric's values are kept: each metric named, so that a new one must say.
+    pub fn kind(self) -> Kind {
+        match self {
+            Metric::Cpu
+            | Metric::Memory
+            | Metric::Throttled
+            | Metric::CpuPressure
+            | Metric::MemoryPressure
+            | Metric::IoPressure
+            | Metric::EphemeralUtilization => Kind::Percent,
+            Metric::OomKills | Metric::Restarts => Kind::Count,
+            Metric::CpuUtilized
+            | Metric::CpuReserved
+            | Metric::MemoryUtilized
+            | Metric::MemoryReserved
+            | Metric::ContainerCpuUtilized
+            | Metric::ContainerMemoryUtilized
+            | Metric::NetworkRx
+            | Metric::NetworkTx
+            | Metric::StorageRead
+            | Metric::StorageWrite
+            | Metric::EphemeralUtilized
+            | Metric::EphemeralReserved => Kind::Absolute,
+        }
+    }
+
     /// The CloudWatch unit: Container Insights' for the figures it has.
     pub fn unit(self) -> &'static str {
         match self {
-            Metric::OomKills | Metric::Restarts => "Count",
             Metric::CpuUtilized | Metric::CpuReserved | Metric::ContainerCpuUtilized => "None",
             Metric::MemoryUtilized | Metric::MemoryReserved | Metric::ContainerMemoryUtilized => {
                 "Megabytes"
@@ -201,16 +226,10 @@ impl Metric {
                 "Bytes/Second"
             }
             Metric::EphemeralUtilized | Metric::EphemeralReserved => "Gigabytes",
-            _ => "Percent",
-        }
-    }
-
-    /// How the metric's values are kept.
-    pub fn kind(self) -> Kind {
-        match self.unit() {
-            "Count" => Kind::Count,
-            "Percent" => Kind::Percent,
-            _ => Kind::Absolute,
+            m => match m.kind() {
+                Kind::Count => "Count",
+                _ => "Percent",
+            },
         }
     }
 

@@ -33,29 +33,29 @@ pub struct Bytes {
     pub outbound: u64,
 }
 
-/// Sums `/proc/net/dev`'s receive and transmit bytes over every interface but `lo`.
-pub fn parse_net_dev(text: &str) -> Result<Bytes, ParseError> {
-    let mut total = Bytes::default();
+/// `/proc/net/dev`'s interfaces but `lo`, each with its bytes received and sent.
+pub fn net_dev_interfaces(text: &str) -> impl Iterator<Item = Result<(&str, Bytes), ParseError>> {
     // Two header lines, then `name: rx_bytes rx_packets … (8 receive fields) tx_bytes …`.
-    for line in text.lines().skip(2) {
-        let (name, counters) = line
-            .split_once(':')
-            .ok_or(ParseError::MissingLine("interface: counters"))?;
-        if name.trim() == "lo" {
-            continue;
-        }
-        let fields: Vec<&str> = counters.split_whitespace().collect();
-        let field = |i: usize| -> Result<u64, ParseError> {
-            let text = fields.get(i).ok_or(ParseError::MissingLine("tx_bytes"))?;
-            text.parse().map_err(|_| ParseError::BadNumber {
-                field: format!("{} counter {i}", name.trim()),
-                value: (*text).to_owned(),
-            })
-        };
-        total.inbound = total.inbound.saturating_add(field(0)?);
-        total.outbound = total.outbound.saturating_add(field(8)?);
-    }
-    Ok(total)
+    text.lines()
+        .skip(2)
+        .map(|line| {
+            let (name, counters) = line
+                .split_once(':')
+                .ok_or(ParseError::MissingLine("interface: counters"))?;
+            let name = name.trim();
+            let mut fields = counters.split_whitespace();
+            let mut field = |skip: usize, what: &'static str| -> Result<u64, ParseError> {
+                let text = fields.nth(skip).ok_or(ParseError::MissingLine(what))?;
+                text.parse().map_err(|_| ParseError::BadNumber {
+                    field: format!("{name} {what}"),
+                    value: text.to_owned(),
+                })
+            };
+            let inbound = field(0, "rx_bytes")?;
+            let outbound = field(7, "tx_bytes")?;
+            Ok((name, Bytes { inbound, outbound }))
+        })
+        .filter(|r| !matches!(r, Ok(("lo", _))))
 }
 
 /// Sums `/proc/diskstats`'s sectors read (field 6) and written (field 10) of `devices`,
@@ -156,8 +156,8 @@ pub fn whole_devices(root: &Path) -> Result<Vec<String>, String> {
 /// Where a scope's traffic counters are, or why it has none.
 #[derive(Debug, Clone)]
 pub struct Places {
-    /// `/proc/net/dev` of the agent's network namespace.
-    pub network: Result<PathBuf, String>,
+    /// `/proc/net/dev` of the agent's network namespace, and `/sys/class/net`.
+    pub network: Result<(PathBuf, PathBuf), String>,
     /// A file of block I/O byte counters, and its shape.
     pub storage: Result<(PathBuf, Shape), String>,
 }
@@ -165,8 +165,6 @@ pub struct Places {
 /// What a counters file looks like.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Shape {
-    /// `/proc/net/dev`.
-    NetDev,
     /// `/proc/diskstats`, over these whole devices.
     Diskstats(Vec<String>),
     /// cgroup v2 `io.stat`.
@@ -178,7 +176,6 @@ pub enum Shape {
 impl Shape {
     fn parse(&self, text: &str) -> Result<Bytes, ParseError> {
         match self {
-            Shape::NetDev => parse_net_dev(text),
             Shape::Diskstats(devices) => parse_diskstats(text, devices),
             Shape::IoStat => parse_io_stat(text),
             Shape::Blkio => parse_blkio_service_bytes(text),
@@ -190,10 +187,100 @@ impl Places {
     /// The host's: the agent's network namespace and its whole devices.
     pub fn host(root: &Path) -> Places {
         Places {
-            network: Ok(root.join("proc/net/dev")),
+            network: Ok(network_files(root)),
             storage: whole_devices(root)
                 .map(|devices| (root.join("proc/diskstats"), Shape::Diskstats(devices))),
         }
+    }
+}
+
+/// `/proc/net/dev` and `/sys/class/net` under `root`.
+pub fn network_files(root: &Path) -> (PathBuf, PathBuf) {
+    (root.join("proc/net/dev"), root.join("sys/class/net"))
+}
+
+/// The interfaces of `/proc/net/dev`, each with its last reading. Bytes are counted at
+/// the interfaces that are devices (`/sys/class/net/<name>/device`: a NIC, virtio, ENA),
+/// so that what crosses a bridge, a container's veth or a VLAN on its way out is not
+/// counted again; where none is a device (a container's namespace: its veth alone),
+/// every interface but `lo`. Each is differenced on its own: one that comes or goes
+/// changes no other's figure.
+#[derive(Debug)]
+struct NetworkCounters {
+    file: ProcFile,
+    /// `/sys/class/net`.
+    sys: PathBuf,
+    interfaces: Vec<Interface>,
+    /// When the last reading was taken (ns since the origin).
+    at: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Interface {
+    name: String,
+    last: Bytes,
+    /// Bytes since the reading before; 0 for a new interface or a counter that went back.
+    delta: Bytes,
+    device: bool,
+    seen: bool,
+}
+
+impl NetworkCounters {
+    fn new((file, sys): (PathBuf, PathBuf)) -> Self {
+        NetworkCounters {
+            file: ProcFile::new(file),
+            sys,
+            interfaces: Vec::new(),
+            at: None,
+        }
+    }
+
+    /// Bytes a second received and sent since the last reading; `None` for the first.
+    fn rates(&mut self, now: u64) -> Result<Option<(f64, f64)>, SampleError> {
+        let (text, path) = self.file.read()?;
+        for i in &mut self.interfaces {
+            i.seen = false;
+        }
+        for parsed in net_dev_interfaces(text) {
+            let (name, bytes) = parsed.map_err(|source| SampleError::Parse {
+                path: path.to_owned(),
+                source,
+            })?;
+            match self.interfaces.iter_mut().find(|i| i.name == name) {
+                Some(i) => {
+                    i.delta = Bytes {
+                        inbound: bytes.inbound.saturating_sub(i.last.inbound),
+                        outbound: bytes.outbound.saturating_sub(i.last.outbound),
+                    };
+                    i.last = bytes;
+                    i.seen = true;
+                }
+                None => self.interfaces.push(Interface {
+                    name: name.to_owned(),
+                    last: bytes,
+                    delta: Bytes::default(),
+                    device: self.sys.join(name).join("device").exists(),
+                    seen: true,
+                }),
+            }
+        }
+        self.interfaces.retain(|i| i.seen);
+        let devices = self.interfaces.iter().any(|i| i.device);
+        let (inbound, outbound) = self
+            .interfaces
+            .iter()
+            .filter(|i| i.device || !devices)
+            .fold((0u64, 0u64), |(rx, tx), i| {
+                (
+                    rx.saturating_add(i.delta.inbound),
+                    tx.saturating_add(i.delta.outbound),
+                )
+            });
+        let elapsed = self.at.replace(now).map(|at| now.saturating_sub(at));
+        Ok(elapsed.filter(|ns| *ns > 0).map(|ns| {
+            let per_second = |bytes: u64| bytes as f64 / ns as f64 * 1e9;
+            (per_second(inbound), per_second(outbound))
+        }))
     }
 }
 
@@ -225,7 +312,7 @@ impl Counters {
         if let Ok((text, path)) = self.file.read()
             && !text.lines().any(|l| l.split_whitespace().count() == 3)
         {
-            log::warn!(
+            log::error!(
                 "{} lists no device yet: this kernel may count a cgroup v1 group's I/O only \
                  on devices with a blkio.throttle rule for the group, so StorageReadBytes \
                  and StorageWriteBytes may stay 0 (cgroup v2's io.stat has no such limit)",
@@ -269,7 +356,7 @@ impl Counters {
 /// The traffic counters a scope reads each sample, where asked for.
 #[derive(Debug, Default)]
 pub struct TrafficFiles {
-    network: Option<Counters>,
+    network: Option<NetworkCounters>,
     storage: Option<Counters>,
     /// Rates are over the agent's monotonic clock, from here.
     origin: Option<Instant>,
@@ -281,6 +368,22 @@ impl TrafficFiles {
     pub fn open(places: &Places, wanted: MetricSet) -> (TrafficFiles, Vec<Unavailable>) {
         let origin = Instant::now();
         let mut unavailable = Vec::new();
+        let network = wanted.contains(Metric::NetworkRx).then(|| {
+            let opened = places.network.clone().and_then(|files| {
+                let mut counters = NetworkCounters::new(files);
+                counters
+                    .rates(nanos_since(origin))
+                    .map_err(|e| e.to_string())?;
+                Ok(counters)
+            });
+            opened.map_err(|reason| {
+                unavailable.push(Unavailable {
+                    metric: Metric::NetworkRx,
+                    reason,
+                })
+            })
+        });
+        let network = network.and_then(Result::ok);
         let mut open = |metric: Metric, place: Result<(PathBuf, Shape), String>| {
             if !wanted.contains(metric) {
                 return None;
@@ -297,10 +400,6 @@ impl TrafficFiles {
                 .map_err(|reason| unavailable.push(Unavailable { metric, reason }))
                 .ok()
         };
-        let network = open(
-            Metric::NetworkRx,
-            places.network.clone().map(|path| (path, Shape::NetDev)),
-        );
         let storage = open(Metric::StorageRead, places.storage.clone());
         let files = TrafficFiles {
             network,
@@ -348,19 +447,88 @@ docker0:30 1 0 0 0 0 0 0 40 1 0 0 0 0 0 0
 ";
 
     #[test]
-    fn net_dev_sums_every_interface_but_loopback() {
+    fn net_dev_lists_every_interface_but_loopback() {
+        let parsed: Vec<(&str, Bytes)> = net_dev_interfaces(NET_DEV).map(Result::unwrap).collect();
+        let bytes = |inbound, outbound| Bytes { inbound, outbound };
         assert_eq!(
-            parse_net_dev(NET_DEV),
-            Ok(Bytes {
-                inbound: 1030,
-                outbound: 2040
-            })
+            parsed,
+            [("eth0", bytes(1000, 2000)), ("docker0", bytes(30, 40))]
         );
-        assert!(parse_net_dev("h\nh\neth0 1 2 3\n").is_err(), "no colon");
-        assert!(
-            parse_net_dev("h\nh\neth0: 1 2\n").is_err(),
-            "no transmit columns"
+        let no_colon = "h\nh\neth0 1 2 3\n";
+        assert!(net_dev_interfaces(no_colon).any(|r| r.is_err()));
+        let no_transmit = "h\nh\neth0: 1 2\n";
+        assert!(net_dev_interfaces(no_transmit).any(|r| r.is_err()));
+    }
+
+    /// A `/proc/net/dev` of these interfaces' counters.
+    fn net_dev(interfaces: &[(&str, u64, u64)]) -> String {
+        let mut text = String::from("Inter-|\n face |\n");
+        for (name, rx, tx) in interfaces {
+            text += &format!("{name}: {rx} 0 0 0 0 0 0 0 {tx} 0 0 0 0 0 0 0\n");
+        }
+        text
+    }
+
+    #[test]
+    fn network_counts_devices_only_and_each_interface_on_its_own() {
+        let root = tempfile::tempdir().unwrap();
+        let (file, sys) = network_files(root.path());
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        // eth0 is a device; docker0 and a container's veth carry the same bytes again.
+        std::fs::create_dir_all(sys.join("eth0/device")).unwrap();
+        let write =
+            |interfaces: &[(&str, u64, u64)]| std::fs::write(&file, net_dev(interfaces)).unwrap();
+        let mut counters = NetworkCounters::new((file.clone(), sys));
+        write(&[
+            ("lo", 0, 0),
+            ("eth0", 1000, 500),
+            ("docker0", 0, 0),
+            ("veth1", 0, 0),
+        ]);
+        assert_eq!(counters.rates(0).unwrap(), None, "a baseline");
+        write(&[
+            ("lo", 9, 9),
+            ("eth0", 3000, 1500),
+            ("docker0", 900, 900),
+            ("veth1", 900, 900),
+        ]);
+        assert_eq!(
+            counters.rates(2_000_000_000).unwrap(),
+            Some((1000.0, 500.0))
         );
+        // A veth leaves, another comes with a lifetime's bytes: eth0's figure alone.
+        write(&[
+            ("eth0", 4000, 2500),
+            ("docker0", 900, 900),
+            ("veth2", 1 << 40, 1 << 40),
+        ]);
+        assert_eq!(
+            counters.rates(3_000_000_000).unwrap(),
+            Some((1000.0, 1000.0))
+        );
+        // eth0's counters going back (the driver reloaded) count 0, never negative.
+        write(&[("eth0", 10, 10), ("docker0", 900, 900)]);
+        assert_eq!(counters.rates(4_000_000_000).unwrap(), Some((0.0, 0.0)));
+    }
+
+    #[test]
+    fn in_a_namespace_without_devices_every_interface_but_loopback_counts() {
+        let root = tempfile::tempdir().unwrap();
+        let (file, sys) = network_files(root.path());
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let mut counters = NetworkCounters::new((file.clone(), sys));
+        std::fs::write(
+            &file,
+            net_dev(&[("lo", 0, 0), ("eth0", 0, 0), ("eth1", 0, 0)]),
+        )
+        .unwrap();
+        counters.rates(0).unwrap();
+        std::fs::write(
+            &file,
+            net_dev(&[("lo", 5000, 5000), ("eth0", 100, 0), ("eth1", 100, 50)]),
+        )
+        .unwrap();
+        assert_eq!(counters.rates(1_000_000_000).unwrap(), Some((200.0, 50.0)));
     }
 
     #[test]

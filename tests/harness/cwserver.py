@@ -80,32 +80,41 @@ from moto.cloudwatch import models as cloudwatch_models  # noqa: E402
 SERVICE_MODEL = botocore.session.get_session().get_service_model("cloudwatch")
 
 
-def _exact_dimensions(stats_of):
+_EXACT = threading.local()
+
+
+def _exact_dimensions(backend_class):
     """GetMetricStatistics as CloudWatch answers it: "each unique combination of
     dimensions is a separate metric", so only datums with exactly the requested
     dimension set count. moto 5.x counts every datum that has the requested dimensions
-    among others (ListMetrics' rule), which mixes a task's figure with its containers'."""
-    lock = threading.Lock()
+    among others (ListMetrics' rule), which mixes a task's figure with its containers'.
+    The filter is per thread (moto serves each request on its own), so a ListMetrics
+    answered meanwhile sees every metric."""
+    stats_of = backend_class.get_metric_statistics
+    all_of = backend_class.get_all_metrics
+
+    def get_all_metrics(self):
+        every = all_of(self)
+        wanted = getattr(_EXACT, "dimensions", None)
+        if wanted is None:
+            return every
+        return [md for md in every
+                if sorted((d.name, d.value) for d in md.dimensions) == wanted]
 
     def get_metric_statistics(self, namespace, metric_name, start_time, end_time,
                               period, stats, dimensions, unit=None):
-        wanted = sorted((d["Name"], d.get("Value")) for d in dimensions or [])
-        every = self.get_all_metrics
-        with lock:
-            self.get_all_metrics = lambda: [
-                md for md in every()
-                if sorted((d.name, d.value) for d in md.dimensions) == wanted]
-            try:
-                return stats_of(self, namespace, metric_name, start_time, end_time,
-                                period, stats, dimensions, unit)
-            finally:
-                del self.get_all_metrics
+        _EXACT.dimensions = sorted((d["Name"], d.get("Value")) for d in dimensions or [])
+        try:
+            return stats_of(self, namespace, metric_name, start_time, end_time,
+                            period, stats, dimensions, unit)
+        finally:
+            _EXACT.dimensions = None
 
-    return get_metric_statistics
+    backend_class.get_all_metrics = get_all_metrics
+    backend_class.get_metric_statistics = get_metric_statistics
 
 
-cloudwatch_models.CloudWatchBackend.get_metric_statistics = _exact_dimensions(
-    cloudwatch_models.CloudWatchBackend.get_metric_statistics)
+_exact_dimensions(cloudwatch_models.CloudWatchBackend)
 RPC_PATH = re.compile(r"/service/([^/]+)/operation/([^/?#]+)$")
 # Headers the bridge forwards to moto for translated calls: signing data only
 # (moto derives service/region/account from it); the rest is CBOR-specific.

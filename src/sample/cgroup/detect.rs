@@ -116,7 +116,7 @@ impl Layout {
             }
         };
         traffic::Places {
-            network: Ok(root.join("proc/net/dev")),
+            network: Ok(traffic::network_files(root)),
             storage,
         }
     }

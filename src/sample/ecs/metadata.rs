@@ -31,7 +31,7 @@ pub struct Task {
     #[serde(default)]
     pub cluster: String,
     /// `arn:aws:ecs:<region>:<account>:task/<cluster>/<task id>`.
-    #[serde(rename = "TaskARN", default)]
+    #[serde(rename = "TaskARN", default, deserialize_with = "lenient")]
     pub task_arn: String,
     #[serde(default)]
     pub family: String,
@@ -40,6 +40,7 @@ pub struct Task {
     #[serde(default)]
     pub containers: Vec<Container>,
     /// Fargate platform 1.4.0 and later: the task's ephemeral storage, in MiB.
+    #[serde(default, deserialize_with = "lenient")]
     pub ephemeral_storage_metrics: Option<EphemeralStorage>,
 }
 
@@ -71,14 +72,16 @@ pub struct Container {
     pub kind: String,
     pub limits: Option<DeclaredLimits>,
     /// `RUNNING`, `STOPPED`, …
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub known_status: String,
     /// Set once the container has stopped.
+    #[serde(default, deserialize_with = "lenient")]
     pub exit_code: Option<i64>,
     /// Restarts by the ECS container restart policy; absent without one.
+    #[serde(default, deserialize_with = "lenient")]
     pub restart_count: Option<u64>,
     /// The container's network attachments (awsvpc, bridge, host).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub networks: Vec<Network>,
 }
 
@@ -151,6 +154,19 @@ impl Task {
             machine_cpus: instance.cpus as f64,
         }
     }
+}
+
+/// A field of a shape the agent does not expect (`null`, a string for a number) read as
+/// absent: these fields serve the opt-in metrics, and the task document must parse
+/// whatever they hold, or the task's CPU and memory would be lost with them. (`/task` is
+/// read at start and every few seconds at most, so going through a `Value` costs little.)
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(T::deserialize(value).unwrap_or_default())
 }
 
 /// `GET ${URI}/task/stats`: Docker stats per `DockerId`; `null` for containers that have
@@ -444,6 +460,24 @@ mod tests {
         assert_eq!(c.cpus, 0.75);
         assert_eq!(c.memory_bytes as f64, 1024.0 * MIB);
         assert_eq!(c.cpus_from, "the sum of the containers' CPU units");
+    }
+
+    #[test]
+    fn fields_of_the_opt_in_metrics_in_an_unexpected_shape_do_not_fail_the_task() {
+        let t = task(
+            r#"{"TaskARN": 7, "Limits": {"CPU": 1, "Memory": 512},
+                "EphemeralStorageMetrics": {"Utilized": "lots"},
+                "Containers": [{"DockerId": "a", "Name": "app", "Networks": null,
+                "RestartCount": -1, "ExitCode": "x", "KnownStatus": null}]}"#,
+        );
+        assert_eq!(t.capacity(INSTANCE).cpus, 1.0, "the task's size is read");
+        assert_eq!(
+            (t.task_arn.as_str(), t.ephemeral_storage_metrics),
+            ("", None)
+        );
+        let c = &t.containers[0];
+        assert_eq!((c.restart_count, c.exit_code), (None, None));
+        assert!(c.networks.is_empty() && c.known_status.is_empty());
     }
 
     #[test]

@@ -34,10 +34,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 /// A container the task document does not list makes the agent read it again, at most
 /// this often: a stats document may keep naming a container that `/task` never will.
 const TASK_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
-/// With ephemeral storage or restarts asked for, `/task` is read again this often (it
-/// is otherwise read at start only): both change slowly, and each sample carries the
-/// latest figures.
-const TASK_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// Largest answer read from the endpoint: a `/task/stats` of ten containers (the most a
 /// task may have) is under 100 KiB. An answer past it fails that request.
 pub const MAX_METADATA_BYTES: usize = 1 << 20;
@@ -120,20 +116,56 @@ impl EcsSource {
     /// Re-reads the task document after a container it did not know appeared.
     async fn refresh_task(&mut self) -> Result<(), SampleError> {
         let task: Task = self.http.get_json(&self.task_uri).await?;
+        self.take_task(task);
+        Ok(())
+    }
+
+    /// Takes a task document read again: its containers, its size.
+    fn take_task(&mut self, task: Task) {
         let capacity = task.capacity(self.instance);
         if capacity != self.capacity {
             log_capacity(&task, &capacity);
         }
         self.task = task;
         self.capacity = capacity;
-        Ok(())
     }
 }
 
 impl Source for EcsSource {
     async fn sample(&mut self) -> Sample {
         let mut sample = Sample::default();
-        let stats: Stats = match self.http.get_json(&self.stats_uri).await {
+        // `/task`, when the watch is due, is read at the same time as the stats: one
+        // timeout for both, not one after the other in a sample's second.
+        let polled = self
+            .task_watch
+            .as_mut()
+            .filter(|w| w.due())
+            .map(|w| w.polled());
+        let (stats, task) = match polled {
+            Some(()) => {
+                let (stats, task) = tokio::join!(
+                    self.http.get_json::<Stats>(&self.stats_uri),
+                    self.http.get_json::<Task>(&self.task_uri)
+                );
+                (stats, Some(task))
+            }
+            None => (self.http.get_json::<Stats>(&self.stats_uri).await, None),
+        };
+        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        match task {
+            Some(Ok(task)) => {
+                self.take_task(task);
+                if let Some(watch) = self.task_watch.as_mut() {
+                    watch.read(&self.task);
+                }
+            }
+            Some(Err(e)) => sample.errors.push(e),
+            None => {}
+        }
+        if let Some(watch) = self.task_watch.as_mut() {
+            watch.sample_into(&mut sample);
+        }
+        let stats = match stats {
             Ok(stats) => stats,
             Err(e) => {
                 sample.errors.push(e);
@@ -159,23 +191,6 @@ impl Source for EcsSource {
                 sample.errors.push(e);
             }
         }
-        if let Some(watch) = self.task_watch.as_mut()
-            && watch.due()
-        {
-            watch.polled();
-            match self.refresh_task().await {
-                Ok(()) => {
-                    if let Some(watch) = self.task_watch.as_mut() {
-                        watch.read(&self.task);
-                    }
-                }
-                Err(e) => sample.errors.push(e),
-            }
-        }
-        if let Some(watch) = self.task_watch.as_mut() {
-            watch.sample_into(&mut sample);
-        }
-        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let utilization = self.tracker.update(&self.task, &stats, &self.capacity, now);
         sample.cpu = utilization.cpu;
         sample.memory = utilization.memory;

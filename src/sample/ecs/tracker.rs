@@ -37,6 +37,8 @@ pub struct Tracker {
     network_tx: CounterRates,
     storage_read: CounterRates,
     storage_write: CounterRates,
+    /// Whether network and block I/O counters came at all.
+    seen: Seen,
 }
 
 /// What a [`Tracker`] reads beyond the task's CPU and memory.
@@ -246,13 +248,14 @@ impl Tracker {
                 continue;
             };
             if network {
-                let key = if container.shares_task_network() {
-                    ""
-                } else {
-                    container.docker_id.as_str()
-                };
+                // Kept under the container it was read from: another container's copy
+                // of a shared interface has another `read` time, so taking it over
+                // starts a new baseline rather than a rate across two clocks.
+                let key = container.docker_id.as_str();
+                let shares = container.shares_task_network();
                 for (interface, counters) in s.networks.iter().flat_map(|n| &n.0) {
-                    if key.is_empty() {
+                    self.seen.network = true;
+                    if shares {
                         if shared.contains(&interface.as_str()) {
                             continue;
                         }
@@ -267,14 +270,57 @@ impl Tracker {
                 }
             }
             if storage && let Some((read, written)) = s.storage_bytes() {
+                self.seen.storage = true;
                 let id = container.docker_id.as_str();
                 self.storage_read.add(id, "", read, read_nanos);
                 self.storage_write.add(id, "", written, read_nanos);
             }
         }
+        self.seen
+            .say_what_is_missing(self.wants, task.measured().count() > 0);
         Traffic {
             network: self.network_rx.finish().zip(self.network_tx.finish()),
             storage: self.storage_read.finish().zip(self.storage_write.finish()),
+        }
+    }
+}
+
+/// Whether any document had network or block I/O counters: a task in `host` network
+/// mode has none, Fargate's cgroup v2 tasks list no block I/O. Said once, after a few
+/// documents, rather than leaving the metrics out in silence.
+#[derive(Debug, Default)]
+struct Seen {
+    network: bool,
+    storage: bool,
+    documents: u32,
+    told: bool,
+}
+
+/// Documents looked at before saying what never came.
+const DOCUMENTS_BEFORE_TELLING: u32 = 5;
+
+impl Seen {
+    fn say_what_is_missing(&mut self, wants: Wants, has_containers: bool) {
+        if self.told || !has_containers {
+            return;
+        }
+        self.documents += 1;
+        if self.documents < DOCUMENTS_BEFORE_TELLING {
+            return;
+        }
+        self.told = true;
+        if wants.network && !self.network {
+            log::error!(
+                "no container of the task has network counters in its stats (host network \
+                 mode has none): NetworkRxBytes and NetworkTxBytes are not sent"
+            );
+        }
+        if wants.storage && !self.storage {
+            log::error!(
+                "no container of the task has block I/O counters in its stats \
+                 (blkio_stats.io_service_bytes_recursive; Fargate on cgroup v2 lists none): \
+                 StorageReadBytes and StorageWriteBytes are not sent"
+            );
         }
     }
 }

@@ -2,12 +2,20 @@
 //! where asked for: Fargate's ephemeral storage, and containers restarted by the ECS
 //! container restart policy or stopped.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::TASK_POLL_INTERVAL;
 use super::metadata::{EphemeralStorage, Task};
 use crate::sample::Sample;
 
+/// With ephemeral storage or restarts asked for, `/task` is read again this often (it
+/// is otherwise read at start only): both change slowly, and each sample carries the
+/// latest figures.
+pub const TASK_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Figures older than this (the reads of `/task` since failed) are no longer sent.
+const STALE_AFTER: Duration = Duration::from_secs(35);
+/// The most ephemeral storage a Fargate task may have is 200 GiB; a figure past 1 PiB
+/// is no reading of it.
+const MAX_PLAUSIBLE_MIB: f64 = (1u64 << 30) as f64;
 /// MiB in a GiB: `EphemeralStorageMetrics` is in MiB, Container Insights' metric in GiB.
 const MIB_PER_GIB: f64 = 1024.0;
 
@@ -18,8 +26,9 @@ pub struct TaskWatch {
     ephemeral: bool,
     /// Restarts are asked for.
     restarts: bool,
-    /// The latest figures, carried by every sample until the next read.
-    storage: Option<EphemeralStorage>,
+    /// The latest figures and when they were read, carried by every sample until the
+    /// next read (and no longer once stale).
+    storage: Option<(EphemeralStorage, Instant)>,
     /// Each container's `RestartCount` as last read, by name.
     counts: Vec<(String, u64)>,
     /// Restarts seen at the last read and not yet handed to a sample.
@@ -37,7 +46,7 @@ impl TaskWatch {
     pub fn new(task: &Task, ephemeral: bool, restarts: bool) -> Option<TaskWatch> {
         let reported = task.ephemeral_storage_metrics.is_some();
         if ephemeral && !reported {
-            log::warn!(
+            log::error!(
                 "the ECS task document has no EphemeralStorageMetrics (Fargate platform \
                  1.4.0 and later report it; EC2 tasks do not): EphemeralStorage metrics \
                  are not sent"
@@ -75,7 +84,9 @@ impl TaskWatch {
     /// Takes in a task document just read.
     pub fn read(&mut self, task: &Task) {
         if self.ephemeral {
-            self.storage = task.ephemeral_storage_metrics;
+            self.storage = task
+                .ephemeral_storage_metrics
+                .map(|storage| (storage, Instant::now()));
         }
         for container in task.measured() {
             let name = container.name.as_str();
@@ -83,10 +94,10 @@ impl TaskWatch {
             if container.known_status == "STOPPED" {
                 if !self.stopped.iter().any(|n| n == name) {
                     match container.exit_code {
-                        Some(code) => log::warn!(
+                        Some(code) => log::error!(
                             "container {shown} of the task stopped with exit code {code}"
                         ),
-                        None => log::warn!("container {shown} of the task stopped"),
+                        None => log::error!("container {shown} of the task stopped"),
                     }
                     self.stopped.push(name.to_owned());
                 }
@@ -117,9 +128,12 @@ impl TaskWatch {
     /// Puts the latest figures into `sample`: ephemeral storage in GiB and percent, and
     /// the restarts since the last sample (0 when none).
     pub fn sample_into(&mut self, sample: &mut Sample) {
-        if let Some(storage) = self.storage {
-            let gib = |mib: Option<f64>| mib.filter(|v| v.is_finite() && *v >= 0.0);
-            let (used, reserved) = (gib(storage.utilized), gib(storage.reserved));
+        if let Some((storage, _)) = self.storage.filter(|(_, at)| at.elapsed() < STALE_AFTER) {
+            // MiB that can be a reading; others leave that figure out.
+            let plausible = |mib: Option<f64>| {
+                mib.filter(|v| v.is_finite() && (0.0..=MAX_PLAUSIBLE_MIB).contains(v))
+            };
+            let (used, reserved) = (plausible(storage.utilized), plausible(storage.reserved));
             sample.ephemeral_utilized = used.map(|v| v / MIB_PER_GIB);
             sample.ephemeral_reserved = reserved.map(|v| v / MIB_PER_GIB);
             sample.ephemeral_utilization = used
@@ -192,18 +206,30 @@ mod tests {
 
     #[test]
     fn ephemeral_storage_is_gib_and_a_percentage_where_the_task_reports_it() {
-        // The ECS Fargate examples' figures: 2298 MiB of 21694 MiB.
-        let fargate = task(
-            &[("app", None, "RUNNING")],
-            r#","EphemeralStorageMetrics":{"Utilized":2298,"Reserved":21694}"#,
-        );
+        // ecs_exporter's live Fargate capture: 311 MiB of 20496 MiB, 1.517 %; one of its
+        // containers has stopped (exit code 0).
+        let fargate: Task = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/ecs/published/ecs-exporter-fargate-task.json"
+        ))
+        .unwrap();
         let mut watch = TaskWatch::new(&fargate, true, false).unwrap();
+        assert_eq!(watch.stopped, ["nonessential"]);
         let mut sample = Sample::default();
         watch.sample_into(&mut sample);
-        assert_eq!(sample.ephemeral_utilized, Some(2298.0 / 1024.0));
-        assert_eq!(sample.ephemeral_reserved, Some(21694.0 / 1024.0));
+        assert_eq!(sample.ephemeral_utilized, Some(311.0 / 1024.0));
+        assert_eq!(sample.ephemeral_reserved, Some(20496.0 / 1024.0));
         let percent = sample.ephemeral_utilization.unwrap();
-        assert!((percent - 10.592_790_633_355_768).abs() < 1e-9, "{percent}");
+        assert!((percent - 1.517_369_243_755_855).abs() < 1e-9, "{percent}");
+        // A figure that cannot be a reading is left out, not sent.
+        let absurd = task(
+            &[("app", None, "RUNNING")],
+            r#","EphemeralStorageMetrics":{"Utilized":1e300,"Reserved":20496}"#,
+        );
+        watch.read(&absurd);
+        watch.sample_into(&mut sample);
+        assert_eq!(sample.ephemeral_utilized, None);
+        assert_eq!(sample.ephemeral_utilization, None);
+        assert_eq!(sample.ephemeral_reserved, Some(20496.0 / 1024.0));
         assert_eq!(sample.restarts, None, "not asked for");
         // EC2: nothing to report, so nothing to watch.
         assert!(TaskWatch::new(&task(&[("app", None, "RUNNING")], ""), true, false).is_none());
