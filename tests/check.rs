@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -165,12 +164,8 @@ fn access_denied_is_named_with_the_permission_to_grant() {
 
 #[test]
 fn an_unreachable_endpoint_is_named() {
-    // A port that was free a moment ago: nothing listens there.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Nothing listens there: every attempt fails to connect.
+    let port = common::CLOSED_PORT;
     let env = [
         ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
         ("AWS_REGION", "us-east-1".to_owned()),
@@ -367,11 +362,7 @@ fn a_named_metric_auto_cannot_measure_is_a_warn_in_check_and_an_error_in_a_run()
 #[test]
 fn check_names_the_service_specific_endpoint_it_uses() {
     let server = TestServer::start();
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = common::CLOSED_PORT;
     let mut env = server.agent_env();
     env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
     env.push(("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{dead}")));

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use common::{Agent, TestServer, wait_until};
@@ -142,12 +141,8 @@ fn the_cloudwatch_target_shows_one_line_per_request_and_how_it_ended() {
 
 #[test]
 fn the_cloudwatch_target_says_when_a_request_failed() {
-    // A port nobody listens on: every attempt fails to connect.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Nothing listens there: every attempt fails to connect.
+    let port = common::CLOSED_PORT;
     let env = vec![
         ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
         ("AWS_REGION", "us-east-1".to_owned()),

@@ -315,6 +315,11 @@ impl Drop for TestServer {
     }
 }
 
+/// A local port nothing listens on: a connection to it is refused at once. Not a port
+/// that was free a moment ago: with test binaries running side by side, another test's
+/// server can take that one and leave the connection waiting (it did, in CI).
+pub const CLOSED_PORT: u16 = 1;
+
 /// Lines of `reader`, read on a thread so the test can wait on them with a deadline.
 pub fn line_reader(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
