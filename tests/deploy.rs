@@ -538,18 +538,7 @@ fn dry_run_as_the_task_definition() -> String {
             "cpu,memory,throttling,oom,pressure".to_owned(),
         ),
     ]);
-    let mut agent = common::Agent::spawn(&[], &env);
-    let lines: Vec<String> = (0..3)
-        .map(|_| {
-            agent
-                .stdout
-                .recv_timeout(std::time::Duration::from_secs(10))
-                .expect("a dry-run line")
-        })
-        .collect();
-    agent.signal("TERM");
-    assert!(agent.wait(std::time::Duration::from_secs(3)).success());
-    lines.join("\n") + "\n"
+    dry_run_lines(&env, 3)
 }
 
 #[test]
@@ -640,9 +629,14 @@ fn dry_run_with_detailed_metrics() -> String {
         ("CWMA_PERIOD", "1".to_owned()),
         ("ECS_CONTAINER_METADATA_URI_V4", server.uri.clone()),
     ]);
-    let mut agent = common::Agent::spawn(&[], &env);
     // Network and storage are rates: they start in the second window.
-    let lines: Vec<String> = (0..4)
+    dry_run_lines(&env, 4)
+}
+
+/// The first `n` dry-run lines of the agent run with `env` alone, as one text.
+fn dry_run_lines(env: &[(&str, String)], n: usize) -> String {
+    let mut agent = common::Agent::spawn(&[], env);
+    let lines: Vec<String> = (0..n)
         .map(|_| {
             agent
                 .stdout

@@ -205,25 +205,28 @@ fn host_storage_counts_a_direct_write_as_diskstats_does() {
     let Some((dir, disk)) = on_a_disk("host_storage") else {
         return;
     };
-    let agent = Agent::spawn(
-        &[
-            "--namespace",
-            "T",
-            "-s",
-            "web",
-            "--period",
-            "1",
-            "--dry-run",
-            "--scope",
-            "host",
-            "--metrics",
-            "cpu,storage",
-        ],
-        &[("RUST_LOG", "warn".to_owned())],
-    );
+    let agent = storage_agent(&[], "host");
     let dd = dd(dir.path());
     let measured = measure(agent, || direct_write(sh(&dd)), || disk_written(&disk));
     measured.check();
+}
+
+/// The agent publishing storage a second in `scope`, started by `launcher` (or alone).
+fn storage_agent(launcher: &[&str], scope: &str) -> Agent {
+    let args = [
+        "--namespace",
+        "T",
+        "-s",
+        "web",
+        "--period",
+        "1",
+        "--dry-run",
+        "--scope",
+        scope,
+        "--metrics",
+        "cpu,storage",
+    ];
+    Agent::spawn_via(launcher, &args, &[("RUST_LOG", "warn".to_owned())])
 }
 
 fn sh(command: &str) -> Command {
@@ -269,23 +272,7 @@ fn cgroup_v1_storage_counts_the_groups_own_direct_writes() {
     };
     let launcher = group.launcher();
     let launcher: Vec<&str> = launcher.iter().map(String::as_str).collect();
-    let agent = Agent::spawn_via(
-        &launcher,
-        &[
-            "--namespace",
-            "T",
-            "-s",
-            "web",
-            "--period",
-            "1",
-            "--dry-run",
-            "--scope",
-            "cgroup",
-            "--metrics",
-            "cpu,storage",
-        ],
-        &[("RUST_LOG", "warn".to_owned())],
-    );
+    let agent = storage_agent(&launcher, "cgroup");
     let dd = dd(dir.path());
     let measured = measure(agent, || direct_write(group.shell(&dd)), charged);
     measured.check();

@@ -165,9 +165,7 @@ impl Absolute {
             memory_reserved: positive(capacity.memory_bytes as f64).map(|b| b / MIB),
         }
     }
-}
 
-impl Absolute {
     /// From shares of a machine of `cpus` CPUs and `memory_bytes` of memory: where only
     /// the percentages are measured (the Mach host statistics).
     pub fn of_machine(

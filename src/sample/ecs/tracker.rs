@@ -75,6 +75,14 @@ pub struct Utilization {
 }
 
 impl Tracker {
+    /// A tracker that reads what `wants` asks for besides CPU and memory.
+    pub fn new(wants: Wants) -> Self {
+        Tracker {
+            wants,
+            ..Tracker::default()
+        }
+    }
+
     /// Reads one stats document, got at `now` (ns on the agent's monotonic clock). Per
     /// container, CPU use is Δ`total_usage` / Δ`read` (vCPUs); their sum over the task's
     /// containers divided by the task's vCPUs is the CPU percentage. A container whose
@@ -329,16 +337,6 @@ impl Seen {
 struct Traffic {
     network: Option<(f64, f64)>,
     storage: Option<(f64, f64)>,
-}
-
-impl Tracker {
-    /// A tracker that reads what `wants` asks for besides CPU and memory.
-    pub fn new(wants: Wants) -> Self {
-        Tracker {
-            wants,
-            ..Tracker::default()
-        }
-    }
 }
 
 #[cfg(test)]
