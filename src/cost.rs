@@ -194,8 +194,9 @@ impl fmt::Display for Estimate {
 
 /// What each group of `--metrics` beyond CPU and memory adds, in custom metrics and
 /// dollars a month, with `containers` containers in the task; `None` when there is none.
-/// E.g. "absolute 4, containers 2 × 3 containers = 6: 10 custom metrics, $3.00 a month
-/// for each service (shared by its tasks)".
+/// E.g. "beyond CPU and memory: absolute 4, containers 2 × 3 containers = 6: 10 custom
+/// metrics, $3.00 a month for each set of dimension values (shared by the agents that
+/// send it)".
 pub fn by_group(config: &Config, containers: usize) -> Option<String> {
     let mut groups: Vec<(&str, usize, bool)> = Vec::new();
     for metric in config
