@@ -248,6 +248,9 @@ impl Tracker {
             rates.begin();
         }
         let mut shared: Vec<&str> = Vec::new();
+        // Whether a container had stats at all: at a task's start there are none yet,
+        // and that says nothing about what they will hold.
+        let mut any_stats = false;
         for container in task.measured() {
             let Some(Some(s)) = stats.get(&container.docker_id) else {
                 continue;
@@ -255,6 +258,7 @@ impl Tracker {
             let Some(read_nanos) = s.read_nanos() else {
                 continue;
             };
+            any_stats = true;
             if network {
                 // Kept under the container it was read from: another container's copy
                 // of a shared interface has another `read` time, so taking it over
@@ -284,8 +288,7 @@ impl Tracker {
                 self.storage_write.add(id, "", written, read_nanos);
             }
         }
-        self.seen
-            .say_what_is_missing(self.wants, task.measured().count() > 0);
+        self.seen.say_what_is_missing(self.wants, any_stats);
         Traffic {
             network: self.network_rx.finish().zip(self.network_tx.finish()),
             storage: self.storage_read.finish().zip(self.storage_write.finish()),
@@ -304,12 +307,14 @@ struct Seen {
     told: bool,
 }
 
-/// Documents looked at before saying what never came.
+/// Documents with stats looked at before saying what never came.
 const DOCUMENTS_BEFORE_TELLING: u32 = 5;
 
 impl Seen {
-    fn say_what_is_missing(&mut self, wants: Wants, has_containers: bool) {
-        if self.told || !has_containers {
+    /// Counts a document in which a container had stats, and says what never came
+    /// once there were enough of them.
+    fn say_what_is_missing(&mut self, wants: Wants, any_stats: bool) {
+        if self.told || !any_stats {
             return;
         }
         self.documents += 1;
@@ -414,6 +419,28 @@ mod tests {
         app_only.insert(SIDECAR_ID.into(), both[SIDECAR_ID].clone());
         let u = tracker.update(&t, &app_only, &cap, 2 * S);
         assert!((u.cpu.unwrap() - 80.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn what_never_comes_is_said_after_five_documents_with_stats_not_before() {
+        let wants = Wants {
+            network: true,
+            ..Wants::default()
+        };
+        let mut seen = Seen::default();
+        for _ in 0..10 {
+            seen.say_what_is_missing(wants, false);
+        }
+        assert!(
+            !seen.told,
+            "documents without stats (a task starting) do not count"
+        );
+        for _ in 0..DOCUMENTS_BEFORE_TELLING - 1 {
+            seen.say_what_is_missing(wants, true);
+        }
+        assert!(!seen.told);
+        seen.say_what_is_missing(wants, true);
+        assert!(seen.told);
     }
 
     #[test]
