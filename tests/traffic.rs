@@ -205,14 +205,14 @@ fn host_storage_counts_a_direct_write_as_diskstats_does() {
     let Some((dir, disk)) = on_a_disk("host_storage") else {
         return;
     };
-    let agent = storage_agent(&[], "host");
+    let agent = dry_run_agent(&[], "host", "cpu,storage");
     let dd = dd(dir.path());
     let measured = measure(agent, || direct_write(sh(&dd)), || disk_written(&disk));
     measured.check();
 }
 
-/// The agent publishing storage a second in `scope`, started by `launcher` (or alone).
-fn storage_agent(launcher: &[&str], scope: &str) -> Agent {
+/// The agent publishing `metrics` a second in `scope`, started by `launcher` (or alone).
+fn dry_run_agent(launcher: &[&str], scope: &str, metrics: &str) -> Agent {
     let args = [
         "--namespace",
         "T",
@@ -224,7 +224,7 @@ fn storage_agent(launcher: &[&str], scope: &str) -> Agent {
         "--scope",
         scope,
         "--metrics",
-        "cpu,storage",
+        metrics,
     ];
     Agent::spawn_via(launcher, &args, &[("RUST_LOG", "warn".to_owned())])
 }
@@ -272,7 +272,7 @@ fn cgroup_v1_storage_counts_the_groups_own_direct_writes() {
     };
     let launcher = group.launcher();
     let launcher: Vec<&str> = launcher.iter().map(String::as_str).collect();
-    let agent = storage_agent(&launcher, "cgroup");
+    let agent = dry_run_agent(&launcher, "cgroup", "cpu,storage");
     let dd = dd(dir.path());
     let measured = measure(agent, || direct_write(group.shell(&dd)), charged);
     measured.check();
@@ -324,23 +324,7 @@ fn network_counts_a_udp_burst_out_of_its_namespace_and_leaves_out_loopback() {
         common::skip(TEST, "unshare -n does not work here");
         return;
     }
-    let mut agent = Agent::spawn_via(
-        &launcher,
-        &[
-            "--namespace",
-            "T",
-            "-s",
-            "web",
-            "--period",
-            "1",
-            "--dry-run",
-            "--scope",
-            "host",
-            "--metrics",
-            "cpu,network",
-        ],
-        &[("RUST_LOG", "warn".to_owned())],
-    );
+    let mut agent = dry_run_agent(&launcher, "host", "cpu,network");
     let pid = agent.pid();
     let mut lines = Vec::new();
     read_lines(&agent, &mut lines, 2);

@@ -33,6 +33,14 @@ pub struct Bytes {
     pub outbound: u64,
 }
 
+/// A counter of one of these files: `text` as a number, or an error naming `field`.
+fn number(field: impl FnOnce() -> String, text: &str) -> Result<u64, ParseError> {
+    text.parse().map_err(|_| ParseError::BadNumber {
+        field: field(),
+        value: text.to_owned(),
+    })
+}
+
 /// `/proc/net/dev`'s interfaces but `lo`, each with its bytes received and sent.
 pub fn net_dev_interfaces(text: &str) -> impl Iterator<Item = Result<(&str, Bytes), ParseError>> {
     // Two header lines, then `name: rx_bytes rx_packets … (8 receive fields) tx_bytes …`.
@@ -46,10 +54,7 @@ pub fn net_dev_interfaces(text: &str) -> impl Iterator<Item = Result<(&str, Byte
             let mut fields = counters.split_whitespace();
             let mut field = |skip: usize, what: &'static str| -> Result<u64, ParseError> {
                 let text = fields.nth(skip).ok_or(ParseError::MissingLine(what))?;
-                text.parse().map_err(|_| ParseError::BadNumber {
-                    field: format!("{name} {what}"),
-                    value: text.to_owned(),
-                })
+                number(|| format!("{name} {what}"), text)
             };
             let inbound = field(0, "rx_bytes")?;
             let outbound = field(7, "tx_bytes")?;
@@ -72,12 +77,8 @@ pub fn parse_diskstats(text: &str, devices: &[String]) -> Result<Bytes, ParseErr
             let text = fields
                 .get(i)
                 .ok_or(ParseError::MissingLine("sectors written"))?;
-            text.parse::<u64>()
-                .map(|sectors| sectors.saturating_mul(SECTOR_BYTES))
-                .map_err(|_| ParseError::BadNumber {
-                    field: format!("{name} field {}", i + 1),
-                    value: (*text).to_owned(),
-                })
+            let sectors = number(|| format!("{name} field {}", i + 1), text)?;
+            Ok(sectors.saturating_mul(SECTOR_BYTES))
         };
         total.inbound = total.inbound.saturating_add(field(5)?);
         total.outbound = total.outbound.saturating_add(field(9)?);
@@ -98,11 +99,7 @@ pub fn parse_io_stat(text: &str) -> Result<Bytes, ParseError> {
             "wbytes" => &mut total.outbound,
             _ => continue,
         };
-        let n: u64 = value.parse().map_err(|_| ParseError::BadNumber {
-            field: key.to_owned(),
-            value: value.to_owned(),
-        })?;
-        *slot = slot.saturating_add(n);
+        *slot = slot.saturating_add(number(|| key.to_owned(), value)?);
     }
     Ok(total)
 }
@@ -119,11 +116,7 @@ pub fn parse_blkio_service_bytes(text: &str) -> Result<Bytes, ParseError> {
             "Write" => &mut total.outbound,
             _ => continue,
         };
-        let n: u64 = value.parse().map_err(|_| ParseError::BadNumber {
-            field: op.to_owned(),
-            value: value.to_owned(),
-        })?;
-        *slot = slot.saturating_add(n);
+        *slot = slot.saturating_add(number(|| op.to_owned(), value)?);
     }
     Ok(total)
 }
