@@ -254,9 +254,18 @@ fn cgroup_v1_storage_counts_the_groups_own_direct_writes() {
     let Some((dir, disk)) = on_a_disk(TEST) else {
         return;
     };
+    let launcher = group.launcher();
+    let launcher: Vec<&str> = launcher.iter().map(String::as_str).collect();
     // This kernel (6.x) counts a v1 group's bytes only on devices the group has a
-    // throttle rule for: a limit far above the disk's speed, on the whole disk (rules
-    // take no partition), as a deployment with I/O limits has (docs/metrics.md says so).
+    // throttle rule for. Without one the file lists no device, and the agent says so at
+    // the default level (the test's RUST_LOG=warn shows no more than that).
+    let mut unruled = dry_run_agent(&launcher, "cgroup", "cpu,storage");
+    let said = unruled.wait_for_log(&["lists no device yet"], Duration::from_secs(10));
+    assert!(said.starts_with("[ERROR"), "{said}");
+    unruled.signal("TERM");
+    assert!(unruled.wait(Duration::from_secs(5)).success());
+    // A limit far above the disk's speed, on the whole disk (rules take no partition),
+    // as a deployment with I/O limits has (docs/metrics.md says so).
     let numbers = fs::read_to_string(format!("/sys/block/{disk}/dev")).unwrap();
     let rule = format!("{} 100000000000", numbers.trim());
     group.set("blkio", "blkio.throttle.write_bps_device", &rule);
@@ -270,8 +279,6 @@ fn cgroup_v1_storage_counts_the_groups_own_direct_writes() {
             .map(|l| l.split_whitespace().nth(2).unwrap().parse::<u64>().unwrap())
             .sum()
     };
-    let launcher = group.launcher();
-    let launcher: Vec<&str> = launcher.iter().map(String::as_str).collect();
     let agent = dry_run_agent(&launcher, "cgroup", "cpu,storage");
     let dd = dd(dir.path());
     let measured = measure(agent, || direct_write(group.shell(&dd)), charged);

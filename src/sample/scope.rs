@@ -175,15 +175,20 @@ impl Kernel {
         Ok(files)
     }
 
-    /// Opens the network and block device counters at `places`, as [`Kernel::open`].
+    /// Opens the network and block device counters at `places`, as [`Kernel::open`];
+    /// `places` is only looked for (`/sys/block` listed, files checked) when they are
+    /// asked for.
     fn traffic(
         self,
-        places: &traffic::Places,
+        places: impl FnOnce() -> traffic::Places,
         scope: &'static str,
         explicit: bool,
         unmeasured: &mut Vec<String>,
     ) -> Result<TrafficFiles, ScopeError> {
-        let (files, unavailable) = TrafficFiles::open(places, self.wanted);
+        if !(self.wanted.contains(Metric::NetworkRx) || self.wanted.contains(Metric::StorageRead)) {
+            return Ok(TrafficFiles::default());
+        }
+        let (files, unavailable) = TrafficFiles::open(&places(), self.wanted);
         note(unavailable, scope, explicit, unmeasured)?;
         Ok(files)
     }
@@ -223,7 +228,7 @@ fn host(
     unmeasured: &mut Vec<String>,
 ) -> Result<Opened, ScopeError> {
     let files = kernel.open(&Places::host(root), "host", explicit, unmeasured)?;
-    let traffic = kernel.traffic(&traffic::Places::host(root), "host", explicit, unmeasured)?;
+    let traffic = kernel.traffic(|| traffic::Places::host(root), "host", explicit, unmeasured)?;
     let source = super::host_source(root)
         .with_kernel(files)
         .with_traffic(traffic);
@@ -249,7 +254,7 @@ fn host(
         network: Err("macOS has no /proc/net/dev".into()),
         storage: Err("macOS has no /proc/diskstats".into()),
     };
-    kernel.traffic(&no_traffic, "host", explicit, unmeasured)?;
+    kernel.traffic(|| no_traffic, "host", explicit, unmeasured)?;
     Ok(Opened {
         source: ScopedSource::Host(Box::new(super::host_source(root))),
         what: format!("host, the whole machine ({why})"),
@@ -292,7 +297,7 @@ fn cgroup_opened(
         unmeasured,
     )?;
     let traffic = kernel.traffic(
-        &source.layout().traffic_places(source.root()),
+        || source.layout().traffic_places(source.root()),
         "cgroup",
         explicit,
         unmeasured,

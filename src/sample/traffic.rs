@@ -295,14 +295,14 @@ impl Counters {
         }
     }
 
-    /// A cgroup v1 blkio file that lists no device at all: on recent kernels (seen on
-    /// 6.x) a v1 group's throttle statistics count only I/O to devices the group has a
-    /// throttle rule for, so the figures may stay 0 whatever the group does. Said once.
-    fn warn_if_uncounted(&mut self) {
-        if self.shape != Shape::Blkio {
-            return;
-        }
-        if let Ok((text, path)) = self.file.read()
+    fn read(&mut self) -> Result<Bytes, SampleError> {
+        let (text, path) = self.file.read()?;
+        // At the first reading: a cgroup v1 blkio file that lists no device at all. On
+        // recent kernels (seen on 6.x) a v1 group's throttle statistics count only I/O
+        // to devices the group has a throttle rule for, so the figures may stay 0
+        // whatever the group does. Said once.
+        if self.prev.is_none()
+            && self.shape == Shape::Blkio
             && !text.lines().any(|l| l.split_whitespace().count() == 3)
         {
             log::error!(
@@ -312,10 +312,6 @@ impl Counters {
                 path.display()
             );
         }
-    }
-
-    fn read(&mut self) -> Result<Bytes, SampleError> {
-        let (text, path) = self.file.read()?;
         self.shape.parse(text).map_err(|source| SampleError::Parse {
             path: path.to_owned(),
             source,
@@ -386,7 +382,6 @@ impl TrafficFiles {
                 counters
                     .rates(nanos_since(origin))
                     .map_err(|e| e.to_string())?;
-                counters.warn_if_uncounted();
                 Ok(counters)
             });
             opened

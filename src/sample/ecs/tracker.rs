@@ -239,6 +239,12 @@ impl Tracker {
     /// own cgroup's, so the containers add up.
     fn traffic(&mut self, task: &Task, stats: &Stats) -> Traffic {
         let (network, storage) = (self.wants.network, self.wants.storage);
+        if !network && !storage {
+            return Traffic {
+                network: None,
+                storage: None,
+            };
+        }
         for rates in [
             &mut self.network_rx,
             &mut self.network_tx,
