@@ -623,8 +623,17 @@ async fn every_task_group_reads_back_from_cloudwatch_at_the_stand_ins_known_rate
 
 #[test]
 fn what_the_task_cannot_give_is_said_at_the_default_log_level() {
-    // An EC2 task: no EphemeralStorageMetrics; its stats list no block I/O either.
+    // An EC2 task: no EphemeralStorageMetrics; its stats list no block I/O either; its
+    // worker has stopped with exit code 3.
     let (task, stats) = (fixture("ec2/task.json"), fixture("ec2/stats.json"));
+    let mut task: Value = serde_json::from_str(&task).unwrap();
+    for c in task["Containers"].as_array_mut().unwrap() {
+        if c["Name"] == "worker" {
+            c["KnownStatus"] = Value::from("STOPPED");
+            c["ExitCode"] = Value::from(3);
+        }
+    }
+    let task = task.to_string();
     let server = MetadataServer::start(move |path, n| match path {
         "/task" => Reply::Json(task.clone()),
         _ => Reply::Json(stats_at(&stats, n, &[(EC2_APP, 0.1)], &[])),
@@ -634,13 +643,15 @@ fn what_the_task_cannot_give_is_said_at_the_default_log_level() {
     let mut agent = Agent::spawn(
         &[
             &DRY_RUN[..],
-            &["--metrics", "cpu,ephemeral-storage,storage"],
+            &["--metrics", "cpu,ephemeral-storage,storage,restarts"],
         ]
         .concat(),
         &env,
     );
     let ephemeral =
         agent.wait_for_log(&["has no EphemeralStorageMetrics"], Duration::from_secs(10));
+    let stopped = agent.wait_for_log(&["container worker"], Duration::from_secs(10));
+    assert!(stopped.contains("stopped with exit code 3"), "{stopped}");
     assert!(
         ephemeral.contains("EphemeralStorage metrics are not sent"),
         "{ephemeral}"

@@ -175,6 +175,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn absolute_figures_are_the_busy_share_of_the_cpus_and_the_kib_in_use() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        fs::create_dir_all(dir.join("proc")).unwrap();
+        fs::copy(fixture("proc-2cpu/proc/meminfo"), dir.join("proc/meminfo")).unwrap();
+        let stat = |busy: u64, idle: u64| {
+            format!("cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 0 0 0 0\ncpu1 0 0 0 0\n")
+        };
+        fs::write(dir.join("proc/stat"), stat(100, 900)).unwrap();
+        let mut source = HostSource::new(dir);
+        source.sample().await;
+        fs::write(dir.join("proc/stat"), stat(250, 1050)).unwrap();
+        let a = source.sample().await.absolute;
+        // 150 busy ticks of 300 on 2 CPUs: one CPU's worth, 1024 units of 2048.
+        assert_eq!(
+            (a.cpu_utilized, a.cpu_reserved),
+            (Some(1024.0), Some(2048.0))
+        );
+        // MemTotal 16,000,000 KiB − MemFree 6,000,000 − Buffers 500,000 − Cached
+        // 5,000,000 − SReclaimable 500,000 = 4,000,000 KiB in use.
+        assert_eq!(a.memory_utilized, Some(4_000_000.0 / 1024.0));
+        assert_eq!(a.memory_reserved, Some(16_000_000.0 / 1024.0));
+    }
+
+    #[tokio::test]
     async fn a_missing_file_costs_only_its_metric_and_names_the_path() {
         let mut source = HostSource::new(&fixture("does-not-exist"));
         let sample = source.sample().await;

@@ -380,6 +380,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn absolute_figures_are_the_same_measurements_in_cpu_units_and_mib() {
+        let mut s = source(&fixture("v1-quota"));
+        let first = s.sample().await.absolute;
+        // cpu.cfs_quota_us 150000 / cpu.cfs_period_us 100000: 1.5 CPUs, 1536 units; the
+        // working set 400 − 100 MiB of memory.limit_in_bytes 512 MiB.
+        assert_eq!(first.cpu_reserved, Some(1536.0));
+        assert_eq!(first.memory_utilized, Some(300.0));
+        assert_eq!(first.memory_reserved, Some(512.0));
+        assert_eq!(
+            first.cpu_utilized, None,
+            "a rate: the first reading has no delta"
+        );
+        // CPU: the percentage's own ratio, before dividing by the CPUs.
+        let tree = copy_of("v2-namespaced");
+        let mut s = source(tree.path());
+        s.sample().await;
+        // 1 µs of CPU in at least 10 ms: far below the 0.5-CPU cap of 100 %.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let stat = tree.path().join("sys/fs/cgroup/cpu.stat");
+        let text = "usage_usec 2500001\nnr_periods 300\nnr_throttled 100\n";
+        fs::write(&stat, text).unwrap();
+        let second = s.sample().await;
+        let (units, reserved) = (second.absolute.cpu_utilized, second.absolute.cpu_reserved);
+        let percent = units.zip(reserved).map(|(u, r)| u / r * 100.0);
+        assert!(
+            second
+                .cpu
+                .zip(percent)
+                .is_some_and(|(cpu, p)| cpu < 100.0 && (cpu - p).abs() < 1e-9),
+            "{second:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn v1_cpuacct_stat_ticks_and_memory_of_the_host() {
         let mut s = source(&fixture("v1-apart-unlimited"));
         // Only cpuacct.stat here: (300 + 200) ticks of 10 ms.
