@@ -125,6 +125,40 @@ fn pressure_in_cgroup_v1_exits_2_when_the_scope_is_named_and_is_left_out_under_a
 }
 
 #[test]
+fn storage_without_io_stat_exits_2_when_the_scope_is_named_and_is_left_out_under_auto() {
+    // A cgroup v2 group whose io controller is off: no io.stat.
+    let env = [
+        ("CWMA_ROOT", fixture("v2-namespaced")),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let named = [
+        &DRY_RUN[..],
+        &["--scope", "cgroup", "--metrics", "cpu,storage"],
+    ]
+    .concat();
+    let out = common::agent_command(&named, &env).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.trim().lines().count() == 1
+            && stderr.contains("--metrics storage")
+            && stderr.contains("io.stat is missing"),
+        "{stderr}"
+    );
+
+    let auto = [&DRY_RUN[..], &["--metrics", "cpu,memory,storage"]].concat();
+    let mut agent = Agent::spawn(&auto, &env);
+    let line = agent.first_line_then_stop();
+    assert!(!datums(&line, "MemoryUtilization").is_empty(), "{line}");
+    assert!(datums(&line, "StorageReadBytes").is_empty(), "{line}");
+    let log = agent.rest_of_log().join("\n");
+    assert!(
+        log.contains("StorageReadBytes cannot be measured in the cgroup scope here, not sent"),
+        "{log}"
+    );
+}
+
+#[test]
 fn auto_picks_the_host_without_container_or_limits() {
     let env = [
         ("CWMA_ROOT", fixture("v1-apart-unlimited")),
