@@ -589,9 +589,11 @@ fn signal_group_takes_the_terminal_back_when_the_command_ends() {
 /// `PIPE_BUF` long here), so no line of either is cut by the other.
 #[test]
 fn documents_arrive_whole_on_a_stdout_the_command_writes_to() {
+    // Ten lines a `printf` (one write of 1,160 bytes, below PIPE_BUF): the `date` each
+    // round is slow on a loaded machine, and the test needs the command writing much.
     let flood = "end=$(($(date +%s) + 3)); \
                  while [ \"$(date +%s)\" -lt \"$end\" ]; do \
-                 printf 'command-output-%0100d\\n' 0; done";
+                 printf 'command-output-%0100d\\n' 0 0 0 0 0 0 0 0 0 0; done";
     let out = agent_command(&args(&[], &["sh", "-c", flood]), &[])
         .output()
         .unwrap();
