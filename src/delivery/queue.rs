@@ -32,6 +32,10 @@ pub const MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 const HANDOVER_GRACE: Duration = Duration::from_secs(2);
 /// First retry delay; it doubles per consecutive failure up to the configured cap.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// While flushing, no retry starts with less time left than this (or than twice what
+/// the failed attempt took): the deadline would cut it off mid-request, and a request
+/// cut off leaves unknown whether its datums were stored.
+const RETRY_FLOOR: Duration = Duration::from_millis(250);
 
 /// The datums waiting to be sent and the retry state.
 pub(super) struct Queue {
@@ -49,6 +53,8 @@ pub(super) struct Queue {
     retry_at: Option<Instant>,
     /// Consecutive failed sends; sets the backoff.
     failures: u32,
+    /// How long the last failed send took: a retry needs about as long.
+    failed_took: Duration,
     /// Most datums in the next batch: lowered while bisecting an invalid request.
     batch_limit: usize,
     /// Since when sends have been failing, and the kind of the last failure.
@@ -106,6 +112,7 @@ impl Queue {
             report: Report::empty(UNIT),
             retry_at: None,
             failures: 0,
+            failed_took: Duration::ZERO,
             batch_limit: MAX_DATUMS_PER_REQUEST,
             outage: None,
             alarm: Alarm::new(config.period_secs),
@@ -239,21 +246,26 @@ impl Queue {
 
     /// While flushing, a backoff longer than half the time left is cut to a jittered
     /// quarter of it: waiting out a long backoff would only reach the deadline, and a
-    /// fleet stopped together would retry in step.
-    pub(super) fn retry_within(&mut self, deadline: Instant) {
+    /// fleet stopped together would retry in step. `false` when a retry is due but could
+    /// not end before the deadline (see [`RETRY_FLOOR`]): the datums are better given up
+    /// unsent than sent and cut off.
+    pub(super) fn retry_within(&mut self, deadline: Instant) -> bool {
+        let Some(mut at) = self.retry_at else {
+            return true;
+        };
         let left = deadline.saturating_duration_since(Instant::now());
-        if self
-            .retry_at
-            .is_some_and(|at| at.saturating_duration_since(Instant::now()) > left / 2)
-        {
-            self.retry_at = Some(Instant::now() + (left / 4).mul_f64(fastrand::f64()));
+        if at.saturating_duration_since(Instant::now()) > left / 2 {
+            at = Instant::now() + (left / 4).mul_f64(fastrand::f64());
+            self.retry_at = Some(at);
         }
+        deadline.saturating_duration_since(at) >= RETRY_FLOOR.max(self.failed_took * 2)
     }
 
-    /// Datums still queued at the flush deadline.
+    /// Datums still queued at the flush deadline (or with no time left to retry them).
     pub(super) fn give_up(&mut self) {
         self.report.unflushed += self.datums.len() as u64;
         self.datums.clear();
+        self.retry_at = None;
     }
 
     pub(super) fn delivered(&mut self, batch: Vec<Datum>) {
@@ -285,7 +297,9 @@ impl Queue {
         }
     }
 
-    pub(super) fn failed(&mut self, batch: Vec<Datum>, error: &PublishError) {
+    /// A send that failed with `error` after `took`.
+    pub(super) fn failed(&mut self, batch: Vec<Datum>, error: &PublishError, took: Duration) {
+        self.failed_took = took;
         if error.kind == ErrorKind::Invalid {
             if batch.len() == 1 {
                 let d = &batch[0];
@@ -512,7 +526,7 @@ mod tests {
         let batch = queue.next_batch().unwrap();
         let throttled = PublishError::new(ErrorKind::Throttled, "Rate exceeded");
         let moved = (0..20).any(|_| {
-            queue.failed(batch.metric_data.clone(), &throttled);
+            queue.failed(batch.metric_data.clone(), &throttled, Duration::ZERO);
             queue.next_batch();
             queue.schedule.offset() != offset
         });
@@ -527,7 +541,7 @@ mod tests {
         let mut cut = Vec::new();
         for _ in 0..20 {
             queue.retry_at = Some(Instant::now() + Duration::from_secs(30));
-            queue.retry_within(deadline);
+            assert!(queue.retry_within(deadline));
             let wait = queue.retry_at.unwrap() - Instant::now();
             assert!(wait <= Duration::from_millis(1250), "{wait:?}");
             cut.push(wait);
@@ -535,8 +549,35 @@ mod tests {
         assert!(cut.iter().any(|w| *w != cut[0]), "jittered: {cut:?}");
         let short = Instant::now() + Duration::from_secs(1);
         queue.retry_at = Some(short);
-        queue.retry_within(deadline);
+        assert!(queue.retry_within(deadline));
         assert_eq!(queue.retry_at, Some(short), "a short backoff is kept");
+    }
+
+    #[test]
+    fn a_flush_starts_no_retry_the_deadline_would_cut_off() {
+        let mut queue = new_queue(100);
+        queue.push(window(now()));
+        assert!(
+            queue.retry_within(Instant::now() + Duration::from_millis(100)),
+            "nothing failed yet: the first attempt always goes"
+        );
+        let batch = queue.next_batch().unwrap();
+        let refused = PublishError::new(ErrorKind::Transient, "connection refused");
+        queue.failed(batch.metric_data, &refused, Duration::from_millis(10));
+        let soon = Instant::now() + Duration::from_millis(200);
+        assert!(!queue.retry_within(soon), "less than the floor left");
+        assert!(queue.retry_within(Instant::now() + Duration::from_secs(5)));
+        let batch = queue.next_batch().unwrap();
+        queue.failed(batch.metric_data, &refused, Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        assert!(
+            !queue.retry_within(deadline),
+            "an attempt took 2 s: a retry with less than twice that left is not started"
+        );
+        queue.give_up();
+        assert!(queue.is_empty());
+        assert_eq!(queue.retry_at, None);
+        assert_eq!(queue.into_report().unflushed, 2);
     }
 
     #[test]

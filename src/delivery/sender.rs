@@ -147,8 +147,9 @@ async fn deliver<P: Publisher>(
         // `schedule`); the final flush does not wait.
         let deadline = *flush_deadline.borrow();
         let flushing = !open || deadline.is_some();
-        if let Some(deadline) = deadline {
-            queue.retry_within(deadline);
+        if deadline.is_some_and(|deadline| !queue.retry_within(deadline)) {
+            queue.give_up();
+            continue;
         }
         if let Some(at) = queue.next_send(flushing).filter(|at| *at > Instant::now()) {
             tokio::select! {
@@ -193,7 +194,7 @@ async fn deliver<P: Publisher>(
         }
         match outcome {
             Some(Ok(())) => queue.delivered(request.metric_data),
-            Some(Err(e)) => queue.failed(request.metric_data, &e),
+            Some(Err(e)) => queue.failed(request.metric_data, &e, sent_at.elapsed()),
             None => queue.unanswered(request.metric_data),
         }
     }
@@ -218,6 +219,7 @@ async fn deadline_passes(deadline: &mut watch::Receiver<Option<Instant>>) {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use super::*;
     use crate::delivery::queue::MAX_AGE;
@@ -346,5 +348,46 @@ mod tests {
                 unit: "datums"
             }
         );
+    }
+
+    /// Fails every request, each after `took` of (paused) time: a closed endpoint on a
+    /// loaded machine.
+    #[derive(Clone)]
+    struct Refusing {
+        took: Duration,
+        attempts: Arc<Mutex<usize>>,
+    }
+
+    impl Publisher for Refusing {
+        async fn publish(&self, _: &PutRequest) -> Result<(), PublishError> {
+            *self.attempts.lock().unwrap() += 1;
+            tokio::time::sleep(self.took).await;
+            Err(PublishError::new(
+                ErrorKind::Transient,
+                "connection refused",
+            ))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flush_gives_up_before_a_retry_the_deadline_would_cut_off() {
+        let refusing = Refusing {
+            took: Duration::from_millis(300),
+            attempts: Arc::default(),
+        };
+        let (tx, rx) = mpsc::channel(1);
+        tx.try_send(window(now())).unwrap();
+        drop(tx);
+        let (_deadline_tx, deadline) =
+            watch::channel(Some(Instant::now() + Duration::from_secs(3)));
+        let started = Instant::now();
+        let report = deliver(refusing.clone(), rx, deadline, new_queue(100)).await;
+        assert_eq!(
+            (report.unflushed, report.unanswered),
+            (2, 0),
+            "undelivered, and never cut off mid-request: {report:?}"
+        );
+        assert!(*refusing.attempts.lock().unwrap() >= 2, "it retried");
+        assert!(started.elapsed() <= Duration::from_secs(3));
     }
 }
