@@ -13,11 +13,11 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::delivery::{Closed, Delivery, Printed, Queued, Report};
-use crate::domain::Dimension;
+use crate::domain::{Dimension, JobRun, Metric};
 use crate::pipeline::{self, Ended, SAMPLE_INTERVAL};
 use crate::publish::cloudwatch::ConnectError;
 use crate::sample::scope::{self, Opening, ScopeError};
-use crate::sample::{MemorySeen, ScopedSource};
+use crate::sample::{MemorySeen, ScopedSource, Source};
 use crate::setup::{self, Destination};
 use crate::shutdown::Signals;
 use crate::stdio::Outlet;
@@ -115,6 +115,7 @@ pub async fn run(config: &Config) -> Result<Outcome, StartError> {
         let shutdown = pin!(async move {
             let (name, _) = signals.recv().await;
             log::info!("{name} received: publishing the partial window and exiting");
+            None
         });
         return Ok(measure(config, settled, shutdown).await.0);
     }
@@ -139,9 +140,9 @@ pub async fn run(config: &Config) -> Result<Outcome, StartError> {
     let mut status = None;
     let (outcome, oom) = {
         let child_exit = pin!(async {
-            let code = supervisor.wait().await;
-            log::info!("the command exited ({code}): publishing the partial window");
-            status = Some(code);
+            let run = supervisor.wait().await;
+            status = Some(run.status());
+            Some(run)
         });
         measure(config, settled, child_exit).await
     };
@@ -214,7 +215,7 @@ impl OomSeen {
 async fn measure(
     config: &Config,
     settled: Settled,
-    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    mut shutdown: Pin<&mut impl Future<Output = Option<JobRun>>>,
 ) -> (Outcome, Option<OomSeen>) {
     let Settled {
         destination,
@@ -230,7 +231,19 @@ async fn measure(
         Opening::Ready(opened) => opened,
         Opening::Ecs(mut connector) => tokio::select! {
             opened = connector.connect() => opened,
-            () = shutdown.as_mut() => return (nothing(setup::unit(&config.output)), None),
+            run = shutdown.as_mut() => {
+                if let Some(run) = run {
+                    log::info!("{run}");
+                    if config.metrics.contains(Metric::JobDuration) {
+                        log::error!(
+                            "the job metrics of this run are not published: the command \
+                             ended before the ECS task metadata endpoint answered, so the \
+                             task to publish them for is unknown"
+                        );
+                    }
+                }
+                return (nothing(setup::unit(&config.output)), None);
+            }
         },
     };
     log::info!("scope: {}", opened.what);
@@ -258,7 +271,9 @@ async fn measure(
              keeps running",
             ended.report.unit
         );
-        shutdown.await;
+        if let Some(run) = shutdown.await {
+            log::info!("{run}");
+        }
     }
     let oom = source.oom_kills_since_open().map(|kills| OomSeen {
         kills,
@@ -279,7 +294,7 @@ async fn sample_into(
     dimensions: Arc<[Dimension]>,
     source: &mut ScopedSource,
     delivery: impl Delivery,
-    shutdown: Pin<&mut impl Future<Output = ()>>,
+    shutdown: Pin<&mut impl Future<Output = Option<JobRun>>>,
 ) -> Ended {
     let ticker = Ticker::new(SAMPLE_INTERVAL);
     pipeline::run(

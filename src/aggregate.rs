@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::domain::{
-    CONTAINER_DIMENSION, Dimension, Distribution, Group, Kind, MAX_CONTAINERS_PER_TASK, Metric,
-    MetricSet, SIGNIFICANT_DIGITS, Window, round_significant,
+    CONTAINER_DIMENSION, Dimension, Distribution, Group, JobRun, Kind, MAX_CONTAINERS_PER_TASK,
+    Metric, MetricSet, SIGNIFICANT_DIGITS, Window, round_significant,
 };
 use crate::sample::ContainerSample;
 use crate::sample::Sample;
@@ -94,12 +94,14 @@ impl Values {
 }
 
 /// What a window keeps of one metric: the distribution of a percentage or an absolute
-/// figure, or the total of a count (`OOMKills`) and whether any sample measured it.
+/// figure, the total of a count (`OOMKills`) and whether any sample measured it, or a
+/// run's value.
 #[derive(Debug, Clone, PartialEq)]
 enum Accumulator {
     Percent(Histogram),
     Absolute(Values),
     Count { total: f64, measured: bool },
+    Once(Option<f64>),
 }
 
 impl Accumulator {
@@ -111,6 +113,7 @@ impl Accumulator {
             },
             Kind::Percent => Accumulator::Percent(Histogram::new()),
             Kind::Absolute => Accumulator::Absolute(Values::default()),
+            Kind::Once => Accumulator::Once(None),
         }
     }
 
@@ -124,6 +127,7 @@ impl Accumulator {
                     *measured = true;
                 }
             }
+            Accumulator::Once(run) => *run = Some(value).filter(|v| v.is_finite()),
         }
     }
 
@@ -132,6 +136,7 @@ impl Accumulator {
             Accumulator::Percent(h) => h.total == 0,
             Accumulator::Absolute(v) => v.pairs.is_empty(),
             Accumulator::Count { measured, .. } => !measured,
+            Accumulator::Once(run) => run.is_none(),
         }
     }
 
@@ -145,6 +150,7 @@ impl Accumulator {
                 *measured = false;
                 Distribution::from_sorted([(sum, 1)])
             }
+            Accumulator::Once(run) => Distribution::from_sorted(run.take().map(|v| (v, 1))),
         }
     }
 }
@@ -214,12 +220,7 @@ impl Aggregator {
     /// earlier one, after the clock was set back), the current window closes and is
     /// returned if it holds any value.
     pub fn add(&mut self, unix_secs: u64, sample: &Sample) -> Option<Window> {
-        let start = window_start(unix_secs, self.period_secs);
-        let closed = match self.current {
-            Some(current) if current != start => self.close(current),
-            _ => None,
-        };
-        self.current = Some(start);
+        let closed = self.advance(unix_secs);
         for (metric, histogram) in &mut self.histograms {
             if let Some(value) = sample.value(*metric) {
                 histogram.add(value);
@@ -230,6 +231,30 @@ impl Aggregator {
                 self.add_container(container);
             }
         }
+        closed
+    }
+
+    /// Adds the values of a run of the wrapped command that ended at `unix_secs` (the
+    /// job metrics asked for), closing the current window as [`Aggregator::add`] does.
+    pub fn add_job(&mut self, unix_secs: u64, run: &JobRun) -> Option<Window> {
+        let closed = self.advance(unix_secs);
+        for (metric, accumulator) in &mut self.histograms {
+            if let Some(value) = run.value(*metric) {
+                accumulator.add(value);
+            }
+        }
+        closed
+    }
+
+    /// Makes the window holding `unix_secs` the current one; the one it replaces, if it
+    /// holds any value.
+    fn advance(&mut self, unix_secs: u64) -> Option<Window> {
+        let start = window_start(unix_secs, self.period_secs);
+        let closed = match self.current {
+            Some(current) if current != start => self.close(current),
+            _ => None,
+        };
+        self.current = Some(start);
         closed
     }
 
@@ -635,5 +660,39 @@ mod tests {
             }
         });
         assert_eq!(n, 0, "allocations in 59 samples");
+    }
+
+    #[test]
+    fn a_runs_values_go_exact_into_the_window_where_it_ended_and_only_there() {
+        use crate::domain::{Ending, JobRun};
+        use std::time::Duration;
+        let dimensions: Arc<[Dimension]> = vec![Dimension::service("web").unwrap()].into();
+        let metrics = MetricSet::of(&[Metric::Cpu, Metric::JobDuration, Metric::JobPeakMemory]);
+        let mut agg = Aggregator::new(5, metrics, dimensions);
+        agg.add(100, &sample(Some(20.0), None));
+        let run = JobRun {
+            ending: Ending::Exited(3),
+            stopped: false,
+            duration: Duration::from_millis(6_123),
+            cpu: Duration::ZERO,
+            peak_memory: Some((123_456_789, "ru_maxrss")),
+        };
+        let closed = agg
+            .add_job(106, &run)
+            .expect("the run ended in the next window");
+        assert_eq!(closed.start, 100);
+        assert_eq!(values(&closed, Metric::JobDuration), []);
+        let last = agg.finish().expect("the window of the run's end");
+        assert_eq!(last.start, 105);
+        assert_eq!(values(&last, Metric::JobDuration), [(6.123, 1)]);
+        assert_eq!(
+            values(&last, Metric::JobPeakMemory),
+            [(123_456_789.0, 1)],
+            "exact, not kept to 4 digits"
+        );
+        assert_eq!(values(&last, Metric::Cpu), [], "no sample in it");
+        let mut alone = aggregator(60);
+        assert_eq!(alone.add_job(106, &run), None);
+        assert_eq!(alone.finish(), None, "job metrics not asked for");
     }
 }

@@ -17,7 +17,7 @@ use aws_credential_types::provider::ProvideCredentials;
 
 use crate::aggregate::{Aggregator, unix_secs};
 use crate::config::{Config, Output};
-use crate::domain::{Kind, Metric};
+use crate::domain::{JobRun, Kind, Metric};
 use crate::pipeline::SAMPLE_INTERVAL;
 use crate::publish::cloudwatch::{self, ErrorKind, Publisher, PutRequest};
 use crate::publish::{CloudWatch, Format};
@@ -127,11 +127,18 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         ));
     }
     ok("sample", format_args!("{what}: {}", shown.join(", ")));
+    let job = match config.metrics.contains(Metric::JobDuration) {
+        true => job_of_true(config, &source).await,
+        false => None,
+    };
 
     let now = unix_secs(SystemTime::now());
     let mut aggregator = Aggregator::new(config.period_secs, config.metrics, dimensions);
     aggregator.add(now, &first);
     aggregator.add(now, &second);
+    if let Some(run) = &job {
+        aggregator.add_job(now, run);
+    }
     let window = aggregator.finish().ok_or_else(|| {
         fail(
             "send",
@@ -164,6 +171,37 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
     }
     say(format_args!("check passed"));
     Ok(())
+}
+
+/// The job metrics of a run of `true`, wrapped as the command would be (the command
+/// itself is not run: a preflight must not start the job); `None`, with a warning, where
+/// `true` cannot be started (an image without it).
+async fn job_of_true(config: &Config, source: &impl Source) -> Option<JobRun> {
+    let command = ["true".to_owned()];
+    let mut run = match crate::supervise::Supervisor::spawn(&command, false) {
+        Ok(supervisor) => supervisor.wait().await,
+        Err(e) => {
+            warn(
+                "job",
+                format_args!("cannot show the job metrics of `true`: {e}"),
+            );
+            return None;
+        }
+    };
+    run.peak_memory = source.recorded_peak().or(run.peak_memory);
+    let values: Vec<String> = Metric::JOB
+        .into_iter()
+        .map(|m| format!("{} {}", m.name(), shown_value(m, run.value(m))))
+        .collect();
+    ok(
+        "job",
+        format_args!(
+            "`true` run as the command would be: {}; {} itself is not run by check",
+            values.join(", "),
+            config.command.first().map_or("the command", String::as_str)
+        ),
+    );
+    Some(run)
 }
 
 /// Region, endpoint, proxy and credentials, each with where it came from.
@@ -328,5 +366,8 @@ fn shown_value(metric: Metric, value: Option<f64>) -> String {
         (Kind::Absolute, "Gigabytes") => format!("{v:.2} GiB"),
         (Kind::Absolute, "Bytes/Second") => format!("{v:.0} B/s"),
         (Kind::Absolute, unit) => format!("{v} {unit}"),
+        (Kind::Once, "Seconds") => format!("{v:.3} s"),
+        (Kind::Once, "Bytes") => format!("{:.1} MiB", v / (1024.0 * 1024.0)),
+        (Kind::Once, _) => format!("{v}"),
     }
 }

@@ -88,8 +88,8 @@ pub struct Opts {
     pub scope: ScopeArg,
 
     /// Metrics to send, comma-separated: cpu, memory, throttling (cgroup scope), oom (host and
-    /// cgroup scopes), pressure (host and cgroup v2 scopes), absolute, network, storage; and
-    /// in the ecs-task scope containers, ephemeral-storage, restarts
+    /// cgroup scopes), pressure (host and cgroup v2 scopes), absolute, network, storage; in
+    /// the ecs-task scope containers, ephemeral-storage, restarts; job with a command (-- CMD)
     #[arg(
         long,
         env = "CWMA_METRICS",
@@ -103,6 +103,19 @@ pub struct Opts {
     /// Add ClusterName and TaskDefinitionFamily dimensions (ecs-task scope only)
     #[arg(long, env = "CWMA_ECS_DIMENSIONS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub ecs_dimensions: bool,
+
+    /// Add JobQueue and ComputeEnvironment dimensions from the variables AWS Batch sets in a
+    /// job's container
+    #[arg(long, env = "CWMA_BATCH_DIMENSIONS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub batch_dimensions: bool,
+
+    /// The job queue's name, which AWS Batch sets in every job's container
+    #[arg(long, env = "AWS_BATCH_JQ_NAME", value_name = "NAME", hide = true)]
+    pub batch_job_queue: Option<String>,
+
+    /// The compute environment's name, which AWS Batch sets in every job's container
+    #[arg(long, env = "AWS_BATCH_CE_NAME", value_name = "NAME", hide = true)]
+    pub batch_compute_environment: Option<String>,
 
     /// Add a TaskId dimension: one set of metrics per task (ecs-task scope only)
     #[arg(long, env = "CWMA_TASK_ID_DIMENSION", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
@@ -228,7 +241,8 @@ pub enum Mode {
 
 const CHECK_ABOUT: &str = "Preflight: resolves the region and credentials (saying where they came \
     from, never their values), reads one sample in the chosen scope and sends it once, then \
-    exits 0, or 1 naming what is wrong. Takes the same options as a run.";
+    exits 0, or 1 naming what is wrong. Takes the same options as a run, and a command after \
+    -- without running it (with --metrics job it shows the job metrics of `true`).";
 
 /// Parses the arguments (the program name first). `check` as the first word selects the
 /// preflight, which takes exactly the options of a run (so it can be tried with a
@@ -241,8 +255,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<(Mode, Opts), c
             .name("cloudwatch_metrics_agent check")
             .bin_name("cloudwatch_metrics_agent check")
             .about(CHECK_ABOUT)
-            .after_help("")
-            .mut_arg("command", |arg| arg.hide(true));
+            .after_help("");
         (Mode::Check, command)
     } else {
         (Mode::Run, Opts::command())
@@ -252,12 +265,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<(Mode, Opts), c
         .try_get_matches_from(&args)
         .map_err(|e| name_the_variable(e, &command))?;
     let mut opts = Opts::from_arg_matches(&matches)?;
-    if let (Mode::Check, Some(program)) = (mode, opts.command.first()) {
-        return Err(clap::Error::raw(
-            clap::error::ErrorKind::ArgumentConflict,
-            format!("check takes no command to wrap (found {program:?})\n"),
-        ));
-    }
     opts.from_env = command
         .get_arguments()
         .filter(|arg| matches.value_source(arg.get_id().as_str()) == Some(ValueSource::EnvVariable))
@@ -391,6 +398,9 @@ pub enum MetricArg {
     EphemeralStorage,
     /// RestartCount: containers restarted by ECS's restart policy, per window (ecs-task scope)
     Restarts,
+    /// JobDuration, JobFailed, JobStopped, JobPeakMemory, JobCPUTime: how the wrapped
+    /// command's run ended and what it used (wrapper mode)
+    Job,
 }
 
 /// Where metrics go.

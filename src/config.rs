@@ -183,7 +183,8 @@ impl Config {
             opts.task_id_dimension,
         )?;
         let explicit_ecs = opts.scope == cli::ScopeArg::EcsTask;
-        let metrics = metric_set(&opts.metrics, &scope, explicit_ecs)?;
+        let wrapping = !opts.command.is_empty();
+        let metrics = metric_set(&opts.metrics, &scope, explicit_ecs, wrapping)?;
         let aggregation = aggregation(opts.aggregation, opts.compat, metrics)?;
         // 0.1.x always sent standard-resolution datums; an explicit flag still counts.
         let storage_resolution = match (opts.storage_resolution.as_deref(), aggregation) {
@@ -204,6 +205,7 @@ impl Config {
             ),
             task_id: matches!(scope, Scope::EcsTask { task_id: true, .. }),
             ec2: opts.ec2_dimensions,
+            batch: opts.batch_dimensions,
             container: metrics.iter().any(Metric::per_container),
         };
         let pairs = if from_env.iter().any(|f| f.flag == "--dimension") {
@@ -212,7 +214,13 @@ impl Config {
         } else {
             opts.dimensions
         };
-        let dimensions = parse_dimensions(&pairs, added)?;
+        let mut dimensions = parse_dimensions(&pairs, added)?;
+        if opts.batch_dimensions {
+            dimensions.extend(batch_dimensions(
+                opts.batch_job_queue.as_deref(),
+                opts.batch_compute_environment.as_deref(),
+            )?);
+        }
         if opts.signal_group && opts.command.is_empty() {
             return Err(invalid(
                 "--signal-group",
@@ -503,6 +511,7 @@ fn selected(arg: MetricArg) -> &'static [Metric] {
             Metric::EphemeralUtilization,
         ],
         MetricArg::Restarts => &[Metric::Restarts],
+        MetricArg::Job => &Metric::JOB,
     }
 }
 
@@ -520,6 +529,7 @@ fn arg_name(arg: MetricArg) -> &'static str {
         MetricArg::Storage => "storage",
         MetricArg::EphemeralStorage => "ephemeral-storage",
         MetricArg::Restarts => "restarts",
+        MetricArg::Job => "job",
     }
 }
 
@@ -546,6 +556,7 @@ fn metric_set(
     metrics: &[MetricArg],
     scope: &Scope,
     explicit_ecs: bool,
+    wrapping: bool,
 ) -> Result<MetricSet, ConfigError> {
     let chosen: Vec<Metric> = metrics.iter().flat_map(|m| selected(*m)).copied().collect();
     let set = MetricSet::of(&chosen);
@@ -554,7 +565,15 @@ fn metric_set(
             "--metrics",
             "",
             "must name at least one of cpu, memory, throttling, oom, pressure, absolute, \
-             containers, network, storage, ephemeral-storage, restarts",
+             containers, network, storage, ephemeral-storage, restarts, job",
+        ));
+    }
+    if !wrapping && Metric::JOB.iter().any(|m| set.contains(*m)) {
+        return Err(invalid(
+            "--metrics",
+            "job",
+            "describes a run of a command the agent starts, and there is none: put the \
+             command after the options (cloudwatch_metrics_agent [options] -- CMD)",
         ));
     }
     // The task metadata endpoint has neither; under `auto` the run warns instead.
@@ -588,6 +607,32 @@ fn metric_set(
         ));
     }
     Ok(set)
+}
+
+/// `--batch-dimensions`: `JobQueue` and `ComputeEnvironment` from the variables AWS Batch
+/// sets (read as hidden flags, so that an error names the variable).
+fn batch_dimensions(
+    queue: Option<&str>,
+    environment: Option<&str>,
+) -> Result<Vec<Dimension>, ConfigError> {
+    let (Some(queue), Some(environment)) = (queue, environment) else {
+        return Err(invalid(
+            "--batch-dimensions",
+            "true",
+            "needs AWS_BATCH_JQ_NAME and AWS_BATCH_CE_NAME, which AWS Batch sets in a job's \
+             container; outside AWS Batch leave it off",
+        ));
+    };
+    let [queue_name, environment_name] = dimensions::BATCH_NAMES;
+    [
+        ("--batch-job-queue", queue_name, queue),
+        ("--batch-compute-environment", environment_name, environment),
+    ]
+    .into_iter()
+    .map(|(flag, name, value)| {
+        Dimension::new(name, value).map_err(|rule| invalid(flag, value, rule.to_string()))
+    })
+    .collect()
 }
 
 /// High resolution (1) by default when windows are shorter than CloudWatch's standard
@@ -1351,6 +1396,75 @@ mod tests {
             "ContainerName=x",
         ]));
         assert!(e.contains("ContainerName is given twice"), "{e}");
+    }
+
+    #[test]
+    fn job_metrics_need_a_command_and_are_no_0_1_metric() {
+        let e = error(&with(&["--metrics", "cpu,job"]));
+        assert!(
+            e.starts_with("invalid --metrics \"job\"") && e.contains("-- CMD"),
+            "{e}"
+        );
+        let c = config(&with(&["--metrics", "cpu,job", "--", "true"])).unwrap();
+        assert_eq!(
+            c.metrics.iter().map(Metric::name).collect::<Vec<_>>(),
+            [
+                "CPUUtilization",
+                "JobDuration",
+                "JobFailed",
+                "JobStopped",
+                "JobPeakMemory",
+                "JobCPUTime"
+            ]
+        );
+        let e = error(&with(&[
+            "--compat",
+            "0.1",
+            "--metrics",
+            "job",
+            "--",
+            "true",
+        ]));
+        assert!(e.contains("\"job\"") && e.contains("0.1.x"), "{e}");
+    }
+
+    #[test]
+    fn batch_dimensions_come_from_the_variables_aws_batch_sets() {
+        let batch = [
+            "--batch-dimensions",
+            "--batch-job-queue",
+            "nightly",
+            "--batch-compute-environment",
+            "spot-ce",
+        ];
+        let c = config(&with(&batch)).unwrap();
+        let dims: Vec<(&str, &str)> = c.dimensions.iter().map(|d| (d.name(), d.value())).collect();
+        assert_eq!(
+            dims,
+            [("JobQueue", "nightly"), ("ComputeEnvironment", "spot-ce")]
+        );
+        let e = error(&with(&["--batch-dimensions"]));
+        assert!(
+            e.starts_with("invalid --batch-dimensions") && e.contains("AWS_BATCH_JQ_NAME"),
+            "{e}"
+        );
+        let e = error(&with(
+            &[&batch[..], &["--dimension", "JobQueue=x"]].concat(),
+        ));
+        assert!(e.contains("JobQueue is given twice"), "{e}");
+        let bad = [
+            "--batch-dimensions",
+            "--batch-job-queue",
+            "a\u{1b}b",
+            "--batch-compute-environment",
+            "ce",
+        ];
+        let e = error(&with(&bad));
+        assert!(e.starts_with("invalid --batch-job-queue"), "{e}");
+        assert!(
+            config(&with(&batch[1..])).unwrap().dimensions.is_empty(),
+            "only when asked"
+        );
     }
 
     #[test]

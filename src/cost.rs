@@ -224,6 +224,15 @@ pub fn by_group(config: &Config, containers: usize) -> Option<String> {
                     "{arg} {names} × {containers} containers = {}",
                     names * containers
                 )
+            } else if arg == crate::config::metric_arg(Metric::JobDuration) {
+                // Custom metrics are prorated by the hour and billed only for the hours
+                // they are published in: one run a day is 30 of a month's 730.
+                total += names;
+                format!(
+                    "{arg} {names} (billed only for the hours a run ends in: {} a month \
+                     for one run a day)",
+                    dollars(names as f64 * USD_PER_METRIC_MONTH * 30.0 / 730.0)
+                )
             } else {
                 total += names;
                 format!("{arg} {names}")
@@ -297,6 +306,10 @@ fn typical(metric: Metric, samples: u64) -> Distribution {
             (30, 123_400.0)
         }
         Metric::EphemeralUtilized | Metric::EphemeralUtilization => (1, 2.244),
+        // One value, in the window a run ends in.
+        Metric::JobDuration | Metric::JobCpuTime => (1, 123.456),
+        Metric::JobFailed | Metric::JobStopped => (1, 0.0),
+        Metric::JobPeakMemory => (1, 123_456_789.0),
     };
     let distinct = spread.min(samples).max(1);
     let pairs = (0..distinct).map(|i| {

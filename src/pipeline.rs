@@ -14,7 +14,7 @@ use crate::aggregate::{Aggregator, unix_secs};
 use crate::alarm::Alarm;
 use crate::config::Config;
 use crate::delivery::{Closed, Delivery, Report};
-use crate::domain::{Dimension, Metric, Window};
+use crate::domain::{Dimension, JobRun, Metric, Window};
 use crate::sample::{Sample, Source};
 use crate::ticker::Ticker;
 
@@ -38,25 +38,30 @@ pub struct Ended {
 /// Samples `source` at each tick of `ticker` into the windows `config` describes, each
 /// carrying `dimensions`, and hands every closed window to `delivery`, until `shutdown`
 /// completes or delivery's destination closes. After a shutdown it takes a last sample,
-/// hands over the partial window, and gives delivery the flush timeout to finish.
-/// `clock` gives the wall-clock time that decides each sample's window.
+/// hands over the partial window (with the run of the wrapped command, when `shutdown`
+/// was its end), and gives delivery the flush timeout to finish. `clock` gives the
+/// wall-clock time that decides each sample's window.
 pub async fn run<S: Source, D: Delivery>(
     config: &Config,
     dimensions: Arc<[Dimension]>,
     source: &mut S,
     mut delivery: D,
     mut ticker: Ticker,
-    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    mut shutdown: Pin<&mut impl Future<Output = Option<JobRun>>>,
     clock: impl Fn() -> SystemTime,
 ) -> Ended {
     let mut aggregator = Aggregator::new(config.period_secs, config.metrics, dimensions);
     let mut errors = ErrorLog::new(config.period_secs);
     let mut last_sample = None;
     let mut gone = std::pin::pin!(delivery.closed());
+    let mut job = None;
     let closed = loop {
         tokio::select! {
             biased;
-            () = shutdown.as_mut() => break None,
+            run = shutdown.as_mut() => {
+                job = run;
+                break None;
+            }
             closed = &mut gone => break Some(closed),
             _ = ticker.tick() => {
                 let sample = source.sample().await;
@@ -88,6 +93,15 @@ pub async fn run<S: Source, D: Delivery>(
             if (!recent || sample.oom_kills.is_some())
                 && let Some(window) = aggregator.add(at, &sample)
             {
+                hand_over(&mut delivery, window);
+            }
+        }
+        if let Some(mut run) = job {
+            // The kernel's record of the whole scope, where it keeps one, rather than
+            // the largest single process.
+            run.peak_memory = source.recorded_peak().or(run.peak_memory);
+            log::info!("{run}: publishing the partial window");
+            if let Some(window) = aggregator.add_job(unix_secs(clock()), &run) {
                 hand_over(&mut delivery, window);
             }
         }
@@ -291,7 +305,10 @@ mod tests {
     ) -> Report {
         let ticker = Ticker::interval(SAMPLE_INTERVAL);
         let delivery = Queued::start_clocked(recorder, config, clock.clone());
-        let shutdown = std::pin::pin!(shutdown);
+        let shutdown = std::pin::pin!(async {
+            shutdown.await;
+            None
+        });
         let mut source = Counting(0);
         let run = run(
             config,
@@ -435,7 +452,7 @@ mod tests {
             got: Vec::new(),
             close_at: Instant::now() + Duration::from_millis(2500),
         };
-        let shutdown = std::pin::pin!(std::future::pending::<()>());
+        let shutdown = std::pin::pin!(std::future::pending::<Option<JobRun>>());
         let (config, mut source) = (config("1"), Counting(0));
         let run = run(
             &config,
@@ -451,5 +468,77 @@ mod tests {
             .expect("the loop ends by itself");
         assert!(ended.closed.is_some_and(|Closed(f)| f.reader_gone()));
         assert_eq!(windows.got.len(), 2, "no partial window after the close");
+    }
+
+    /// `Counting`, in a scope whose kernel recorded a peak of 7 MiB.
+    struct Recorded(Counting);
+
+    impl Source for Recorded {
+        async fn sample(&mut self) -> Sample {
+            self.0.sample().await
+        }
+
+        fn recorded_peak(&self) -> Option<(u64, &'static str)> {
+            Some((7 << 20, "memory.peak"))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_shorter_than_a_sample_puts_its_run_in_the_final_window() {
+        use crate::domain::Ending;
+        let mut windows = Windows {
+            got: Vec::new(),
+            close_at: Instant::now() + Duration::from_secs(3600),
+        };
+        let config = crate::config::testing::config(&[
+            "--period",
+            "60",
+            "--metrics",
+            "cpu,memory,job",
+            "--",
+            "true",
+        ]);
+        let ended = JobRun {
+            ending: Ending::Exited(3),
+            stopped: false,
+            duration: Duration::from_millis(100),
+            cpu: Duration::from_millis(20),
+            peak_memory: Some((1 << 20, "ru_maxrss")),
+        };
+        let shutdown = std::pin::pin!(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some(ended)
+        });
+        let mut source = Recorded(Counting(0));
+        run(
+            &config,
+            dimensions(),
+            &mut source,
+            &mut windows,
+            Ticker::interval(SAMPLE_INTERVAL),
+            shutdown,
+            clock(recent_hour()),
+        )
+        .await;
+        let [window] = windows.got.as_slice() else {
+            panic!("one window: {:?}", windows.got);
+        };
+        let value = |metric| {
+            window
+                .series
+                .iter()
+                .find(|(m, _)| *m == metric)
+                .map(|(_, d)| d.pairs().to_vec())
+        };
+        assert_eq!(value(Metric::JobDuration), Some(vec![(0.1, 1)]));
+        assert_eq!(value(Metric::JobFailed), Some(vec![(1.0, 1)]));
+        assert_eq!(value(Metric::JobStopped), Some(vec![(0.0, 1)]));
+        assert_eq!(value(Metric::JobCpuTime), Some(vec![(0.02, 1)]));
+        assert_eq!(
+            value(Metric::JobPeakMemory),
+            Some(vec![(7_340_032.0, 1)]),
+            "the scope's record of its peak, where the kernel keeps one"
+        );
+        assert!(value(Metric::Memory).is_some(), "the samples so far too");
     }
 }

@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{self, Signal};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use thiserror::Error;
+
+use crate::domain::{Ending, JobRun};
 use tokio::signal::unix::{SignalKind, signal as listen};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -66,6 +68,13 @@ impl SpawnError {
 /// The running child, and the signal listeners that serve it.
 pub struct Supervisor {
     child: Pid,
+    /// When the command was started: its run's duration counts from here.
+    started: Instant,
+    /// A stop signal (SIGTERM, SIGINT) was passed on to the command.
+    stopped: bool,
+    /// The resource usage of the orphans reaped so far: the command's descendants that
+    /// outlived their parent count towards its CPU time and peak memory.
+    orphans: Usage,
     /// Signal the child's whole process group (`--signal-group`, like `tini -g`).
     group: bool,
     /// The child's group was given the terminal, to be taken back when it exits.
@@ -118,6 +127,7 @@ impl Supervisor {
                 });
             }
         }
+        let started = Instant::now();
         let child = cmd.spawn().map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => SpawnError::NotFound(program.clone()),
             io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(program.clone()),
@@ -132,6 +142,9 @@ impl Supervisor {
         }
         Ok(Supervisor {
             child: pid,
+            started,
+            stopped: false,
+            orphans: Usage::default(),
             group,
             terminal,
             received,
@@ -141,14 +154,14 @@ impl Supervisor {
     }
 
     /// Forwards signals until the child exits, reaping orphans on the way, and returns
-    /// the exit status to end with: the child's, or 128 + N if signal N ended it.
-    pub async fn wait(mut self) -> u8 {
+    /// how its run ended and what it used.
+    pub async fn wait(mut self) -> JobRun {
         loop {
-            if let Some(code) = self.reap() {
+            if let Some(run) = self.reap() {
                 if self.terminal {
                     take_terminal_back();
                 }
-                return code;
+                return run;
             }
             let next_look = self
                 .zombies
@@ -156,7 +169,10 @@ impl Supervisor {
                 .map(|(_, seen)| *seen + ORPHAN_GRACE)
                 .min();
             tokio::select! {
-                Some(sig) = self.received.recv() => self.forward(sig),
+                Some(sig) = self.received.recv() => {
+                    self.stopped |= matches!(sig, Signal::SIGTERM | Signal::SIGINT);
+                    self.forward(sig);
+                }
                 _ = self.sigchld.recv() => {}
                 () = tokio::time::sleep_until(next_look.unwrap_or_else(Instant::now)),
                     if next_look.is_some() => {}
@@ -188,31 +204,36 @@ impl Supervisor {
         }
     }
 
-    /// The child's status once it has exited; reaps the other children that stayed
+    /// The child's run once it has exited; reaps the other children that stayed
     /// unclaimed for the grace period on the way.
-    fn reap(&mut self) -> Option<u8> {
-        let status = loop {
-            match waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    log::info!("child exited with status {code}");
-                    break Some(code as u8);
+    fn reap(&mut self) -> Option<JobRun> {
+        self.reap_orphans(Instant::now());
+        let (ending, usage) = loop {
+            match wait4(self.child) {
+                Ok((WaitStatus::Exited(_, code), usage)) => {
+                    break (Ending::Exited(code as u8), usage);
                 }
-                Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    log::info!("child was killed by {sig}");
-                    break Some(128 + sig as u8);
+                Ok((WaitStatus::Signaled(_, sig, _), usage)) => {
+                    break (Ending::Signaled(sig as i32, sig.as_str()), usage);
                 }
                 Err(Errno::EINTR) => {}
                 // Still running, or stopped or continued.
-                Ok(_) => break None,
+                Ok(_) => return None,
                 Err(e) => {
                     // Only a bug would reap it elsewhere; the status is then unknown.
-                    log::error!("waitpid({}): {e}", self.child);
-                    break Some(1);
+                    log::error!("wait4({}): {e}", self.child);
+                    break (Ending::Exited(1), Usage::default());
                 }
             }
         };
-        self.reap_orphans(Instant::now());
-        status
+        let usage = usage.and(self.orphans);
+        Some(JobRun {
+            ending,
+            stopped: self.stopped,
+            duration: self.started.elapsed(),
+            cpu: usage.cpu,
+            peak_memory: Some((usage.max_rss_bytes, "ru_maxrss")),
+        })
     }
 
     /// Reaps the exited children other than the command that have stayed unclaimed for
@@ -230,8 +251,11 @@ impl Supervisor {
                 }
             };
             if now >= seen + ORPHAN_GRACE {
-                match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(status) => log::debug!("reaped orphan {pid}: {status:?}"),
+                match wait4(pid) {
+                    Ok((status, usage)) => {
+                        log::debug!("reaped orphan {pid}: {status:?}");
+                        self.orphans = self.orphans.and(usage);
+                    }
                     Err(e) => log::debug!("orphan {pid} was reaped elsewhere: {e}"),
                 }
                 self.zombies.retain(|(p, _)| *p != pid);
@@ -242,6 +266,53 @@ impl Supervisor {
     /// Off Linux the agent adopts no orphans (no subreaper), so only the command is its.
     #[cfg(not(target_os = "linux"))]
     fn reap_orphans(&mut self, _now: Instant) {}
+}
+
+/// What a reaped child used, with the descendants it had reaped itself (`wait4`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Usage {
+    /// User and system CPU time.
+    cpu: Duration,
+    /// The largest resident set of any one of those processes (not their sum).
+    max_rss_bytes: u64,
+}
+
+impl Usage {
+    /// This usage and `other`'s: CPU times add up, peaks do not.
+    fn and(self, other: Usage) -> Usage {
+        Usage {
+            cpu: self.cpu + other.cpu,
+            max_rss_bytes: self.max_rss_bytes.max(other.max_rss_bytes),
+        }
+    }
+}
+
+/// `waitpid(pid, WNOHANG)` that also returns the child's resource usage, which includes
+/// the descendants it waited for (wait4(2); nix has no wrapper for it).
+fn wait4(pid: Pid) -> nix::Result<(WaitStatus, Usage)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of the plain C struct, and both
+    // pointers are to locals that outlive the call, which only writes through them.
+    let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+    let res = unsafe { libc::wait4(pid.as_raw(), &mut status, libc::WNOHANG, &mut rusage) };
+    let res = Errno::result(res)?;
+    let status = if res == 0 {
+        WaitStatus::StillAlive
+    } else {
+        WaitStatus::from_raw(Pid::from_raw(res), status)?
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    // Linux counts ru_maxrss in KiB, macOS in bytes.
+    let rss_unit: u64 = if cfg!(target_os = "macos") { 1 } else { 1024 };
+    Ok((
+        status,
+        Usage {
+            cpu: time(rusage.ru_utime) + time(rusage.ru_stime),
+            max_rss_bytes: (rusage.ru_maxrss.max(0) as u64).saturating_mul(rss_unit),
+        },
+    ))
 }
 
 /// Whether stdin is a terminal whose foreground process group is the agent's own: only

@@ -276,16 +276,95 @@ fn check_costs_send_every_as_fewer_requests() {
 }
 
 #[test]
-fn check_refuses_a_command_and_bad_input_with_status_2() {
-    let (status, out, err) = check(&["--dry-run", "--", "sleep", "1"], &[]);
-    assert_eq!(status.code(), Some(2));
-    assert!(out.is_empty());
-    assert_eq!(err.len(), 1, "{err:#?}");
-    assert!(err[0].contains("check takes no command"), "{err:#?}");
+fn check_takes_a_command_without_running_it_and_refuses_bad_input_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let touch = format!("touch {}", ran.display());
+    let (status, out, err) = check(
+        &["--dry-run", "--scope", "host", "--", "sh", "-c", &touch],
+        &[],
+    );
+    assert_eq!(status.code(), Some(0), "{out:#?} {err:#?}");
+    assert!(!ran.exists(), "check never runs the command");
+    assert!(out.iter().all(|l| !l.starts_with("ok    job:")), "{out:#?}");
 
+    let (status, _, err) = check(&["--dry-run", "--metrics", "cpu,job"], &[]);
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        err.len() == 1 && err[0].contains("--metrics \"job\"") && err[0].contains("-- CMD"),
+        "{err:#?}"
+    );
     let (status, _, err) = check(&["--dry-run", "--period", "0"], &[]);
     assert_eq!(status.code(), Some(2));
     assert!(err.len() == 1 && err[0].contains("--period"), "{err:#?}");
+}
+
+#[test]
+fn check_shows_and_prices_the_job_metrics_of_true_and_sends_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let touch = format!("touch {}", ran.display());
+    let args = [
+        "--dry-run",
+        "--scope",
+        "host",
+        "--metrics",
+        "cpu,memory,job",
+        "--",
+        "sh",
+        "-c",
+        &touch,
+    ];
+    let (status, out, err) = check(&args, &[]);
+    assert_eq!(status.code(), Some(0), "{out:#?} {err:#?}");
+    assert!(!ran.exists(), "`true` runs, not the command");
+    let job = line(&out, "ok    job:");
+    for shown in [
+        "JobFailed 0,",
+        "JobStopped 0,",
+        "JobPeakMemory ",
+        " MiB,",
+        "JobCPUTime 0.0",
+        "sh itself is not run",
+    ] {
+        assert!(job.contains(shown), "{shown:?} in {job}");
+    }
+    // `true` exits at once.
+    let duration: f64 = job
+        .split("JobDuration ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("{job}"));
+    assert!(duration < 0.5, "{job}");
+    // The printed request carries them, as a run's final window would.
+    let request = out
+        .iter()
+        .find(|l| l.starts_with('{'))
+        .expect("the request");
+    let request: serde_json::Value = serde_json::from_str(request).unwrap();
+    let names: Vec<&str> = request["MetricData"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["MetricName"].as_str().unwrap())
+        .collect();
+    for name in [
+        "JobDuration",
+        "JobFailed",
+        "JobStopped",
+        "JobPeakMemory",
+        "JobCPUTime",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let metrics = line(&out, "ok    metrics:");
+    assert!(
+        metrics.contains(
+            "job 5 (billed only for the hours a run ends in: $0.06 a month for one run a day)"
+        ) && metrics.contains("5 custom metrics, $1.50 a month"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -302,7 +381,7 @@ fn help_tells_of_check_and_check_help_describes_it() {
         check_help.contains("Preflight")
             && check_help.contains("Usage: cloudwatch_metrics_agent check [OPTIONS]")
             && check_help.contains("--namespace")
-            && !check_help.contains("CMD"),
+            && check_help.contains("a command after -- without running it"),
         "{check_help}"
     );
 }

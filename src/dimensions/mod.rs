@@ -22,6 +22,8 @@ pub mod ec2;
 
 /// What `--ecs-dimensions` adds: the short cluster name and the task definition family.
 pub const ECS_NAMES: [&str; 2] = ["ClusterName", "TaskDefinitionFamily"];
+/// What `--batch-dimensions` adds: the job queue and the compute environment.
+pub const BATCH_NAMES: [&str; 2] = ["JobQueue", "ComputeEnvironment"];
 /// What `--ec2-dimensions` may add (the last two only where the metadata has them).
 pub const EC2_NAMES: [&str; 3] = ["InstanceId", "InstanceType", "AutoScalingGroupName"];
 
@@ -60,6 +62,8 @@ pub struct Added {
     pub task_id: bool,
     /// `--ec2-dimensions`: [`EC2_NAMES`].
     pub ec2: bool,
+    /// `--batch-dimensions`: [`BATCH_NAMES`].
+    pub batch: bool,
     /// `--metrics …,containers`: `ContainerName` on the per-container metrics.
     pub container: bool,
 }
@@ -77,6 +81,9 @@ pub fn check_names(flags: &[Dimension], added: Added) -> Result<(), SetError> {
     }
     if added.ec2 {
         names.extend(EC2_NAMES.iter().map(|n| (*n, "--ec2-dimensions")));
+    }
+    if added.batch {
+        names.extend(BATCH_NAMES.iter().map(|n| (*n, "--batch-dimensions")));
     }
     if added.container {
         names.push((CONTAINER_DIMENSION, "--metrics containers"));
@@ -96,11 +103,14 @@ pub fn check_names(flags: &[Dimension], added: Added) -> Result<(), SetError> {
     }
     if names.len() > MAX_DIMENSIONS {
         let ecs = added.ecs || added.task_id || added.container;
-        let sources = match (ecs, added.ec2) {
-            (false, false) => String::new(),
-            (true, false) => " and the ECS ones".to_owned(),
-            (false, true) => " and the EC2 ones".to_owned(),
-            (true, true) => " and the ECS and EC2 ones".to_owned(),
+        let others: Vec<&str> = [(ecs, "ECS"), (added.ec2, "EC2"), (added.batch, "AWS Batch")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        let sources = match others.as_slice() {
+            [] => String::new(),
+            [one] => format!(" and the {one} ones"),
+            [first @ .., last] => format!(" and the {} and {last} ones", first.join(", ")),
         };
         return Err(SetError::TooMany {
             count: names.len(),
@@ -233,6 +243,22 @@ mod tests {
             "31 dimensions with ServiceName and the EC2 ones; CloudWatch takes at most 30"
         );
         assert!(check_names(&flags(&refs), added(true, false)).is_err());
+        let batch = Added {
+            batch: true,
+            ec2: true,
+            ..Added::default()
+        };
+        let e = check_names(&flags(&refs[..25]), batch).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "31 dimensions with ServiceName and the EC2 and AWS Batch ones; CloudWatch takes \
+             at most 30"
+        );
+        let clash = check_names(&flags(&["JobQueue=x"]), batch).unwrap_err();
+        assert!(
+            clash.to_string().contains("by --batch-dimensions"),
+            "{clash}"
+        );
     }
 
     #[test]

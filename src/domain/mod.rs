@@ -6,14 +6,17 @@ use std::fmt;
 use std::sync::Arc;
 
 pub mod dimension;
+pub mod job;
 
 pub use dimension::{
     CONTAINER_DIMENSION, Dimension, DimensionError, SERVICE_DIMENSION, TASK_ID_DIMENSION,
 };
+pub use job::{Ending, JobRun};
 
 /// A metric the agent measures: a percentage (0–100), a count ([`Metric::OomKills`],
-/// [`Metric::Restarts`]), or an absolute figure in the unit Container Insights uses for
-/// it (CPU units, MiB, bytes a second, GiB).
+/// [`Metric::Restarts`]), an absolute figure in the unit Container Insights uses for
+/// it (CPU units, MiB, bytes a second, GiB), or a value of one run of the wrapped
+/// command ([`Metric::JOB`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
     /// `CPUUtilization`: share of the scope's CPU capacity in use.
@@ -60,6 +63,16 @@ pub enum Metric {
     EphemeralUtilization,
     /// `RestartCount`: containers restarted by ECS's restart policy; a count per window.
     Restarts,
+    /// `JobDuration`: seconds from the wrapped command's start to its exit.
+    JobDuration,
+    /// `JobFailed`: 1 when the run failed, 0 when it succeeded (absent when stopped).
+    JobFailed,
+    /// `JobStopped`: 1 when the run ended after the agent passed on SIGTERM or SIGINT.
+    JobStopped,
+    /// `JobPeakMemory`: the run's peak memory, bytes.
+    JobPeakMemory,
+    /// `JobCPUTime`: seconds of CPU the command and its descendants used.
+    JobCpuTime,
 }
 
 /// How a metric's values are kept and bounded.
@@ -71,6 +84,8 @@ pub enum Kind {
     Count,
     /// A figure of its own unit, kept to [`SIGNIFICANT_DIGITS`].
     Absolute,
+    /// One value per run of the wrapped command, exact, in the window where it ended.
+    Once,
 }
 
 /// Significant digits an absolute figure is kept to (at most 0.05 % off): few enough
@@ -107,7 +122,7 @@ pub fn round_significant(value: f64, digits: i32) -> f64 {
 
 impl Metric {
     /// Every metric, in the order windows and requests list them.
-    pub const ALL: [Metric; 21] = [
+    pub const ALL: [Metric; 26] = [
         Metric::Cpu,
         Metric::Memory,
         Metric::Throttled,
@@ -129,6 +144,20 @@ impl Metric {
         Metric::EphemeralReserved,
         Metric::EphemeralUtilization,
         Metric::Restarts,
+        Metric::JobDuration,
+        Metric::JobFailed,
+        Metric::JobStopped,
+        Metric::JobPeakMemory,
+        Metric::JobCpuTime,
+    ];
+
+    /// The job metrics (`--metrics …,job`), in order.
+    pub const JOB: [Metric; 5] = [
+        Metric::JobDuration,
+        Metric::JobFailed,
+        Metric::JobStopped,
+        Metric::JobPeakMemory,
+        Metric::JobCpuTime,
     ];
 
     /// The pressure metrics, in order.
@@ -160,6 +189,11 @@ impl Metric {
             Metric::EphemeralReserved => "EphemeralStorageReserved",
             Metric::EphemeralUtilization => "EphemeralStorageUtilization",
             Metric::Restarts => "RestartCount",
+            Metric::JobDuration => "JobDuration",
+            Metric::JobFailed => "JobFailed",
+            Metric::JobStopped => "JobStopped",
+            Metric::JobPeakMemory => "JobPeakMemory",
+            Metric::JobCpuTime => "JobCPUTime",
         }
     }
 
@@ -169,9 +203,15 @@ impl Metric {
             Metric::Cpu => "MaxCPUUtilization",
             Metric::Memory => "MaxMemoryUtilization",
             Metric::Throttled => "MaxCPUThrottledPercent",
-            // A count is sent as its window's total in every mode.
-            Metric::OomKills => "OOMKills",
-            Metric::Restarts => "RestartCount",
+            // A count is sent as its window's total, and a run's value as it is, in
+            // every mode.
+            Metric::OomKills
+            | Metric::Restarts
+            | Metric::JobDuration
+            | Metric::JobFailed
+            | Metric::JobStopped
+            | Metric::JobPeakMemory
+            | Metric::JobCpuTime => self.name(),
             Metric::CpuPressure => "MaxCPUPressure",
             Metric::MemoryPressure => "MaxMemoryPressure",
             Metric::IoPressure => "MaxIOPressure",
@@ -212,6 +252,11 @@ impl Metric {
             | Metric::StorageWrite
             | Metric::EphemeralUtilized
             | Metric::EphemeralReserved => Kind::Absolute,
+            Metric::JobDuration
+            | Metric::JobFailed
+            | Metric::JobStopped
+            | Metric::JobPeakMemory
+            | Metric::JobCpuTime => Kind::Once,
         }
     }
 
@@ -226,6 +271,9 @@ impl Metric {
                 "Bytes/Second"
             }
             Metric::EphemeralUtilized | Metric::EphemeralReserved => "Gigabytes",
+            Metric::JobDuration | Metric::JobCpuTime => "Seconds",
+            Metric::JobFailed | Metric::JobStopped => "Count",
+            Metric::JobPeakMemory => "Bytes",
             m => match m.kind() {
                 Kind::Count => "Count",
                 _ => "Percent",
@@ -237,6 +285,12 @@ impl Metric {
     /// window), not a distribution of samples.
     pub fn is_count(self) -> bool {
         self.kind() == Kind::Count
+    }
+
+    /// Whether the metric's window is one value, sent as it is in every mode: a count's
+    /// total, or a run's value.
+    pub fn is_single(self) -> bool {
+        matches!(self.kind(), Kind::Count | Kind::Once)
     }
 
     /// Whether the metric is sent once per container, with a `ContainerName` dimension.
@@ -312,7 +366,7 @@ impl Encoding {
             .iter()
             .map(|metric| {
                 let datums = match (self.aggregation, metric.kind()) {
-                    (_, Kind::Count) => 1,
+                    (_, Kind::Count | Kind::Once) => 1,
                     (Aggregation::Distribution, Kind::Percent) => samples
                         .min(DISTINCT_PERCENTAGES)
                         .div_ceil(MAX_VALUES_PER_DATUM),
@@ -356,7 +410,7 @@ impl Aggregation {
             (Aggregation::Original, Metric::Cpu) => vec![metric.name()],
             (Aggregation::Original, Metric::Memory) => vec![metric.name(), metric.max_name()],
             (Aggregation::Original, _) => Vec::new(),
-            (Aggregation::MedianMax, m) if !m.is_count() => vec![m.name(), m.max_name()],
+            (Aggregation::MedianMax, m) if !m.is_single() => vec![m.name(), m.max_name()],
             (_, m) => vec![m.name()],
         }
     }
@@ -369,8 +423,8 @@ impl Aggregation {
         metric: Metric,
         distribution: &Distribution,
     ) -> Option<Vec<(&'static str, f64)>> {
-        if metric.is_count() {
-            // One value in every mode but 0.1.x's, which had no counts.
+        if metric.is_single() {
+            // One value in every mode but 0.1.x's, which had neither.
             return Some(match self {
                 Aggregation::Original => Vec::new(),
                 _ => vec![(metric.name(), distribution.sum())],
@@ -489,7 +543,7 @@ pub struct Window {
     /// `ServiceName` first, then the others; the same for every window of a run.
     pub dimensions: Arc<[Dimension]>,
     /// The metrics that had samples, in [`Metric::ALL`] order; none is empty. A count
-    /// metric carries one value: the window's total.
+    /// metric carries one value: the window's total; a job metric its run's value.
     pub series: Vec<(Metric, Distribution)>,
     /// The per-container metrics, one entry per container that had samples.
     pub containers: Vec<Group>,
@@ -541,6 +595,10 @@ impl fmt::Display for Window {
             let stat = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
             if metric.is_count() {
                 write!(f, "{sep}{} total={}", metric.name(), d.sum())?;
+                continue;
+            }
+            if metric.kind() == Kind::Once {
+                write!(f, "{sep}{} value={}", metric.name(), d.sum())?;
                 continue;
             }
             write!(

@@ -76,14 +76,6 @@ impl ScopedSource {
         }
     }
 
-    /// The highest memory usage the kernel recorded for the scope, and where it says so.
-    pub fn recorded_peak(&self) -> Option<(u64, &'static str)> {
-        match self {
-            ScopedSource::Cgroup(source) => source.recorded_peak(),
-            _ => None,
-        }
-    }
-
     /// The highest working set seen so far, against its limit.
     pub fn memory_seen(&self) -> Option<MemorySeen> {
         match self {
@@ -101,6 +93,13 @@ impl Source for ScopedSource {
             ScopedSource::Host(source) => source.sample().await,
             ScopedSource::Cgroup(source) => source.sample().await,
             ScopedSource::Ecs(source) => source.sample().await,
+        }
+    }
+
+    fn recorded_peak(&self) -> Option<(u64, &'static str)> {
+        match self {
+            ScopedSource::Cgroup(source) => source.recorded_peak(),
+            _ => None,
         }
     }
 }
@@ -221,6 +220,12 @@ impl Sample {
             Metric::EphemeralReserved => self.ephemeral_reserved,
             Metric::EphemeralUtilization => self.ephemeral_utilization,
             Metric::Restarts => self.restarts,
+            // A run's values come when it ends ([`crate::domain::JobRun`]), not in samples.
+            Metric::JobDuration
+            | Metric::JobFailed
+            | Metric::JobStopped
+            | Metric::JobPeakMemory
+            | Metric::JobCpuTime => None,
         }
     }
 
@@ -268,6 +273,12 @@ impl MemorySeen {
 pub trait Source {
     /// Takes one reading.
     fn sample(&mut self) -> impl Future<Output = Sample>;
+
+    /// The highest memory usage the kernel recorded for the scope, and the file that
+    /// says so; `None` where the scope has no such record.
+    fn recorded_peak(&self) -> Option<(u64, &'static str)> {
+        None
+    }
 }
 
 /// A file that could not be read or understood, with its path.
