@@ -127,16 +127,19 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         ));
     }
     ok("sample", format_args!("{what}: {}", shown.join(", ")));
-    let job = match config.metrics.contains(Metric::JobDuration) {
-        true => job_of_true(config, &source).await,
-        false => None,
+    // Sent for real, `true`'s run would count as one of the job's runs.
+    let sending = matches!(destination, Destination::CloudWatch(..));
+    let job = if config.metrics.contains(Metric::JobDuration) {
+        job_of_true(config, &source, sending)
+    } else {
+        None
     };
 
     let now = unix_secs(SystemTime::now());
     let mut aggregator = Aggregator::new(config.period_secs, config.metrics, dimensions);
     aggregator.add(now, &first);
     aggregator.add(now, &second);
-    if let Some(run) = &job {
+    if let Some(run) = job.as_ref().filter(|_| !sending) {
         aggregator.add_job(now, run);
     }
     let window = aggregator.finish().ok_or_else(|| {
@@ -173,13 +176,14 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
     Ok(())
 }
 
-/// The job metrics of a run of `true`, wrapped as the command would be (the command
+/// The job metrics of a run of `true`, measured as the command's would be (the command
 /// itself is not run: a preflight must not start the job); `None`, with a warning, where
-/// `true` cannot be started (an image without it).
-async fn job_of_true(config: &Config, source: &impl Source) -> Option<JobRun> {
+/// `true` cannot be started (an image without it). `sending`: the check's request goes
+/// to CloudWatch, which they stay out of.
+fn job_of_true(config: &Config, source: &impl Source, sending: bool) -> Option<JobRun> {
     let command = ["true".to_owned()];
-    let mut run = match crate::supervise::Supervisor::spawn(&command, false) {
-        Ok(supervisor) => supervisor.wait().await,
+    let mut run = match crate::supervise::run_plain(&command) {
+        Ok(run) => run,
         Err(e) => {
             warn(
                 "job",
@@ -196,9 +200,14 @@ async fn job_of_true(config: &Config, source: &impl Source) -> Option<JobRun> {
     ok(
         "job",
         format_args!(
-            "`true` run as the command would be: {}; {} itself is not run by check",
+            "`true` run as the command would be: {}; {} itself is not run by check{}",
             values.join(", "),
-            config.command.first().map_or("the command", String::as_str)
+            config.command.first().map_or("the command", String::as_str),
+            if sending {
+                "; not sent, where they would count as a run of the job"
+            } else {
+                ""
+            }
         ),
     );
     Some(run)

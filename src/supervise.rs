@@ -30,6 +30,11 @@ use tokio::time::Instant;
 /// turn of the event loop, which never blocks; half a second is ample.
 pub const ORPHAN_GRACE: Duration = Duration::from_millis(500);
 
+/// How long a command that a stop signal seems to have ended waits for the agent's own
+/// (see `Supervisor::stop_on_its_way`): signals sent to a whole group arrive within
+/// microseconds of each other.
+const STOP_GRACE: Duration = Duration::from_millis(50);
+
 /// Signals passed on to the child (as tini does); the rest keep their default meaning.
 const FORWARDED: [Signal; 7] = [
     Signal::SIGTERM,
@@ -128,11 +133,7 @@ impl Supervisor {
             }
         }
         let started = Instant::now();
-        let child = cmd.spawn().map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => SpawnError::NotFound(program.clone()),
-            io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(program.clone()),
-            _ => SpawnError::Other(program.clone(), e),
-        })?;
+        let child = cmd.spawn().map_err(|e| spawn_error(program, e))?;
         let pid = Pid::from_raw(child.id() as i32);
         // Dropping std's handle neither waits nor kills; reaping is ours (below).
         drop(child);
@@ -157,10 +158,11 @@ impl Supervisor {
     /// how its run ended and what it used.
     pub async fn wait(mut self) -> JobRun {
         loop {
-            if let Some(run) = self.reap() {
+            if let Some(mut run) = self.reap() {
                 if self.terminal {
                     take_terminal_back();
                 }
+                run.stopped |= self.stop_on_its_way(run.ending).await;
                 return run;
             }
             let next_look = self
@@ -178,6 +180,40 @@ impl Supervisor {
                     if next_look.is_some() => {}
             }
         }
+    }
+
+    /// Whether a stop signal reached the agent together with the command: systemd's
+    /// default `KillMode` and Ctrl-C in a terminal signal every process at once, and the
+    /// command's exit can be seen before the agent's own signal has gone through the
+    /// signal driver and its listener. Those get their turns first; a command that a
+    /// SIGTERM or SIGINT seems to have ended (killed by it, or exiting 130 or 143) waits
+    /// up to [`STOP_GRACE`] more for the agent's.
+    async fn stop_on_its_way(&mut self, ending: Ending) -> bool {
+        let is_stop = |sig: Signal| matches!(sig, Signal::SIGTERM | Signal::SIGINT);
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        while let Ok(sig) = self.received.try_recv() {
+            if is_stop(sig) {
+                return true;
+            }
+        }
+        let stop_like = match ending {
+            Ending::Signaled(sig, _) => {
+                sig == Signal::SIGTERM as i32 || sig == Signal::SIGINT as i32
+            }
+            Ending::Exited(code) => code == 130 || code == 143,
+        };
+        if !stop_like {
+            return false;
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while let Ok(Some(sig)) = tokio::time::timeout_at(deadline, self.received.recv()).await {
+            if is_stop(sig) {
+                return true;
+            }
+        }
+        false
     }
 
     /// The child's process id.
@@ -209,16 +245,13 @@ impl Supervisor {
     fn reap(&mut self) -> Option<JobRun> {
         self.reap_orphans(Instant::now());
         let (ending, usage) = loop {
-            match wait4(self.child) {
-                Ok((WaitStatus::Exited(_, code), usage)) => {
-                    break (Ending::Exited(code as u8), usage);
-                }
-                Ok((WaitStatus::Signaled(_, sig, _), usage)) => {
-                    break (Ending::Signaled(sig as i32, sig.as_str()), usage);
-                }
+            match wait4(self.child, libc::WNOHANG) {
+                Ok((status, usage)) => match ending(status) {
+                    Some(ending) => break (ending, usage),
+                    // Still running, or stopped or continued.
+                    None => return None,
+                },
                 Err(Errno::EINTR) => {}
-                // Still running, or stopped or continued.
-                Ok(_) => return None,
                 Err(e) => {
                     // Only a bug would reap it elsewhere; the status is then unknown.
                     log::error!("wait4({}): {e}", self.child);
@@ -251,7 +284,7 @@ impl Supervisor {
                 }
             };
             if now >= seen + ORPHAN_GRACE {
-                match wait4(pid) {
+                match wait4(pid, libc::WNOHANG) {
                     Ok((status, usage)) => {
                         log::debug!("reaped orphan {pid}: {status:?}");
                         self.orphans = self.orphans.and(usage);
@@ -287,14 +320,66 @@ impl Usage {
     }
 }
 
-/// `waitpid(pid, WNOHANG)` that also returns the child's resource usage, which includes
+/// Runs `command` to its end as a plain child, passing on no signal and reaping nothing
+/// else: how `check` shows the job metrics of `true`, leaving its own Ctrl-C as it was.
+pub fn run_plain(command: &[String]) -> Result<JobRun, SpawnError> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| SpawnError::Other(String::new(), io::Error::other("empty command")))?;
+    let started = Instant::now();
+    let child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| spawn_error(program, e))?;
+    let pid = Pid::from_raw(child.id() as i32);
+    drop(child);
+    loop {
+        match wait4(pid, 0) {
+            Ok((status, usage)) => {
+                if let Some(ending) = ending(status) {
+                    return Ok(JobRun {
+                        ending,
+                        stopped: false,
+                        duration: started.elapsed(),
+                        cpu: usage.cpu,
+                        peak_memory: Some((usage.max_rss_bytes, "ru_maxrss")),
+                    });
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(SpawnError::Other(program.clone(), e.into())),
+        }
+    }
+}
+
+/// The error for `program` that could not be started.
+fn spawn_error(program: &str, e: io::Error) -> SpawnError {
+    match e.kind() {
+        io::ErrorKind::NotFound => SpawnError::NotFound(program.to_owned()),
+        io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(program.to_owned()),
+        _ => SpawnError::Other(program.to_owned(), e),
+    }
+}
+
+/// How a child ended; `None` while it runs (or was stopped or continued).
+fn ending(status: WaitStatus) -> Option<Ending> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(Ending::Exited(code as u8)),
+        WaitStatus::Signaled(_, sig, _) => Some(Ending::Signaled(sig as i32, sig.as_str())),
+        _ => None,
+    }
+}
+
+/// `waitpid(pid, flags)` that also returns the child's resource usage, which includes
 /// the descendants it waited for (wait4(2); nix has no wrapper for it).
-fn wait4(pid: Pid) -> nix::Result<(WaitStatus, Usage)> {
+fn wait4(pid: Pid, flags: libc::c_int) -> nix::Result<(WaitStatus, Usage)> {
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero `rusage` is a valid value of the plain C struct, and both
     // pointers are to locals that outlive the call, which only writes through them.
     let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
-    let res = unsafe { libc::wait4(pid.as_raw(), &mut status, libc::WNOHANG, &mut rusage) };
+    let res = unsafe { libc::wait4(pid.as_raw(), &mut status, flags, &mut rusage) };
     let res = Errno::result(res)?;
     let status = if res == 0 {
         WaitStatus::StillAlive

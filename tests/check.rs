@@ -368,6 +368,36 @@ fn check_shows_and_prices_the_job_metrics_of_true_and_sends_them() {
 }
 
 #[test]
+fn check_keeps_the_job_metrics_of_true_out_of_cloudwatch() {
+    let server = TestServer::start();
+    let args = [
+        "--scope",
+        "host",
+        "--metrics",
+        "cpu,memory,job",
+        "--",
+        "sleep",
+        "60",
+    ];
+    let (status, out, err) = check(&args, &server.agent_env());
+    assert_eq!(status.code(), Some(0), "{out:#?} {err:#?}");
+    let job = line(&out, "ok    job:");
+    assert!(
+        job.ends_with("; not sent, where they would count as a run of the job"),
+        "{job}"
+    );
+    let puts = server.accepted_puts();
+    assert_eq!(puts.len(), 1, "the check's one request");
+    let names: Vec<&str> = puts[0]["MetricData"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["MetricName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["CPUUtilization", "MemoryUtilization"]);
+}
+
+#[test]
 fn help_tells_of_check_and_check_help_describes_it() {
     let output = |args: &[&str]| {
         let out = common::agent_command(args, &[]).output().unwrap();

@@ -216,6 +216,36 @@ async fn a_run_the_agent_stopped_is_stopped_not_failed() {
     );
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_stop_sent_to_the_agent_and_the_command_together_is_still_a_stop() {
+    // systemd's default KillMode and Ctrl-C in a terminal signal every process of the
+    // unit or group at once: the command may be gone before the agent has taken in its
+    // own SIGTERM. Each run is its own process group here (setsid), signalled whole.
+    let server = TestServer::start();
+    let mut env = server.agent_env();
+    env.push(("RUST_LOG", "info".to_owned()));
+    for (i, signal) in ["TERM", "INT", "TERM", "INT", "TERM"].iter().enumerate() {
+        let service = format!("together-{i}");
+        let mut agent = Agent::spawn_via(&["setsid"], &job_args(&service, &["sleep", "30"]), &env);
+        agent.wait_for_log(&["started sleep as pid"], Duration::from_secs(10));
+        let group = format!("-{}", agent.pid());
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), "--", &group])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = agent.wait(Duration::from_secs(10));
+        assert!(matches!(status.code(), Some(130 | 143)), "{status:?}");
+        let values = job_values(&datums_of(&server, &service));
+        assert_eq!(
+            (values.get("JobStopped"), values.get("JobFailed")),
+            (Some(&1.0), None),
+            "SIG{signal} to the whole group, run {i}: {:?}",
+            agent.rest_of_log()
+        );
+    }
+}
+
 /// A command that allocates and touches `mib` MiB, holds it briefly and exits.
 fn allocating(mib: u32) -> Vec<String> {
     let python = common::python().display().to_string();
