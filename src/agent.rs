@@ -139,10 +139,22 @@ pub async fn run(config: &Config) -> Result<Outcome, StartError> {
     drop(signals);
     let mut status = None;
     let (outcome, oom) = {
+        // A task of its own: a slow sample (an ECS stats request) must neither delay the
+        // reaping that ends the run's duration nor the signals it passes on.
+        let waiting = tokio::spawn(supervisor.wait());
         let child_exit = pin!(async {
-            let run = supervisor.wait().await;
-            status = Some(run.status());
-            Some(run)
+            match waiting.await {
+                Ok(run) => {
+                    status = Some(run.status());
+                    Some(run)
+                }
+                Err(e) => {
+                    // Only a bug gets here; the command's status is then unknown.
+                    log::error!("the command's supervision failed: {e}");
+                    status = Some(1);
+                    None
+                }
+            }
         });
         measure(config, settled, child_exit).await
     };
@@ -233,7 +245,7 @@ async fn measure(
             opened = connector.connect() => opened,
             run = shutdown.as_mut() => {
                 if let Some(run) = run {
-                    log::info!("{run}");
+                    pipeline::say_ended(&run, "");
                     if config.metrics.contains(Metric::JobDuration) {
                         log::error!(
                             "the job metrics of this run are not published: the command \
@@ -272,7 +284,7 @@ async fn measure(
             ended.report.unit
         );
         if let Some(run) = shutdown.await {
-            log::info!("{run}");
+            pipeline::say_ended(&run, "");
         }
     }
     let oom = source.oom_kills_since_open().map(|kills| OomSeen {

@@ -674,7 +674,7 @@ mod tests {
             ending: Ending::Exited(3),
             stopped: false,
             duration: Duration::from_millis(6_123),
-            cpu: Duration::ZERO,
+            cpu: Some(Duration::ZERO),
             peak_memory: Some((123_456_789, "ru_maxrss")),
         };
         let closed = agg

@@ -17,7 +17,7 @@ use aws_credential_types::provider::ProvideCredentials;
 
 use crate::aggregate::{Aggregator, unix_secs};
 use crate::config::{Config, Output};
-use crate::domain::{JobRun, Kind, Metric};
+use crate::domain::{JobRun, Kind, Metric, MetricSet};
 use crate::pipeline::SAMPLE_INTERVAL;
 use crate::publish::cloudwatch::{self, ErrorKind, Publisher, PutRequest};
 use crate::publish::{CloudWatch, Format};
@@ -127,8 +127,9 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         ));
     }
     ok("sample", format_args!("{what}: {}", shown.join(", ")));
-    // Sent for real, `true`'s run would count as one of the job's runs.
-    let sending = matches!(destination, Destination::CloudWatch(..));
+    // Sent, or printed as EMF where CloudWatch Logs may extract it, `true`'s run would
+    // count as one of the job's runs: only a dry run shows it in its request.
+    let sending = !matches!(destination, Destination::DryRun(_));
     let job = if config.metrics.contains(Metric::JobDuration) {
         job_of_true(config, &source, sending)
     } else {
@@ -136,7 +137,17 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
     };
 
     let now = unix_secs(SystemTime::now());
-    let mut aggregator = Aggregator::new(config.period_secs, config.metrics, dimensions);
+    let mut metrics = config.metrics;
+    if sending {
+        let sampled: Vec<Metric> = metrics.iter().filter(|m| m.kind() != Kind::Once).collect();
+        // `--metrics job` alone: CPU and memory, so that the request still tries the
+        // permission to publish.
+        metrics = match MetricSet::of(&sampled) {
+            set if set.is_empty() => MetricSet::default(),
+            set => set,
+        };
+    }
+    let mut aggregator = Aggregator::new(config.period_secs, metrics, dimensions);
     aggregator.add(now, &first);
     aggregator.add(now, &second);
     if let Some(run) = job.as_ref().filter(|_| !sending) {
@@ -178,8 +189,8 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
 
 /// The job metrics of a run of `true`, measured as the command's would be (the command
 /// itself is not run: a preflight must not start the job); `None`, with a warning, where
-/// `true` cannot be started (an image without it). `sending`: the check's request goes
-/// to CloudWatch, which they stay out of.
+/// `true` cannot be started (an image without it). `sending`: the check's request is
+/// sent or printed as EMF, which they stay out of.
 fn job_of_true(config: &Config, source: &impl Source, sending: bool) -> Option<JobRun> {
     let command = ["true".to_owned()];
     let mut run = match crate::supervise::run_plain(&command) {
@@ -204,7 +215,7 @@ fn job_of_true(config: &Config, source: &impl Source, sending: bool) -> Option<J
             values.join(", "),
             config.command.first().map_or("the command", String::as_str),
             if sending {
-                "; not sent, where they would count as a run of the job"
+                "; left out of the request, where they would count as a run of the job"
             } else {
                 ""
             }

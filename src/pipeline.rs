@@ -100,7 +100,7 @@ pub async fn run<S: Source, D: Delivery>(
             // The kernel's record of the whole scope, where it keeps one, rather than
             // the largest single process.
             run.peak_memory = source.recorded_peak().or(run.peak_memory);
-            log::info!("{run}: publishing the partial window");
+            say_ended(&run, ": publishing the partial window");
             if let Some(window) = aggregator.add_job(unix_secs(clock()), &run) {
                 hand_over(&mut delivery, window);
             }
@@ -111,6 +111,12 @@ pub async fn run<S: Source, D: Delivery>(
     }
     let report = delivery.finish(Instant::now() + config.flush_timeout).await;
     Ended { report, closed }
+}
+
+/// The one info line that says how the wrapped command's run ended (under this module's
+/// target wherever it is said, so that one `RUST_LOG` filter keeps it), then `what next`.
+pub fn say_ended(run: &JobRun, next: &str) {
+    log::info!("{run}{next}");
 }
 
 /// Gives a closed window to the output, saying so on the publisher log target.
@@ -484,7 +490,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_command_shorter_than_a_sample_puts_its_run_in_the_final_window() {
+    async fn a_command_shorter_than_a_period_puts_its_run_in_the_final_window() {
         use crate::domain::Ending;
         let mut windows = Windows {
             got: Vec::new(),
@@ -502,7 +508,7 @@ mod tests {
             ending: Ending::Exited(3),
             stopped: false,
             duration: Duration::from_millis(100),
-            cpu: Duration::from_millis(20),
+            cpu: Some(Duration::from_millis(20)),
             peak_memory: Some((1 << 20, "ru_maxrss")),
         };
         let shutdown = std::pin::pin!(async {
@@ -540,5 +546,45 @@ mod tests {
             "the scope's record of its peak, where the kernel keeps one"
         );
         assert!(value(Metric::Memory).is_some(), "the samples so far too");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_gone_before_the_first_sample_still_has_its_run_published() {
+        use crate::domain::Ending;
+        let mut windows = Windows {
+            got: Vec::new(),
+            close_at: Instant::now() + Duration::from_secs(3600),
+        };
+        let config = crate::config::testing::config(&["--metrics", "cpu,job", "--", "true"]);
+        let ended = JobRun {
+            ending: Ending::Signaled(9, "SIGKILL"),
+            stopped: false,
+            duration: Duration::from_millis(1),
+            cpu: None,
+            peak_memory: None,
+        };
+        // Ready at once: the biased loop ends before its first tick.
+        let shutdown = std::pin::pin!(std::future::ready(Some(ended)));
+        let mut source = Counting(0);
+        run(
+            &config,
+            dimensions(),
+            &mut source,
+            &mut windows,
+            Ticker::interval(SAMPLE_INTERVAL),
+            shutdown,
+            clock(recent_hour()),
+        )
+        .await;
+        assert_eq!(source.0, 0, "no sample taken");
+        let [window] = windows.got.as_slice() else {
+            panic!("one window: {:?}", windows.got);
+        };
+        let names: Vec<Metric> = window.series.iter().map(|(m, _)| *m).collect();
+        assert_eq!(
+            names,
+            [Metric::JobDuration, Metric::JobFailed, Metric::JobStopped],
+            "what is known of the run, and no invented CPU time or peak"
+        );
     }
 }

@@ -16,14 +16,13 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{self, Signal};
-use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use thiserror::Error;
-
-use crate::domain::{Ending, JobRun};
 use tokio::signal::unix::{SignalKind, signal as listen};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::domain::{Ending, JobRun};
 
 /// How long another exited child is left to whoever waits for it before it is reaped as
 /// an orphan. The SDK's waits run on this same thread and take their child within a
@@ -162,7 +161,9 @@ impl Supervisor {
                 if self.terminal {
                     take_terminal_back();
                 }
-                run.stopped |= self.stop_on_its_way(run.ending).await;
+                if !run.stopped {
+                    run.stopped = self.stop_on_its_way(run.ending).await;
+                }
                 return run;
             }
             let next_look = self
@@ -246,26 +247,24 @@ impl Supervisor {
         self.reap_orphans(Instant::now());
         let (ending, usage) = loop {
             match wait4(self.child, libc::WNOHANG) {
-                Ok((status, usage)) => match ending(status) {
-                    Some(ending) => break (ending, usage),
-                    // Still running, or stopped or continued.
-                    None => return None,
-                },
+                Ok(Some((ending, usage))) => break (ending, Some(usage.and(self.orphans))),
+                // Still running, or stopped or continued.
+                Ok(None) => return None,
                 Err(Errno::EINTR) => {}
                 Err(e) => {
-                    // Only a bug would reap it elsewhere; the status is then unknown.
+                    // Only a bug would reap it elsewhere; the status and the usage are
+                    // then unknown, and no figure is made up for them.
                     log::error!("wait4({}): {e}", self.child);
-                    break (Ending::Exited(1), Usage::default());
+                    break (Ending::Exited(1), None);
                 }
             }
         };
-        let usage = usage.and(self.orphans);
         Some(JobRun {
             ending,
             stopped: self.stopped,
             duration: self.started.elapsed(),
-            cpu: usage.cpu,
-            peak_memory: Some((usage.max_rss_bytes, "ru_maxrss")),
+            cpu: usage.map(|u| u.cpu),
+            peak_memory: usage.map(|u| (u.max_rss_bytes, "ru_maxrss")),
         })
     }
 
@@ -285,10 +284,11 @@ impl Supervisor {
             };
             if now >= seen + ORPHAN_GRACE {
                 match wait4(pid, libc::WNOHANG) {
-                    Ok((status, usage)) => {
-                        log::debug!("reaped orphan {pid}: {status:?}");
+                    Ok(Some((ending, usage))) => {
+                        log::debug!("reaped orphan {pid}: {ending:?}");
                         self.orphans = self.orphans.and(usage);
                     }
+                    Ok(None) => {}
                     Err(e) => log::debug!("orphan {pid} was reaped elsewhere: {e}"),
                 }
                 self.zombies.retain(|(p, _)| *p != pid);
@@ -337,18 +337,16 @@ pub fn run_plain(command: &[String]) -> Result<JobRun, SpawnError> {
     drop(child);
     loop {
         match wait4(pid, 0) {
-            Ok((status, usage)) => {
-                if let Some(ending) = ending(status) {
-                    return Ok(JobRun {
-                        ending,
-                        stopped: false,
-                        duration: started.elapsed(),
-                        cpu: usage.cpu,
-                        peak_memory: Some((usage.max_rss_bytes, "ru_maxrss")),
-                    });
-                }
+            Ok(Some((ending, usage))) => {
+                return Ok(JobRun {
+                    ending,
+                    stopped: false,
+                    duration: started.elapsed(),
+                    cpu: Some(usage.cpu),
+                    peak_memory: Some((usage.max_rss_bytes, "ru_maxrss")),
+                });
             }
-            Err(Errno::EINTR) => {}
+            Ok(None) | Err(Errno::EINTR) => {}
             Err(e) => return Err(SpawnError::Other(program.clone(), e.into())),
         }
     }
@@ -363,41 +361,38 @@ fn spawn_error(program: &str, e: io::Error) -> SpawnError {
     }
 }
 
-/// How a child ended; `None` while it runs (or was stopped or continued).
-fn ending(status: WaitStatus) -> Option<Ending> {
-    match status {
-        WaitStatus::Exited(_, code) => Some(Ending::Exited(code as u8)),
-        WaitStatus::Signaled(_, sig, _) => Some(Ending::Signaled(sig as i32, sig.as_str())),
-        _ => None,
-    }
-}
-
 /// `waitpid(pid, flags)` that also returns the child's resource usage, which includes
-/// the descendants it waited for (wait4(2); nix has no wrapper for it).
-fn wait4(pid: Pid, flags: libc::c_int) -> nix::Result<(WaitStatus, Usage)> {
+/// the descendants it waited for (wait4(2); nix has no wrapper for it): how it ended and
+/// what it used, or `None` while it runs (or was stopped or continued). The status is
+/// read with the C macros, so that any signal (a real-time one too) is kept.
+fn wait4(pid: Pid, flags: libc::c_int) -> nix::Result<Option<(Ending, Usage)>> {
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero `rusage` is a valid value of the plain C struct, and both
     // pointers are to locals that outlive the call, which only writes through them.
     let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
     let res = unsafe { libc::wait4(pid.as_raw(), &mut status, flags, &mut rusage) };
-    let res = Errno::result(res)?;
-    let status = if res == 0 {
-        WaitStatus::StillAlive
+    if Errno::result(res)? == 0 {
+        return Ok(None);
+    }
+    let ending = if libc::WIFEXITED(status) {
+        Ending::Exited(libc::WEXITSTATUS(status) as u8)
+    } else if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        let name = Signal::try_from(signal).map_or("a real-time signal", Signal::as_str);
+        Ending::Signaled(signal, name)
     } else {
-        WaitStatus::from_raw(Pid::from_raw(res), status)?
+        return Ok(None);
     };
     let time = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
     };
     // Linux counts ru_maxrss in KiB, macOS in bytes.
     let rss_unit: u64 = if cfg!(target_os = "macos") { 1 } else { 1024 };
-    Ok((
-        status,
-        Usage {
-            cpu: time(rusage.ru_utime) + time(rusage.ru_stime),
-            max_rss_bytes: (rusage.ru_maxrss.max(0) as u64).saturating_mul(rss_unit),
-        },
-    ))
+    let usage = Usage {
+        cpu: time(rusage.ru_utime) + time(rusage.ru_stime),
+        max_rss_bytes: (rusage.ru_maxrss.max(0) as u64).saturating_mul(rss_unit),
+    };
+    Ok(Some((ending, usage)))
 }
 
 /// Whether stdin is a terminal whose foreground process group is the agent's own: only

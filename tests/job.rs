@@ -166,7 +166,7 @@ async fn each_run_publishes_how_it_ended_and_how_long_it_took_once_in_its_final_
             "{service}: JobDuration {duration} for a run the command timed at {span}"
         );
         assert!(values["JobPeakMemory"] > 0.0, "{service}");
-        // The samples so far go with it: a command shorter than a sample has none.
+        // The samples so far go with it: one per second, the first at the start.
         let memory = datums
             .iter()
             .filter(|d| d["MetricName"] == "MemoryUtilization");

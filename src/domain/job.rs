@@ -28,8 +28,8 @@ pub struct JobRun {
     /// From its start to its exit.
     pub duration: Duration,
     /// CPU time (user and system) of the command and the descendants that ended before
-    /// it (their waited-for resource usage).
-    pub cpu: Duration,
+    /// it (their waited-for resource usage); `None` when unknown (its status was lost).
+    pub cpu: Option<Duration>,
     /// Its peak memory in bytes, and the source that says so (`ru_maxrss`, or the
     /// cgroup's `memory.peak` / `memory.max_usage_in_bytes`); `None` when unknown.
     pub peak_memory: Option<(u64, &'static str)>,
@@ -62,7 +62,7 @@ impl JobRun {
             Metric::JobFailed => (!self.stopped).then(|| flag(self.failed())),
             Metric::JobStopped => Some(flag(self.stopped)),
             Metric::JobPeakMemory => self.peak_memory.map(|(bytes, _)| bytes as f64),
-            Metric::JobCpuTime => Some(self.cpu.as_secs_f64()),
+            Metric::JobCpuTime => self.cpu.map(|cpu| cpu.as_secs_f64()),
             _ => None,
         }
     }
@@ -83,15 +83,18 @@ impl fmt::Display for JobRun {
         }
         write!(
             f,
-            " after {:.3} s{}: CPU time {:.3} s",
+            " after {:.3} s{}",
             self.duration.as_secs_f64(),
             if self.stopped {
                 ", stopped by the signal the agent passed on"
             } else {
                 ""
             },
-            self.cpu.as_secs_f64()
         )?;
+        match self.cpu {
+            Some(cpu) => write!(f, ": CPU time {:.3} s", cpu.as_secs_f64())?,
+            None => write!(f, ": CPU time unknown")?,
+        }
         if let Some((bytes, source)) = self.peak_memory {
             let mib = bytes as f64 / (1024.0 * 1024.0);
             write!(f, ", peak memory {mib:.1} MiB ({source})")?;
@@ -109,7 +112,7 @@ mod tests {
             ending,
             stopped,
             duration: Duration::from_millis(2_500),
-            cpu: Duration::from_millis(1_250),
+            cpu: Some(Duration::from_millis(1_250)),
             peak_memory: Some((100 << 20, "ru_maxrss")),
         }
     }
@@ -151,9 +154,15 @@ mod tests {
         assert_eq!(r.value(Metric::Cpu), None);
         let unknown = JobRun {
             peak_memory: None,
+            cpu: None,
             ..r
         };
         assert_eq!(unknown.value(Metric::JobPeakMemory), None);
+        assert_eq!(
+            unknown.value(Metric::JobCpuTime),
+            None,
+            "never an invented 0"
+        );
     }
 
     #[test]
