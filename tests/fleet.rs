@@ -97,8 +97,12 @@ fn ten_agents_started_together_send_at_their_own_offsets_within_the_first_quarte
     let (low, high) = typical
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), l| (a.min(*l), b.max(*l)));
+    // Offsets are uniform over the 2 s quarter, but a window goes no sooner than its
+    // hand-over, about 0.9 s after its end: the agents drawing less than that send
+    // together (within ~0.15 s). That all ten draw under 1.15 s has a chance of
+    // 0.575^10 ≈ 0.4 %; a spread of 0.6 s (all under 1.5 s: 5.6 %) failed CI once.
     assert!(
-        high - low > 0.6,
+        high - low > 0.25,
         "ten agents started together send at different times: {lateness:#?}"
     );
 }
