@@ -489,21 +489,37 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_command_shorter_than_a_period_puts_its_run_in_the_final_window() {
-        use crate::domain::Ending;
+    /// The windows a wrapped run of `source` with `args` hands over, its command ending
+    /// when `ended` completes; the loop must hand over exactly one.
+    async fn the_one_window(
+        args: &[&str],
+        source: &mut impl Source,
+        ended: impl Future<Output = Option<JobRun>>,
+    ) -> Window {
         let mut windows = Windows {
             got: Vec::new(),
             close_at: Instant::now() + Duration::from_secs(3600),
         };
-        let config = crate::config::testing::config(&[
-            "--period",
-            "60",
-            "--metrics",
-            "cpu,memory,job",
-            "--",
-            "true",
-        ]);
+        let config = crate::config::testing::config(&[args, &["--", "true"]].concat());
+        run(
+            &config,
+            dimensions(),
+            source,
+            &mut windows,
+            Ticker::interval(SAMPLE_INTERVAL),
+            std::pin::pin!(ended),
+            clock(recent_hour()),
+        )
+        .await;
+        match <[Window; 1]>::try_from(windows.got) {
+            Ok([window]) => window,
+            Err(got) => panic!("one window: {got:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_shorter_than_a_period_puts_its_run_in_the_final_window() {
+        use crate::domain::Ending;
         let ended = JobRun {
             ending: Ending::Exited(3),
             stopped: false,
@@ -511,24 +527,13 @@ mod tests {
             cpu: Some(Duration::from_millis(20)),
             peak_memory: Some((1 << 20, "ru_maxrss")),
         };
-        let shutdown = std::pin::pin!(async {
+        let shutdown = async {
             tokio::time::sleep(Duration::from_millis(100)).await;
             Some(ended)
-        });
-        let mut source = Recorded(Counting(0));
-        run(
-            &config,
-            dimensions(),
-            &mut source,
-            &mut windows,
-            Ticker::interval(SAMPLE_INTERVAL),
-            shutdown,
-            clock(recent_hour()),
-        )
-        .await;
-        let [window] = windows.got.as_slice() else {
-            panic!("one window: {:?}", windows.got);
         };
+        let mut source = Recorded(Counting(0));
+        let args = ["--period", "60", "--metrics", "cpu,memory,job"];
+        let window = the_one_window(&args, &mut source, shutdown).await;
         let value = |metric| {
             window
                 .series
@@ -551,11 +556,6 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_command_gone_before_the_first_sample_still_has_its_run_published() {
         use crate::domain::Ending;
-        let mut windows = Windows {
-            got: Vec::new(),
-            close_at: Instant::now() + Duration::from_secs(3600),
-        };
-        let config = crate::config::testing::config(&["--metrics", "cpu,job", "--", "true"]);
         let ended = JobRun {
             ending: Ending::Signaled(9, "SIGKILL"),
             stopped: false,
@@ -564,22 +564,10 @@ mod tests {
             peak_memory: None,
         };
         // Ready at once: the biased loop ends before its first tick.
-        let shutdown = std::pin::pin!(std::future::ready(Some(ended)));
         let mut source = Counting(0);
-        run(
-            &config,
-            dimensions(),
-            &mut source,
-            &mut windows,
-            Ticker::interval(SAMPLE_INTERVAL),
-            shutdown,
-            clock(recent_hour()),
-        )
-        .await;
+        let shutdown = std::future::ready(Some(ended));
+        let window = the_one_window(&["--metrics", "cpu,job"], &mut source, shutdown).await;
         assert_eq!(source.0, 0, "no sample taken");
-        let [window] = windows.got.as_slice() else {
-            panic!("one window: {:?}", windows.got);
-        };
         let names: Vec<Metric> = window.series.iter().map(|(m, _)| *m).collect();
         assert_eq!(
             names,

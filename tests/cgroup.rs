@@ -87,27 +87,35 @@ fn oom_kills_and_pressure_come_from_the_cgroups_own_files_on_v2() {
     }
 }
 
-#[test]
-fn pressure_in_cgroup_v1_exits_2_when_the_scope_is_named_and_is_left_out_under_auto() {
+/// A dry run on fixture `tree` with `--scope cgroup --metrics metrics` exits 2 with one
+/// line naming `--metrics group` and saying `why`; the fixture's environment is returned
+/// for the same metrics under `auto`.
+fn named_refuses(tree: &str, metrics: &str, group: &str, why: &str) -> [(&'static str, String); 2] {
     let env = [
-        ("CWMA_ROOT", fixture("v1-quota")),
+        ("CWMA_ROOT", fixture(tree)),
         ("RUST_LOG", "warn".to_owned()),
     ];
-    let named = [
-        &DRY_RUN[..],
-        &["--scope", "cgroup", "--metrics", "cpu,oom,pressure"],
-    ]
-    .concat();
+    let named = [&DRY_RUN[..], &["--scope", "cgroup", "--metrics", metrics]].concat();
     let out = common::agent_command(&named, &env).output().unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.trim().lines().count() == 1
-            && stderr.contains("--metrics pressure")
-            && stderr.contains("PSI needs cgroup v2"),
+            && stderr.contains(&format!("--metrics {group}"))
+            && stderr.contains(why),
         "{stderr}"
     );
+    env
+}
 
+#[test]
+fn pressure_in_cgroup_v1_exits_2_when_the_scope_is_named_and_is_left_out_under_auto() {
+    let env = named_refuses(
+        "v1-quota",
+        "cpu,oom,pressure",
+        "pressure",
+        "PSI needs cgroup v2",
+    );
     let auto = [&DRY_RUN[..], &["--metrics", "cpu,oom,pressure"]].concat();
     let mut agent = Agent::spawn(&auto, &env);
     let line = agent.first_line_then_stop();
@@ -127,25 +135,12 @@ fn pressure_in_cgroup_v1_exits_2_when_the_scope_is_named_and_is_left_out_under_a
 #[test]
 fn storage_without_io_stat_exits_2_when_the_scope_is_named_and_is_left_out_under_auto() {
     // A cgroup v2 group whose io controller is off: no io.stat.
-    let env = [
-        ("CWMA_ROOT", fixture("v2-namespaced")),
-        ("RUST_LOG", "warn".to_owned()),
-    ];
-    let named = [
-        &DRY_RUN[..],
-        &["--scope", "cgroup", "--metrics", "cpu,storage"],
-    ]
-    .concat();
-    let out = common::agent_command(&named, &env).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.trim().lines().count() == 1
-            && stderr.contains("--metrics storage")
-            && stderr.contains("io.stat is missing"),
-        "{stderr}"
+    let env = named_refuses(
+        "v2-namespaced",
+        "cpu,storage",
+        "storage",
+        "io.stat is missing",
     );
-
     let auto = [&DRY_RUN[..], &["--metrics", "cpu,memory,storage"]].concat();
     let mut agent = Agent::spawn(&auto, &env);
     let line = agent.first_line_then_stop();
