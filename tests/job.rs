@@ -454,3 +454,33 @@ fn batch_dimensions_come_from_the_variables_aws_batch_sets() {
     assert_eq!(status.code(), Some(2));
     assert!(log.starts_with("error: invalid AWS_BATCH_JQ_NAME"), "{log}");
 }
+
+#[test]
+fn a_run_that_ends_before_the_ecs_endpoint_ever_answers_is_said_to_be_lost() {
+    // Nothing listens there: the command starts after the 5 s wait, ends at once, and
+    // there is no task to publish its run for.
+    let uri = format!("http://127.0.0.1:{}/v4/task", common::CLOSED_PORT);
+    let env = [("ECS_CONTAINER_METADATA_URI_V4", uri)];
+    let args = [
+        "--namespace",
+        NAMESPACE,
+        "-s",
+        "lost",
+        "--dry-run",
+        "--scope",
+        "ecs-task",
+        "--metrics",
+        "cpu,job",
+        "--",
+        "true",
+    ];
+    let out = agent_command(&args, &env).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "the command's status: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing published");
+    assert!(
+        stderr.contains("[ERROR")
+            && stderr.contains("the job metrics of this run are not published"),
+        "said at the default level: {stderr}"
+    );
+}
