@@ -484,3 +484,35 @@ fn a_run_that_ends_before_the_ecs_endpoint_ever_answers_is_said_to_be_lost() {
         "said at the default level: {stderr}"
     );
 }
+
+#[test]
+fn peak_memory_in_a_cgroup_v2_scope_is_its_memory_peak() {
+    // The fixture's group: 200 MiB in use now, 224 MiB at its peak (memory.peak).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cgroup/v2-namespaced");
+    let env = [
+        ("CWMA_ROOT", root.display().to_string()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let args = [
+        "--namespace",
+        NAMESPACE,
+        "-s",
+        "v2",
+        "--dry-run",
+        "--scope",
+        "cgroup",
+        "--metrics",
+        "memory,job",
+        "--",
+        "true",
+    ];
+    let out = agent_command(&args, &env).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let values = dry_run_job_values(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(values["JobPeakMemory"], 234_881_024.0);
+    assert!(
+        stderr.contains("peak memory 224.0 MiB (memory.peak)"),
+        "the source named: {stderr}"
+    );
+}
