@@ -403,20 +403,65 @@ mod tests {
         let host = fixtures.join("proc-2cpu");
         let (files, unavailable) = KernelFiles::open(&Places::host(&host), all, false);
         assert_eq!(unavailable, []);
-        let mut host = crate::sample::HostSource::new(&host).with_kernel(files);
+        // Network and storage counters: a NIC beside loopback, a disk beside its
+        // partition and a loop device, and a cgroup v2 io.stat of two devices.
+        let tree = tempfile::tempdir().unwrap();
+        let at = |path: &str| tree.path().join(path);
+        for dir in [
+            "proc/net",
+            "sys/class/net/eth0/device",
+            "sys/block/sda/sda1",
+        ] {
+            fs::create_dir_all(at(dir)).unwrap();
+        }
+        fs::write(
+            at("proc/net/dev"),
+            "Inter-| Receive | Transmit\n face |bytes packets|bytes packets\n\
+             lo: 100 1 0 0 0 0 0 0 100 1 0 0 0 0 0 0\n\
+             eth0: 5000 9 0 0 0 0 0 0 7000 9 0 0 0 0 0 0\n",
+        )
+        .unwrap();
+        fs::write(
+            at("proc/diskstats"),
+            "   7       0 loop0 1 0 2 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n\
+                8       0 sda 10 0 800 0 20 0 1600 0 0 0 0 0 0 0 0 0 0\n\
+                8       1 sda1 5 0 400 0 10 0 800 0 0 0 0 0 0 0 0 0 0\n",
+        )
+        .unwrap();
+        fs::write(
+            at("io.stat"),
+            "8:0 rbytes=1 wbytes=2 rios=1 wios=1\n8:16 rbytes=3 wbytes=4\n",
+        )
+        .unwrap();
+        use crate::sample::traffic::{self, TrafficFiles};
+        let both = MetricSet::of(&[Metric::NetworkRx, Metric::StorageRead]);
+        let (traffic_files, unavailable) =
+            TrafficFiles::open(&traffic::Places::host(tree.path()), both);
+        assert_eq!(unavailable, []);
+        let mut host = crate::sample::HostSource::new(&host)
+            .with_kernel(files)
+            .with_traffic(traffic_files);
 
         let root = fixtures.join("cgroup/v2-namespaced");
         let layout = crate::sample::cgroup::detect(&root).unwrap().unwrap();
         let (files, unavailable) = KernelFiles::open(&layout.kernel_places(), all, false);
         assert_eq!(unavailable, []);
+        let cgroup_traffic = traffic::Places {
+            network: Ok(traffic::network_files(tree.path())),
+            storage: Ok((at("io.stat"), traffic::Shape::IoStat)),
+        };
+        let (traffic_files, unavailable) = TrafficFiles::open(&cgroup_traffic, both);
+        assert_eq!(unavailable, []);
         let mut cgroup = crate::sample::CgroupSource::new(&root, layout)
             .unwrap()
-            .with_kernel(files);
+            .with_kernel(files)
+            .with_traffic(traffic_files);
 
         let mut sample = || {
             for s in [block_on(host.sample()), block_on(cgroup.sample())] {
                 assert!(s.errors.is_empty(), "{:?}", s.errors);
                 assert_eq!((s.oom_kills, s.memory_pressure), (Some(0.0), Some(0.0)));
+                assert_eq!((s.network_rx, s.storage_write), (Some(0.0), Some(0.0)));
             }
         };
         sample();

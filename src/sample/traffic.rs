@@ -67,21 +67,25 @@ pub fn net_dev_interfaces(text: &str) -> impl Iterator<Item = Result<(&str, Byte
 /// as bytes.
 pub fn parse_diskstats(text: &str, devices: &[String]) -> Result<Bytes, ParseError> {
     let mut total = Bytes::default();
+    // Fields are taken as they come (no list per line): read every second.
     for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let Some(name) = fields.get(2) else { continue };
+        let mut fields = line.split_whitespace();
+        let Some(name) = fields.nth(2) else { continue };
         if !devices.iter().any(|d| d == name) {
             continue;
         }
-        let field = |i: usize| -> Result<u64, ParseError> {
+        // `skip` fields after the last one taken, then field `i` (0-based).
+        let mut field = |skip: usize, i: usize| -> Result<u64, ParseError> {
             let text = fields
-                .get(i)
+                .nth(skip)
                 .ok_or(ParseError::MissingLine("sectors written"))?;
             let sectors = number(|| format!("{name} field {}", i + 1), text)?;
             Ok(sectors.saturating_mul(SECTOR_BYTES))
         };
-        total.inbound = total.inbound.saturating_add(field(5)?);
-        total.outbound = total.outbound.saturating_add(field(9)?);
+        let read = field(2, 5)?;
+        let written = field(3, 9)?;
+        total.inbound = total.inbound.saturating_add(read);
+        total.outbound = total.outbound.saturating_add(written);
     }
     Ok(total)
 }
@@ -109,8 +113,12 @@ pub fn parse_io_stat(text: &str) -> Result<Bytes, ParseError> {
 pub fn parse_blkio_service_bytes(text: &str) -> Result<Bytes, ParseError> {
     let mut total = Bytes::default();
     for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [_, op, value] = fields[..] else { continue };
+        let mut fields = line.split_whitespace();
+        let (Some(_), Some(op), Some(value), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
         let slot = match op {
             "Read" => &mut total.inbound,
             "Write" => &mut total.outbound,
@@ -269,11 +277,20 @@ impl NetworkCounters {
                     tx.saturating_add(i.delta.outbound),
                 )
             });
-        let elapsed = self.at.replace(now).map(|at| now.saturating_sub(at));
-        Ok(elapsed.filter(|ns| *ns > 0).map(|ns| {
-            let per_second = |bytes: u64| bytes as f64 / ns as f64 * 1e9;
-            (per_second(inbound), per_second(outbound))
-        }))
+        // The deltas are summed over the interfaces already: as counters from 0.
+        let Some(at) = self.at.replace(now) else {
+            return Ok(None);
+        };
+        let rate = |bytes| {
+            bytes_per_second(
+                Reading { used: 0, span: at },
+                Reading {
+                    used: bytes,
+                    span: now,
+                },
+            )
+        };
+        Ok(rate(inbound).zip(rate(outbound)))
     }
 }
 
@@ -333,9 +350,8 @@ impl Counters {
                 span: now,
             },
         );
-        let per_second = |prev, cur| rate::ratio(prev, cur).ok().map(|r| r * 1e9);
         let rates = self.prev.and_then(|(prev_in, prev_out)| {
-            per_second(prev_in, cur.0).zip(per_second(prev_out, cur.1))
+            bytes_per_second(prev_in, cur.0).zip(bytes_per_second(prev_out, cur.1))
         });
         self.prev = Some(cur);
         Ok(rates)
@@ -356,39 +372,37 @@ impl TrafficFiles {
     /// counters), and says what cannot be measured.
     pub fn open(places: &Places, wanted: MetricSet) -> (TrafficFiles, Vec<Unavailable>) {
         let origin = Instant::now();
+        let now = nanos_since(origin);
+        // Opened, and read once for the baseline; or why not.
+        fn baseline<C>(
+            counters: Result<C, String>,
+            rates: impl FnOnce(&mut C) -> Result<Option<(f64, f64)>, SampleError>,
+        ) -> Result<C, String> {
+            let mut counters = counters?;
+            rates(&mut counters).map_err(|e| e.to_string())?;
+            Ok(counters)
+        }
         let mut unavailable = Vec::new();
-        let network = wanted.contains(Metric::NetworkRx).then(|| {
-            let opened = places.network.clone().and_then(|files| {
-                let mut counters = NetworkCounters::new(files);
-                counters
-                    .rates(nanos_since(origin))
-                    .map_err(|e| e.to_string())?;
-                Ok(counters)
-            });
-            opened.map_err(|reason| {
-                unavailable.push(Unavailable {
-                    metric: Metric::NetworkRx,
-                    reason,
-                })
-            })
-        });
-        let network = network.and_then(Result::ok);
-        let mut open = |metric: Metric, place: Result<(PathBuf, Shape), String>| {
-            if !wanted.contains(metric) {
-                return None;
-            }
-            let opened = place.and_then(|(path, shape)| {
-                let mut counters = Counters::new(path, shape);
-                counters
-                    .rates(nanos_since(origin))
-                    .map_err(|e| e.to_string())?;
-                Ok(counters)
-            });
-            opened
-                .map_err(|reason| unavailable.push(Unavailable { metric, reason }))
+        let mut said = |metric, reason| unavailable.push(Unavailable { metric, reason });
+        let network = if wanted.contains(Metric::NetworkRx) {
+            let files = places.network.clone().map(NetworkCounters::new);
+            baseline(files, |c| c.rates(now))
+                .map_err(|reason| said(Metric::NetworkRx, reason))
                 .ok()
+        } else {
+            None
         };
-        let storage = open(Metric::StorageRead, places.storage.clone());
+        let storage = if wanted.contains(Metric::StorageRead) {
+            let file = places
+                .storage
+                .clone()
+                .map(|(path, shape)| Counters::new(path, shape));
+            baseline(file, |c| c.rates(now))
+                .map_err(|reason| said(Metric::StorageRead, reason))
+                .ok()
+        } else {
+            None
+        };
         let files = TrafficFiles {
             network,
             storage,
@@ -414,6 +428,12 @@ impl TrafficFiles {
             }
         }
     }
+}
+
+/// Bytes a second between two readings of a byte counter over nanoseconds; `None` across
+/// a counter that went back or no time at all.
+fn bytes_per_second(prev: Reading, cur: Reading) -> Option<f64> {
+    rate::ratio(prev, cur).ok().map(|r| r * 1e9)
 }
 
 fn nanos_since(origin: Instant) -> u64 {
