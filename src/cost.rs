@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::config::{Config, Output, Scope};
-use crate::domain::{CONTAINER_DIMENSION, Dimension, Distribution, Group, Metric, Window};
+use crate::domain::{CONTAINER_DIMENSION, Dimension, Distribution, Group, Kind, Metric, Window};
 use crate::publish::cloudwatch;
 use crate::publish::emf::Emf;
 
@@ -198,7 +198,8 @@ impl fmt::Display for Estimate {
 /// metrics, $3.00 a month for each set of dimension values (shared by the agents that
 /// send it)".
 pub fn by_group(config: &Config, containers: usize) -> Option<String> {
-    let mut groups: Vec<(&str, usize, bool)> = Vec::new();
+    // Per group: its argument, its metric names, and its metrics' first.
+    let mut groups: Vec<(&str, usize, Metric)> = Vec::new();
     for metric in config
         .metrics
         .iter()
@@ -208,7 +209,7 @@ pub fn by_group(config: &Config, containers: usize) -> Option<String> {
         let arg = crate::config::metric_arg(metric);
         match groups.iter_mut().find(|(a, _, _)| *a == arg) {
             Some((_, n, _)) => *n += names,
-            None => groups.push((arg, names, metric.per_container())),
+            None => groups.push((arg, names, metric)),
         }
     }
     if groups.is_empty() {
@@ -217,14 +218,14 @@ pub fn by_group(config: &Config, containers: usize) -> Option<String> {
     let mut total = 0;
     let parts: Vec<String> = groups
         .iter()
-        .map(|&(arg, names, per_container)| {
-            if per_container {
+        .map(|&(arg, names, metric)| {
+            if metric.per_container() {
                 total += names * containers;
                 format!(
                     "{arg} {names} × {containers} containers = {}",
                     names * containers
                 )
-            } else if arg == crate::config::metric_arg(Metric::JobDuration) {
+            } else if metric.kind() == Kind::Once {
                 // Custom metrics are prorated by the hour and billed only for the hours
                 // they are published in: one run a day is 30 of a month's 730.
                 total += names;

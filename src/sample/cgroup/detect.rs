@@ -242,6 +242,38 @@ mod tests {
     }
 
     #[test]
+    fn v1_storage_reads_the_recursive_blkio_file_or_else_the_groups_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let blkio = Dir {
+            path: dir.path().to_owned(),
+            top: dir.path().to_owned(),
+        };
+        let layout = Layout {
+            version: Version::V1,
+            cpu: None,
+            cpuacct: None,
+            memory: None,
+            cpuset: None,
+            blkio: Some(blkio),
+            runtime_path: false,
+        };
+        let storage = || layout.traffic_places(dir.path()).storage.unwrap();
+        let own = dir.path().join("blkio.throttle.io_service_bytes");
+        assert_eq!(
+            storage(),
+            (own, traffic::Shape::Blkio),
+            "older kernels' file"
+        );
+        let recursive = dir.path().join("blkio.throttle.io_service_bytes_recursive");
+        std::fs::write(&recursive, "Total 0\n").unwrap();
+        assert_eq!(
+            storage(),
+            (recursive, traffic::Shape::Blkio),
+            "with the group's descendants"
+        );
+    }
+
+    #[test]
     fn v2_namespaced_is_the_mount_root() {
         let (root, layout) = layout("v2-namespaced");
         assert_eq!(layout.version, Version::V2);

@@ -234,4 +234,35 @@ mod tests {
         // EC2: nothing to report, so nothing to watch.
         assert!(TaskWatch::new(&task(&[("app", None, "RUNNING")], ""), true, false).is_none());
     }
+
+    #[test]
+    fn ephemeral_figures_not_read_again_for_35_s_are_no_longer_sent() {
+        let task = task(
+            &[("app", None, "RUNNING")],
+            r#","EphemeralStorageMetrics":{"Utilized":311,"Reserved":20496}"#,
+        );
+        let mut watch = TaskWatch::new(&task, true, false).unwrap();
+        let read_at = |ago: Duration| Instant::now().checked_sub(ago).unwrap();
+        let storage = watch.storage.map(|(s, _)| s).unwrap();
+        watch.storage = Some((storage, read_at(Duration::from_secs(34))));
+        let mut sample = Sample::default();
+        watch.sample_into(&mut sample);
+        assert_eq!(
+            sample.ephemeral_reserved,
+            Some(20496.0 / 1024.0),
+            "still fresh"
+        );
+        watch.storage = Some((storage, read_at(STALE_AFTER + Duration::from_secs(1))));
+        let mut sample = Sample::default();
+        watch.sample_into(&mut sample);
+        assert_eq!(
+            (
+                sample.ephemeral_utilized,
+                sample.ephemeral_reserved,
+                sample.ephemeral_utilization
+            ),
+            (None, None, None),
+            "stale"
+        );
+    }
 }
