@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::counters::CounterRates;
-use super::metadata::{MIB, Stats, Task};
+use super::metadata::{Container, ContainerStats, MIB, Stats, Task};
 use crate::sample::rate::{self, Gap, Reading};
 use crate::sample::{CPU_UNITS_PER_VCPU, Capacity, ContainerSample};
 
@@ -101,7 +101,15 @@ impl Tracker {
         capacity: &Capacity,
         now: u64,
     ) -> Utilization {
-        let traffic = self.traffic(task, stats);
+        let traffic = self.wants.network || self.wants.storage;
+        if traffic {
+            self.begin_traffic();
+        }
+        // Interfaces of the task's shared network namespace counted so far.
+        let mut shared: Vec<&str> = Vec::new();
+        // Whether a container had stats at all: at a task's start there are none yet,
+        // and that says nothing about what they will hold.
+        let mut any_stats = false;
         let mut containers = Vec::new();
         let mut vcpus_used = 0.0;
         let mut advanced = false;
@@ -116,15 +124,20 @@ impl Tracker {
             let Some(read_nanos) = s.read_nanos() else {
                 continue;
             };
+            any_stats = true;
+            if traffic {
+                self.add_traffic(container, s, read_nanos, &mut shared);
+            }
+            let working_set = s.working_set_bytes();
             if self.wants.containers {
                 containers.push(ContainerSample {
                     name: container.name.as_str().into(),
                     cpu_utilized: None,
-                    memory_utilized: s.working_set_bytes().map(|b| b as f64 / MIB),
+                    memory_utilized: working_set.map(|b| b as f64 / MIB),
                 });
             }
             // Once past 2^64 the sum is no value, whatever the containers after it say.
-            if let Some(bytes) = s.working_set_bytes()
+            if let Some(bytes) = working_set
                 && !overflowed
             {
                 match memory_bytes.unwrap_or(0).checked_add(bytes) {
@@ -195,12 +208,21 @@ impl Tracker {
                 }
             }
             vcpus_used += point.rate.unwrap_or(0.0);
-            if let Some(sample) = containers.last_mut().filter(|_| self.wants.containers) {
+            // The sample just pushed (only with `containers` asked for).
+            if let Some(sample) = containers.last_mut() {
                 sample.cpu_utilized = point.rate.map(|vcpus| vcpus * CPU_UNITS_PER_VCPU);
             }
             current.insert(container.docker_id.clone(), point);
         }
         self.previous = current;
+        let traffic = if traffic {
+            self.finish_traffic(any_stats)
+        } else {
+            Traffic {
+                network: None,
+                storage: None,
+            }
+        };
         let plausible = |capacity: f64| capacity.is_finite() && capacity > 0.0;
         if (advanced && !plausible(capacity.cpus))
             || (memory_bytes.is_some() && !plausible(capacity.memory_bytes as f64))
@@ -232,19 +254,8 @@ impl Tracker {
         }
     }
 
-    /// Network and storage rates of one document, where asked for. Containers that
-    /// share the task's network namespace all report its interfaces: each interface is
-    /// counted once, from the first such container that lists it. A container with a
-    /// namespace of its own (bridge mode) adds its own. Block I/O is each container's
-    /// own cgroup's, so the containers add up.
-    fn traffic(&mut self, task: &Task, stats: &Stats) -> Traffic {
-        let (network, storage) = (self.wants.network, self.wants.storage);
-        if !network && !storage {
-            return Traffic {
-                network: None,
-                storage: None,
-            };
-        }
+    /// Starts the network and storage rates of one document.
+    fn begin_traffic(&mut self) {
         for rates in [
             &mut self.network_rx,
             &mut self.network_tx,
@@ -253,47 +264,55 @@ impl Tracker {
         ] {
             rates.begin();
         }
-        let mut shared: Vec<&str> = Vec::new();
-        // Whether a container had stats at all: at a task's start there are none yet,
-        // and that says nothing about what they will hold.
-        let mut any_stats = false;
-        for container in task.measured() {
-            let Some(Some(s)) = stats.get(&container.docker_id) else {
-                continue;
-            };
-            let Some(read_nanos) = s.read_nanos() else {
-                continue;
-            };
-            any_stats = true;
-            if network {
-                // Kept under the container it was read from: another container's copy
-                // of a shared interface has another `read` time, so taking it over
-                // starts a new baseline rather than a rate across two clocks.
-                let key = container.docker_id.as_str();
-                let shares = container.shares_task_network();
-                for (interface, counters) in s.networks.iter().flat_map(|n| &n.0) {
-                    self.seen.network = true;
-                    if shares {
-                        if shared.contains(&interface.as_str()) {
-                            continue;
-                        }
-                        shared.push(interface);
+    }
+
+    /// Adds one container's network and storage counters, where asked for, read at
+    /// `read_nanos`. Containers that share the task's network namespace all report its
+    /// interfaces: each interface is counted once (`shared`), from the first such
+    /// container that lists it. A container with a namespace of its own (bridge mode)
+    /// adds its own. Block I/O is each container's own cgroup's, so the containers add
+    /// up.
+    fn add_traffic<'a>(
+        &mut self,
+        container: &Container,
+        s: &'a ContainerStats,
+        read_nanos: u64,
+        shared: &mut Vec<&'a str>,
+    ) {
+        if self.wants.network {
+            // Kept under the container it was read from: another container's copy of
+            // a shared interface has another `read` time, so taking it over starts a
+            // new baseline rather than a rate across two clocks.
+            let key = container.docker_id.as_str();
+            let shares = container.shares_task_network();
+            for (interface, counters) in s.networks.iter().flat_map(|n| &n.0) {
+                self.seen.network = true;
+                if shares {
+                    if shared.contains(&interface.as_str()) {
+                        continue;
                     }
-                    if let Some(rx) = counters.rx_bytes {
-                        self.network_rx.add(key, interface, rx, read_nanos);
-                    }
-                    if let Some(tx) = counters.tx_bytes {
-                        self.network_tx.add(key, interface, tx, read_nanos);
-                    }
+                    shared.push(interface);
+                }
+                if let Some(rx) = counters.rx_bytes {
+                    self.network_rx.add(key, interface, rx, read_nanos);
+                }
+                if let Some(tx) = counters.tx_bytes {
+                    self.network_tx.add(key, interface, tx, read_nanos);
                 }
             }
-            if storage && let Some((read, written)) = s.storage_bytes() {
-                self.seen.storage = true;
-                let id = container.docker_id.as_str();
-                self.storage_read.add(id, "", read, read_nanos);
-                self.storage_write.add(id, "", written, read_nanos);
-            }
         }
+        if self.wants.storage
+            && let Some((read, written)) = s.storage_bytes()
+        {
+            self.seen.storage = true;
+            let id = container.docker_id.as_str();
+            self.storage_read.add(id, "", read, read_nanos);
+            self.storage_write.add(id, "", written, read_nanos);
+        }
+    }
+
+    /// The document's network and storage rates; says once what never came.
+    fn finish_traffic(&mut self, any_stats: bool) -> Traffic {
         self.seen.say_what_is_missing(self.wants, any_stats);
         Traffic {
             network: self.network_rx.finish().zip(self.network_tx.finish()),
