@@ -188,7 +188,7 @@ pub struct Aggregator {
     /// One accumulator per metric sent, kept from window to window.
     histograms: Vec<(Metric, Accumulator)>,
     /// The per-container metrics asked for.
-    per_container: Vec<Metric>,
+    per_container: MetricSet,
     /// One set per container seen; a container absent for a whole window is forgotten.
     containers: Vec<ContainerAccumulators>,
     /// Container names CloudWatch would refuse as a dimension value, said once.
@@ -209,7 +209,12 @@ impl Aggregator {
                 .filter(|m| !m.per_container())
                 .map(|m| (m, Accumulator::new(m)))
                 .collect(),
-            per_container: metrics.iter().filter(|m| m.per_container()).collect(),
+            per_container: MetricSet::of(
+                &metrics
+                    .iter()
+                    .filter(|m| m.per_container())
+                    .collect::<Vec<_>>(),
+            ),
             containers: Vec::new(),
             refused: Vec::new(),
             current: None,
@@ -284,7 +289,7 @@ impl Aggregator {
                     accumulators: self
                         .per_container
                         .iter()
-                        .map(|m| (*m, Accumulator::new(*m)))
+                        .map(|m| (m, Accumulator::new(m)))
                         .collect(),
                     seen: false,
                 });

@@ -84,9 +84,7 @@ impl Layout {
             ),
         }
     }
-}
 
-impl Layout {
     /// Where the cgroup's traffic counters are: the agent's network namespace (a
     /// container's own), and v2 `io.stat` (there only where the io controller is enabled
     /// for the group) or v1 `blkio.throttle.io_service_bytes_recursive` (else the plain

@@ -136,20 +136,21 @@ impl Source for EcsSource {
         let mut sample = Sample::default();
         // `/task`, when the watch is due, is read at the same time as the stats: one
         // timeout for both, not one after the other in a sample's second.
-        let polled = self
-            .task_watch
-            .as_mut()
-            .filter(|w| w.due())
-            .map(|w| w.polled());
-        let (stats, task) = match polled {
-            Some(()) => {
-                let (stats, task) = tokio::join!(
-                    self.http.get_json::<Stats>(&self.stats_uri),
-                    self.http.get_json::<Task>(&self.task_uri)
-                );
-                (stats, Some(task))
+        let polled = match self.task_watch.as_mut() {
+            Some(watch) if watch.due() => {
+                watch.polled();
+                true
             }
-            None => (self.http.get_json::<Stats>(&self.stats_uri).await, None),
+            _ => false,
+        };
+        let (stats, task) = if polled {
+            let (stats, task) = tokio::join!(
+                self.http.get_json::<Stats>(&self.stats_uri),
+                self.http.get_json::<Task>(&self.task_uri)
+            );
+            (stats, Some(task))
+        } else {
+            (self.http.get_json::<Stats>(&self.stats_uri).await, None)
         };
         let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         match task {

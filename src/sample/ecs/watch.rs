@@ -90,9 +90,11 @@ impl TaskWatch {
         }
         for container in task.measured() {
             let name = container.name.as_str();
-            let shown = crate::redact::for_log(name);
+            // Only for a line that is said: this runs at every read of `/task`.
+            let shown = || crate::redact::for_log(name);
             if container.known_status == "STOPPED" {
                 if !self.stopped.iter().any(|n| n == name) {
+                    let shown = shown();
                     match container.exit_code {
                         Some(code) => log::error!(
                             "container {shown} of the task stopped with exit code {code}"
@@ -111,6 +113,7 @@ impl TaskWatch {
                 Some((_, last)) => {
                     if count > *last {
                         let more = count - *last;
+                        let shown = shown();
                         log::info!(
                             "container {shown} was restarted by its restart policy ({more} \
                              time{}; RestartCount {count})",
