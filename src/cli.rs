@@ -17,7 +17,9 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
     about,
     max_term_width = 100,
     after_help = "Before a new deployment, `cloudwatch_metrics_agent check [OPTIONS]` tests it: \
-                  region, credentials, one sample and one real request, with the same options."
+                  region, credentials, one sample and one real request, with the same options. \
+                  `cloudwatch_metrics_agent copy-to DIR` copies the binary into DIR (an image \
+                  without a shell, into a volume another container starts it from)."
 )]
 pub struct Opts {
     /// CloudWatch namespace to publish under (required; not starting with "AWS/")
@@ -243,6 +245,19 @@ const CHECK_ABOUT: &str = "Preflight: resolves the region and credentials (sayin
     from, never their values), reads one sample in the chosen scope and sends it once, then \
     exits 0, or 1 naming what is wrong. Takes the same options as a run, and a command after \
     -- without running it (with --metrics job it shows the job metrics of `true`).";
+
+/// `copy-to DIR` (the program name first): the directory the binary is to copy itself
+/// into ([`crate::self_copy`]); `None` for a run or `check`, and the one line to say
+/// when `copy-to` has not exactly one directory after it.
+pub fn copy_to(args: &[OsString]) -> Option<Result<PathBuf, String>> {
+    if args.get(1).is_none_or(|a| a != "copy-to") {
+        return None;
+    }
+    Some(match &args[2..] {
+        [dir] => Ok(PathBuf::from(dir)),
+        _ => Err("copy-to takes one directory: cloudwatch_metrics_agent copy-to DIR".into()),
+    })
+}
 
 /// Parses the arguments (the program name first). `check` as the first word selects the
 /// preflight, which takes exactly the options of a run (so it can be tried with a

@@ -11,6 +11,8 @@
 //! - [`domain`]: the vocabulary: metrics, dimensions (and the one validator every
 //!   dimension passes), aggregation modes, a closed window.
 //! - [`redact`]: outside text made safe to log (cut, escaped, secrets replaced).
+//! - [`self_copy`]: `copy-to DIR`, the binary copied into a volume another container
+//!   starts it from (an image without a shell).
 //! - [`proxy`]: which requests go through an egress proxy (`HTTPS_PROXY`, `NO_PROXY`).
 //! - [`http`]: the HTTPS client of every AWS call, with a cap on each answer's size,
 //!   through the proxy where one is set.
@@ -65,6 +67,7 @@ pub mod proxy;
 pub mod publish;
 pub mod redact;
 pub mod sample;
+pub mod self_copy;
 pub mod setup;
 pub mod shutdown;
 pub mod stdio;

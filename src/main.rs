@@ -8,6 +8,7 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod no_libm;
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use cloudwatch_metrics_agent::agent::{self, StartError};
 use cloudwatch_metrics_agent::cli::{self, Mode};
 use cloudwatch_metrics_agent::config::Config;
 use cloudwatch_metrics_agent::stdio::{self, LogWriter};
-use cloudwatch_metrics_agent::{check, exit};
+use cloudwatch_metrics_agent::{check, exit, self_copy};
 
 /// What is left for stderr gets this long at exit, and never more: a stderr that is not
 /// read must not keep the agent from exiting.
@@ -30,7 +31,11 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
-    let (mode, opts) = match cli::parse(std::env::args_os()) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(dir) = cli::copy_to(&args) {
+        return copy_to(dir);
+    }
+    let (mode, opts) = match cli::parse(args) {
         Ok(parsed) => parsed,
         Err(e) => return clap_exit(&e),
     };
@@ -74,6 +79,25 @@ fn run() -> ExitCode {
     // Do not wait for a DNS lookup or similar blocking work still in flight.
     runtime.shutdown_background();
     ExitCode::from(status)
+}
+
+/// `copy-to DIR`: the copy's path on stdout, or one line on stderr and 2 (a directory
+/// that cannot be one) or 1 (a failed copy).
+fn copy_to(dir: Result<std::path::PathBuf, String>) -> ExitCode {
+    let copied = dir
+        .map_err(|usage| (usage, 2))
+        .and_then(|dir| self_copy::copy_to(&dir).map_err(|e| (e.to_string(), e.exit_code())));
+    match copied {
+        Ok(path) => {
+            // A closed stdout does not undo the copy.
+            let _ = writeln!(std::io::stdout(), "copied to {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err((line, code)) => {
+            stdio::eprintln(format_args!("error: {line}"));
+            ExitCode::from(code)
+        }
+    }
 }
 
 /// Help and version go to stdout with status 0; every usage error becomes one line on
