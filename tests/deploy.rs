@@ -40,6 +40,15 @@ fn ecs_sidecar_is_non_essential_starts_after_the_app_and_has_time_to_flush() {
         agent["stopTimeout"].as_u64().unwrap() > 5,
         "longer than the flush timeout"
     );
+    // Restarted on failure, not after a clean exit; nothing written; its log group created
+    // where it does not exist (check_deploy.py checks these in depth, and the stack's too).
+    assert_eq!(agent["restartPolicy"]["enabled"], true);
+    assert_eq!(agent["restartPolicy"]["ignoredExitCodes"], json!([0]));
+    assert_eq!(agent["readonlyRootFilesystem"], true);
+    assert_eq!(
+        agent["logConfiguration"]["options"]["awslogs-create-group"],
+        "true"
+    );
     let env = |name: &str| {
         agent["environment"]
             .as_array()
@@ -65,7 +74,9 @@ fn the_docs_show_the_deploy_files_as_they_are() {
     for (path, pages) in [
         ("deploy/ecs-task-definition.json", &["docs/ecs.md"][..]),
         ("deploy/iam-policy.json", &["README.md", "docs/ecs.md"]),
+        ("deploy/execution-role-policy.json", &["docs/ecs.md"]),
         (UNIT, &["docs/systemd.md"]),
+        (APP_UNIT, &["docs/systemd.md"]),
         (ENV_FILE, &["docs/systemd.md"]),
     ] {
         for page in pages {
@@ -97,18 +108,23 @@ fn unit_settings(text: &str) -> Vec<(String, String, String)> {
 }
 
 const UNIT: &str = "deploy/cloudwatch_metrics_agent.service";
+/// The unit of an application run under the agent (wrapper mode).
+const APP_UNIT: &str = "deploy/app-with-metrics.service";
+
+/// The values of `key` in the `[Service]` section.
+fn service_values<'a>(settings: &'a [(String, String, String)], key: &str) -> Vec<&'a str> {
+    settings
+        .iter()
+        .filter(|(s, k, _)| s == "Service" && k == key)
+        .map(|(_, _, v)| v.as_str())
+        .collect()
+}
 const ENV_FILE: &str = "deploy/cloudwatch_metrics_agent.env";
 
 #[test]
 fn systemd_unit_runs_unprivileged_in_a_read_only_system() {
     let settings = unit_settings(&read(UNIT));
-    let service = |key: &str| -> Vec<&str> {
-        settings
-            .iter()
-            .filter(|(s, k, _)| s == "Service" && k == key)
-            .map(|(_, _, v)| v.as_str())
-            .collect()
-    };
+    let service = |key: &str| service_values(&settings, key);
     for (key, value) in [
         ("DynamicUser", "yes"),
         ("ProtectSystem", "strict"),
@@ -134,16 +150,44 @@ fn systemd_unit_runs_unprivileged_in_a_read_only_system() {
     );
 }
 
+/// `systemd-analyze`, or `None` (a skip, which fails under `CI=true`) where this
+/// machine has none.
+fn systemd_analyze(test: &str) -> Option<&'static Path> {
+    let analyze = Path::new("/usr/bin/systemd-analyze");
+    if analyze.exists() {
+        return Some(analyze);
+    }
+    common::skip(
+        test,
+        "no systemd-analyze on this machine (Debian's package systemd)",
+    );
+    None
+}
+
+/// `systemd-analyze verify` of `unit` written as `name` in `dir`: its path, once systemd
+/// loaded it without a word about it.
+fn verify_unit(analyze: &Path, dir: &Path, name: &str, unit: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, unit).unwrap();
+    let verify = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && !stderr.contains(&*path.to_string_lossy()),
+        "systemd-analyze verify {name}: {stderr}"
+    );
+    path
+}
+
 /// systemd itself loads the unit (with paths into this checkout) and rates its exposure.
 #[test]
 fn systemd_accepts_the_unit() {
-    let analyze = Path::new("/usr/bin/systemd-analyze");
-    if !analyze.exists() {
-        return common::skip(
-            "systemd_accepts_the_unit",
-            "no systemd-analyze on this machine (Debian's package systemd)",
-        );
-    }
+    let Some(analyze) = systemd_analyze("systemd_accepts_the_unit") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let unit = read(UNIT)
         .replace(
@@ -156,17 +200,11 @@ fn systemd_accepts_the_unit() {
                 .join(ENV_FILE)
                 .to_string_lossy(),
         );
-    let path = dir.path().join("cloudwatch_metrics_agent.service");
-    std::fs::write(&path, unit).unwrap();
-    let verify = std::process::Command::new(analyze)
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&verify.stderr);
-    assert!(
-        verify.status.success() && !stderr.contains(&*path.to_string_lossy()),
-        "systemd-analyze verify: {stderr}"
+    let path = verify_unit(
+        analyze,
+        dir.path(),
+        "cloudwatch_metrics_agent.service",
+        &unit,
     );
     let security = std::process::Command::new(analyze)
         .args(["security", "--offline=yes", "--threshold=20"])
@@ -182,6 +220,77 @@ fn systemd_accepts_the_unit() {
         .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
     eprintln!("systemd exposure level: {exposure}");
     assert!(exposure <= 2.0, "exposure {exposure} (0 safest, 10 unsafe)");
+}
+
+/// The wrapper unit is the application's: its limits, no hardening that breaks a JIT
+/// runtime, a stop that reaches the agent first with time for the flush; its agent
+/// settings are ones the binary takes, and systemd loads it.
+#[test]
+fn the_wrapper_unit_has_an_applications_limits_and_settings_the_agent_takes() {
+    let settings = unit_settings(&read(APP_UNIT));
+    let service = |key: &str| service_values(&settings, key);
+    let exec = service("ExecStart");
+    let (agent, command) = exec[0]
+        .split_once(" -- ")
+        .expect("the agent, then -- and the application");
+    assert_eq!(agent, "/usr/local/bin/cloudwatch_metrics_agent");
+    for absent in [
+        "MemoryDenyWriteExecute",
+        "SystemCallFilter",
+        "DynamicUser",
+        "RestartPreventExitStatus",
+    ] {
+        assert!(
+            service(absent).is_empty(),
+            "{absent} is the agent-only unit's"
+        );
+    }
+    assert_eq!(service("KillMode"), ["mixed"], "SIGTERM to the agent alone");
+    let stop: u64 = service("TimeoutStopSec")[0].parse().unwrap();
+    assert!(
+        stop >= 30,
+        "the application's shutdown, then the 5 s flush: {stop}"
+    );
+    let tasks: u64 = service("TasksMax")[0].parse().unwrap();
+    assert!(tasks >= 256, "an application's threads: {tasks}");
+    assert!(service("MemoryMax")[0] != "64M");
+    let mut env: Vec<(&str, String)> = service("Environment")
+        .iter()
+        .map(|e| e.split_once('=').unwrap())
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect();
+    assert!(
+        env.contains(&("CWMA_SCOPE", "cgroup".to_owned())),
+        "{env:?}"
+    );
+    // The unit's cgroup, with a CPU quota and a memory limit: the v1 fixture's.
+    env.push((
+        "CWMA_ROOT",
+        repo("tests/fixtures/cgroup/v1-quota").display().to_string(),
+    ));
+    let args: Vec<&str> = ["check", "--dry-run", "--"]
+        .into_iter()
+        .chain(command.split(' '))
+        .collect();
+    let out = common::agent_command(&args, &env).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CPUThrottledPercent"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let Some(analyze) = systemd_analyze("the_wrapper_unit_has_an_applications_limits") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let unit = read(APP_UNIT)
+        .replace(
+            "/usr/local/bin/cloudwatch_metrics_agent",
+            env!("CARGO_BIN_EXE_cloudwatch_metrics_agent"),
+        )
+        .replace(command, "/bin/sleep 1");
+    verify_unit(analyze, dir.path(), "app.service", &unit);
 }
 
 /// The example env file, as systemd reads it: `KEY=VALUE` lines.
@@ -359,7 +468,9 @@ fn the_image_builds_for_the_platform_asked_for() {
 }
 
 /// Runs the harness's `cfn-lint` (installed in the test venv by ./scripts/test) on
-/// `template`, with `args` after it: success, and what it printed.
+/// `template`, its informational rules included (I3011: a stateful resource without
+/// DeletionPolicy and UpdateReplacePolicy, ...), with `args` after it: success, and what
+/// it printed.
 fn cfn_lint(template: &Path, args: &[&Path]) -> (bool, String) {
     let python = common::python();
     let out = std::process::Command::new(&python)
@@ -368,6 +479,7 @@ fn cfn_lint(template: &Path, args: &[&Path]) -> (bool, String) {
             "import sys; from cfnlint.runner import main; sys.exit(main())",
         ])
         .arg(template)
+        .args(["--include-checks", "I"])
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
@@ -420,25 +532,44 @@ fn parameter_file(dir: &Path, overrides: &[(&str, &str)]) -> PathBuf {
 fn the_cloudformation_template_passes_cfn_lint_without_a_warning() {
     let (ok, report) = cfn_lint(&repo(TEMPLATE), &[]);
     assert!(ok, "{report}");
-    // And with the example's values, each setting of the parameters that add widgets.
+    // And with the example's values, each setting of the parameters that change the
+    // dashboard and the alarms, and the other settings of those that change the rest.
+    // cfn-lint 1.58 rebuilds its context after applying a template's Transform without
+    // the parameter files' values (Template.transform calls create_context_for_template,
+    // whose parameter_sets are empty), so those runs lint the template without its
+    // `Transform: AWS::LanguageExtensions` line, which only the log group's DeletionPolicy
+    // and UpdateReplacePolicy need (CloudFormation takes an intrinsic function there only
+    // with it; cfn-lint takes it either way, and check_deploy.py checks the transform).
     let dir = tempfile::tempdir().unwrap();
+    let untransformed = without_the_transform(dir.path());
+    let option = Path::new("--parameter-files");
     for detailed in ["false", "true"] {
         for kernel in ["false", "true"] {
-            let overrides = [("DetailedMetrics", detailed), ("KernelMetrics", kernel)];
-            let parameters = parameter_file(dir.path(), &overrides);
-            let option = Path::new("--parameter-files");
-            let (ok, report) = cfn_lint(&repo(TEMPLATE), &[option, &parameters]);
-            assert!(ok, "{overrides:?}: {report}");
+            for ecs in ["false", "true"] {
+                let overrides = [
+                    ("DetailedMetrics", detailed),
+                    ("KernelMetrics", kernel),
+                    ("EcsDimensions", ecs),
+                ];
+                let parameters = parameter_file(dir.path(), &overrides);
+                let (ok, report) = cfn_lint(&untransformed, &[option, &parameters]);
+                assert!(ok, "{overrides:?}: {report}");
+            }
         }
+    }
+    for overrides in [
+        [("RetainLogGroup", "false"), ("Period", "10")],
+        [("Output", "emf"), ("Period", "300")],
+    ] {
+        let parameters = parameter_file(dir.path(), &overrides);
+        let (ok, report) = cfn_lint(&untransformed, &[option, &parameters]);
+        assert!(ok, "{overrides:?}: {report}");
     }
     // The linter is really looking: a property ECS does not have, a wrong type, a
     // parameter value the template does not allow.
     let (ok, report) = cfn_lint(
-        &repo(TEMPLATE),
-        &[
-            Path::new("--parameter-files"),
-            &parameter_file(dir.path(), &[("TaskCpu", "300")]),
-        ],
+        &untransformed,
+        &[option, &parameter_file(dir.path(), &[("TaskCpu", "300")])],
     );
     assert!(!ok, "TaskCpu 300 passed cfn-lint: {report}");
     for (from, to) in [
@@ -460,6 +591,16 @@ fn the_cloudformation_template_passes_cfn_lint_without_a_warning() {
     }
 }
 
+/// The template without its `Transform: AWS::LanguageExtensions` line, in `dir`.
+fn without_the_transform(dir: &Path) -> PathBuf {
+    let line = "Transform: AWS::LanguageExtensions\n";
+    let text = read(TEMPLATE);
+    assert_eq!(text.matches(line).count(), 1, "{line:?}");
+    let path = dir.join("sidecar-untransformed.yaml");
+    std::fs::write(&path, text.replacen(line, "", 1)).unwrap();
+    path
+}
+
 /// `check_deploy.py` with `args` (paths relative to the repository, or absolute), and
 /// `stdin`: success, and what it printed.
 fn check_deploy(args: &[&Path], stdin: &str) -> (bool, String) {
@@ -472,14 +613,18 @@ fn the_template_grants_runs_and_shows_what_the_deploy_files_say() {
         "deploy/iam-policy.json",
         "deploy/ecs-task-definition.json",
         "deploy/dashboard.json",
+        "deploy/execution-role-policy.json",
     ];
-    let consistency = |paths: [&Path; 3]| {
-        let template = repo(TEMPLATE);
+    let template = repo(TEMPLATE);
+    let consistency = |paths: [&Path; 4]| {
         let command = Path::new("consistency");
-        check_deploy(&[command, &template, paths[0], paths[1], paths[2]], "")
+        check_deploy(
+            &[command, &template, paths[0], paths[1], paths[2], paths[3]],
+            "",
+        )
     };
     let good = files.map(repo);
-    let (ok, report) = consistency([&good[0], &good[1], &good[2]]);
+    let (ok, report) = consistency([&good[0], &good[1], &good[2], &good[3]]);
     assert!(ok, "{report}");
     // Each file changed alone is caught.
     let dir = tempfile::tempdir().unwrap();
@@ -491,17 +636,54 @@ fn the_template_grants_runs_and_shows_what_the_deploy_files_say() {
             "\"awslogs-stream-prefix\": \"metrics\"",
             "\"awslogs-stream-prefix\": \"agent\"",
         ),
+        // Issue 32: a task definition whose log group nothing creates fails to start
+        // where it does not exist.
+        (1, "\"awslogs-create-group\": \"true\",", ""),
+        (
+            1,
+            "\"readonlyRootFilesystem\": true",
+            "\"readonlyRootFilesystem\": false",
+        ),
+        (
+            1,
+            "\"ignoredExitCodes\": [0]",
+            "\"ignoredExitCodes\": [0, 1]",
+        ),
         (2, "\"p99\"", "\"p95\""),
+        (2, "\"id\": \"ecs\"", "\"id\": \"ecs2\""),
+        (3, "\"logs:CreateLogGroup\"", "\"logs:CreateLogStream\""),
     ] {
         let text = read(files[i]);
         assert!(text.contains(from), "{from}");
         let broken = dir.path().join(format!("broken-{i}.json"));
         std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
-        let mut paths = [good[0].as_path(), good[1].as_path(), good[2].as_path()];
+        let mut paths = [
+            good[0].as_path(),
+            good[1].as_path(),
+            good[2].as_path(),
+            good[3].as_path(),
+        ];
         paths[i] = &broken;
         let (ok, report) = consistency(paths);
-        assert!(!ok, "{} with {to} passed: {report}", files[i]);
+        assert!(!ok, "{} with {to:?} passed: {report}", files[i]);
     }
+    // The harness's own list of changes to the template and the files, each caught.
+    let mutations = Path::new("mutations");
+    let (ok, report) = check_deploy(
+        &[mutations, &template, &good[0], &good[1], &good[2], &good[3]],
+        "",
+    );
+    assert!(ok, "{report}");
+    assert!(!report.contains("MISSED"), "{report}");
+}
+
+/// The template's Namespace pattern refuses what the agent refuses (a namespace starting
+/// with `AWS/`, a blank one, one character too many, ...), and takes what it takes.
+#[test]
+fn the_namespace_pattern_takes_what_the_agent_takes() {
+    let agent = Path::new(env!("CARGO_BIN_EXE_cloudwatch_metrics_agent"));
+    let (ok, report) = check_deploy(&[Path::new("namespaces"), &repo(TEMPLATE), agent], "");
+    assert!(ok, "{report}");
 }
 
 /// Dry-run lines of the agent configured as the example task definition's agent
@@ -548,7 +730,7 @@ fn every_metric_the_dashboard_and_alarms_name_is_one_the_agent_publishes() {
     let (template, dashboard) = (repo(TEMPLATE), repo("deploy/dashboard.json"));
     let (ok, report) = check_deploy(&[metrics, &template, &dashboard], &lines);
     assert!(ok, "{report}");
-    assert!(report.contains("19 metrics named"), "{report}");
+    assert!(report.contains("20 metrics named"), "{report}");
     // A name, a dimension value or a statistic the agent's data cannot answer is caught.
     let dir = tempfile::tempdir().unwrap();
     for (from, to) in [
@@ -601,18 +783,29 @@ fn fargate_stats_at(fixture: &str, n: usize) -> String {
 /// ecs-task scope of the Fargate fixture task: the template's containers, `app` and
 /// `metrics`, with ephemeral storage.
 fn dry_run_with_detailed_metrics() -> String {
-    let (ok, report) = check_deploy(
-        &[
-            Path::new("environment"),
-            &repo(TEMPLATE),
-            Path::new("DetailedMetrics=true"),
-        ],
-        "",
-    );
+    dry_run_in_the_fargate_task(&["DetailedMetrics=true"])
+}
+
+/// The fixture task's cluster (its `Cluster` ARN ends `cluster/prod`): the template's
+/// `Cluster` for the agent's ECS dimensions to be the ones the alarms ask for.
+const FIXTURE_CLUSTER: &str = "Cluster=prod";
+
+/// Dry-run lines of the agent configured as the template's agent container with the
+/// template parameters `parameters` (`NAME=VALUE`; its environment rendered by
+/// `check_deploy.py`), in the ecs-task scope of the Fargate fixture task (family
+/// `web-api`, cluster `prod`): the template's containers, `app` and `metrics`, with
+/// ephemeral storage.
+fn dry_run_in_the_fargate_task(parameters: &[&str]) -> String {
+    let template = repo(TEMPLATE);
+    let mut args: Vec<&Path> = vec![Path::new("environment"), template.as_path()];
+    args.extend(parameters.iter().map(Path::new));
+    let (ok, report) = check_deploy(&args, "");
     assert!(ok, "{report}");
     let environment: serde_json::Map<String, Value> =
         serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}"));
-    assert!(environment.contains_key("CWMA_METRICS"), "{report}");
+    if parameters.contains(&"DetailedMetrics=true") {
+        assert!(environment.contains_key("CWMA_METRICS"), "{report}");
+    }
     let mut env: Vec<(&str, String)> = environment
         .iter()
         .filter(|(name, _)| *name != "CWMA_OUTPUT" && *name != "CWMA_PERIOD")
@@ -663,7 +856,7 @@ fn with_detailed_metrics_every_metric_the_dashboard_names_is_one_the_agent_publi
     let (ok, report) = check(&repo(TEMPLATE));
     assert!(ok, "{report}");
     assert!(
-        report.contains("22 metrics named and 2 searches"),
+        report.contains("23 metrics named and 2 searches"),
         "{report}"
     );
     // A name in a SEARCH or a widget, a dimension, a statistic the agent's data cannot
@@ -674,7 +867,7 @@ fn with_detailed_metrics_every_metric_the_dashboard_names_is_one_the_agent_publi
             r#"MetricName=\"CpuUtilized\""#,
             r#"MetricName=\"CpuUtilised\""#,
         ),
-        ("ServiceName,ContainerName}", "ServiceName,Container}"),
+        ("- ServiceName,ContainerName\n", "- ServiceName,Container\n"),
         (r#""NetworkTxBytes""#, r#""NetworkTXBytes""#),
         ("'Average', ${Period})", "'Avg', ${Period})"),
     ] {
@@ -684,5 +877,44 @@ fn with_detailed_metrics_every_metric_the_dashboard_names_is_one_the_agent_publi
         std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
         let (ok, report) = check(&broken);
         assert!(!ok, "{to} passed: {report}");
+    }
+}
+
+/// With `EcsDimensions=true` the agent (its `CWMA_ECS_DIMENSIONS` set by the template)
+/// adds `ClusterName` and `TaskDefinitionFamily`, and the dashboard and the alarms ask
+/// for exactly those: every metric they name is in its dry-run output, in both settings
+/// of `DetailedMetrics`; and either setting of `EcsDimensions` checked against the
+/// agent's output in the other fails (a metric is found only under its exact dimensions).
+#[test]
+fn with_ecs_dimensions_every_metric_the_dashboard_and_alarms_name_is_one_the_agent_publishes() {
+    let metrics = Path::new("metrics");
+    let template = repo(TEMPLATE);
+    for (detailed, counts) in [
+        ("DetailedMetrics=true", "23 metrics named and 2 searches"),
+        ("DetailedMetrics=false", "12 metrics named and 0 searches"),
+    ] {
+        let with = dry_run_in_the_fargate_task(&[detailed, "EcsDimensions=true"]);
+        assert!(
+            with.contains(r#"{"Name":"ClusterName","Value":"prod"}"#)
+                && with.contains(r#"{"Name":"TaskDefinitionFamily","Value":"web-api"}"#),
+            "{with}"
+        );
+        let without = dry_run_in_the_fargate_task(&[detailed, "EcsDimensions=false"]);
+        assert!(!without.contains("ClusterName"), "{without}");
+        let check = |ecs: &str, lines: &str| {
+            let parameters = [detailed, "KernelMetrics=false", ecs, FIXTURE_CLUSTER];
+            let mut args: Vec<&Path> = vec![metrics, template.as_path()];
+            args.extend(parameters.iter().map(Path::new));
+            check_deploy(&args, lines)
+        };
+        let (ok, report) = check("EcsDimensions=true", &with);
+        assert!(ok, "{detailed}: {report}");
+        assert!(report.contains(counts), "{detailed}: {report}");
+        let (ok, report) = check("EcsDimensions=false", &without);
+        assert!(ok, "{detailed}: {report}");
+        let (ok, report) = check("EcsDimensions=false", &with);
+        assert!(!ok, "{detailed}: ServiceName alone passed: {report}");
+        let (ok, report) = check("EcsDimensions=true", &without);
+        assert!(!ok, "{detailed}: ECS dimensions passed: {report}");
     }
 }
