@@ -11,8 +11,6 @@
 //! - [`domain`]: the vocabulary: metrics, dimensions (and the one validator every
 //!   dimension passes), aggregation modes, a closed window.
 //! - [`redact`]: outside text made safe to log (cut, escaped, secrets replaced).
-//! - [`self_copy`]: `copy-to DIR`, the binary copied into a volume another container
-//!   starts it from (an image without a shell).
 //! - [`proxy`]: which requests go through an egress proxy (`HTTPS_PROXY`, `NO_PROXY`).
 //! - [`http`]: the HTTPS client of every AWS call, with a cap on each answer's size,
 //!   through the proxy where one is set.
@@ -31,6 +29,8 @@
 //!   (and its SDK client and error classes), EMF, dry-run.
 //! - [`stdio`]: stdout and stderr written by a thread of their own through a bounded
 //!   buffer, so a reader that stops reading never stops the agent.
+//! - [`self_copy`]: `copy-to DIR`, the binary copied into a volume another container
+//!   starts it from (an image without a shell).
 //! - [`delivery`]: windows to the output without waiting: CloudWatch's send queue (the
 //!   one retry layer) and its schedule (each agent's send offset, `--send-every`), or
 //!   stdout.

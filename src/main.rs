@@ -8,7 +8,6 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod no_libm;
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ fn main() -> ExitCode {
 fn run() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(dir) = cli::copy_to(&args) {
-        return copy_to(dir);
+        return ExitCode::from(self_copy::run(dir));
     }
     let (mode, opts) = match cli::parse(args) {
         Ok(parsed) => parsed,
@@ -79,25 +78,6 @@ fn run() -> ExitCode {
     // Do not wait for a DNS lookup or similar blocking work still in flight.
     runtime.shutdown_background();
     ExitCode::from(status)
-}
-
-/// `copy-to DIR`: the copy's path on stdout, or one line on stderr and 2 (a directory
-/// that cannot be one) or 1 (a failed copy).
-fn copy_to(dir: Result<std::path::PathBuf, String>) -> ExitCode {
-    let copied = dir
-        .map_err(|usage| (usage, 2))
-        .and_then(|dir| self_copy::copy_to(&dir).map_err(|e| (e.to_string(), e.exit_code())));
-    match copied {
-        Ok(path) => {
-            // A closed stdout does not undo the copy.
-            let _ = writeln!(std::io::stdout(), "copied to {}", path.display());
-            ExitCode::SUCCESS
-        }
-        Err((line, code)) => {
-            stdio::eprintln(format_args!("error: {line}"));
-            ExitCode::from(code)
-        }
-    }
 }
 
 /// Help and version go to stdout with status 0; every usage error becomes one line on

@@ -5,7 +5,7 @@
 //! starts the copy as its entrypoint, wrapping its own command.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +61,25 @@ pub fn copy_to(dir: &Path) -> Result<PathBuf, CopyError> {
             // Nothing half-written is left behind.
             let _ = fs::remove_file(&partial);
             Err(CopyError::Io(target, e))
+        }
+    }
+}
+
+/// `copy-to DIR` from start to end: the copy's path on stdout and status 0, or one line
+/// on stderr and 2 (`DIR` missing, several, or not a directory) or 1 (a failed copy).
+pub fn run(dir: Result<PathBuf, String>) -> u8 {
+    let copied = dir
+        .map_err(|usage| (usage, 2))
+        .and_then(|dir| copy_to(&dir).map_err(|e| (e.to_string(), e.exit_code())));
+    match copied {
+        Ok(path) => {
+            // A closed stdout does not undo the copy.
+            let _ = writeln!(io::stdout(), "copied to {}", path.display());
+            0
+        }
+        Err((line, code)) => {
+            crate::stdio::eprintln(format_args!("error: {line}"));
+            code
         }
     }
 }

@@ -256,3 +256,42 @@ fn copy_to_puts_a_runnable_copy_of_the_binary_in_a_directory() {
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
     }
 }
+
+fn json(path: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo(path)).unwrap())
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn the_roles_trust_exactly_the_manifests_service_account() {
+    let manifest = std::fs::read_to_string(repo(MANIFEST)).unwrap();
+    let pod = pod();
+    let account = pod["service_account"].as_str().unwrap();
+    assert!(manifest.contains(&format!("name: {account}\n  namespace: default")));
+    // IRSA: the cluster's OIDC provider, for this one service account, to STS.
+    let irsa = json("deploy/kubernetes/trust-policy-irsa.json");
+    let statement = &irsa["Statement"][0];
+    assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
+    let provider = statement["Principal"]["Federated"].as_str().unwrap();
+    let issuer = provider.split_once(":oidc-provider/").unwrap().1;
+    let equals = statement["Condition"]["StringEquals"].as_object().unwrap();
+    assert_eq!(
+        equals[&format!("{issuer}:sub")],
+        format!("system:serviceaccount:default:{account}")
+    );
+    assert_eq!(equals[&format!("{issuer}:aud")], "sts.amazonaws.com");
+    // The annotation names a role of the same account.
+    let role_account = provider.split(':').nth(4).unwrap();
+    assert!(
+        manifest.contains(&format!("arn:aws:iam::{role_account}:role/")),
+        "the service account's role is in the OIDC provider's account"
+    );
+    // Pod Identity: the EKS pods service, with the session tags it sets.
+    let pod_identity = json("deploy/kubernetes/trust-policy-pod-identity.json");
+    let statement = &pod_identity["Statement"][0];
+    assert_eq!(statement["Principal"]["Service"], "pods.eks.amazonaws.com");
+    assert_eq!(
+        statement["Action"],
+        serde_json::json!(["sts:AssumeRole", "sts:TagSession"])
+    );
+}
