@@ -182,22 +182,7 @@ fn a_dimension_flag_keeps_its_commas_and_the_variable_escapes_them() {
     let dimensions = |args: &[&str], env: &[(&str, String)]| -> Vec<(String, String)> {
         let (code, stdout, stderr) = check_on_fixture(&[&["--dry-run"][..], args].concat(), env);
         assert_eq!(code, Some(0), "{stdout}{stderr}");
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with('{'))
-            .expect("the request");
-        let request: Value = serde_json::from_str(line).unwrap();
-        request["MetricData"][0]["Dimensions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                (
-                    d["Name"].as_str().unwrap().to_owned(),
-                    d["Value"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
+        common::printed_dimensions(&stdout)
     };
     let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
     assert_eq!(

@@ -163,22 +163,7 @@ fn the_app_containers_agent_settings_pass_check_with_the_pods_dimensions() {
         stdout.contains("ok    sample: cgroup (asked for): cgroup v2 at"),
         "{stdout}"
     );
-    let request: Value = stdout
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .expect("the printed request");
-    let dimensions: Vec<(String, String)> = request["MetricData"][0]["Dimensions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["Name"].as_str().unwrap().to_owned(),
-                d["Value"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let dimensions = common::printed_dimensions(&stdout);
     let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
     assert_eq!(
         dimensions,

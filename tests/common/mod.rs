@@ -98,6 +98,27 @@ pub fn json_report(command: &mut Command) -> Value {
     serde_json::from_str(stdout.trim()).expect("one JSON line")
 }
 
+/// The dimensions of the first datum of the first request a dry run or `check --dry-run`
+/// printed on `stdout`, as (name, value) pairs in order.
+pub fn printed_dimensions(stdout: &str) -> Vec<(String, String)> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("a printed request");
+    let request: Value = serde_json::from_str(line).unwrap();
+    request["MetricData"][0]["Dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["Name"].as_str().unwrap().to_owned(),
+                d["Value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// Runs `tests/harness/SCRIPT ARGS…` with the harness's Python and `stdin` on its
 /// standard input: whether it succeeded, and what it printed on stdout.
 pub fn run_harness(script: &str, args: &[&Path], stdin: &str) -> (bool, String) {
