@@ -34,11 +34,15 @@ A row whose agent exits at once (a binary that refuses those --metrics) is repor
 failed with its exit status and first stderr line. This mode builds nothing.
 `--ecs-baseline BINARY` runs the cpu,memory row with another build (the previous release),
 so that the new groups are measured against "today's" agent in the same run.
+`--ecs-refresh 10` has the stand-in refresh the stats every 10 s, as Fargate and Managed
+Instances do (default 1, as EC2).
 
     python3 bench/compare.py                 # both modes, 40 s each, period 5
     python3 bench/compare.py --repeat 3 --json results.json
     python3 bench/compare.py --mode ecs      # the ECS rows only (--mode all: every mode)
     python3 bench/compare.py NEW --mode ecs --ecs-baseline OLD
+    python3 bench/compare.py NEW --mode ecs --ecs-baseline OLD --ecs-metrics cpu,memory \
+        --ecs-refresh 10     # one build against another on a Fargate-paced endpoint
 """
 
 import argparse
@@ -269,10 +273,11 @@ def run_publishing(progs, seconds, env, scratch):
     return results, received
 
 
-def run_ecs(progs, seconds, env, scratch):
-    """The ECS rows side by side, each agent on its own base URL of one stand-in endpoint;
-    also what the endpoint served each (to check that each sampled once a second)."""
-    with ecs_standin.Standin() as standin:
+def run_ecs(progs, seconds, env, scratch, refresh_s):
+    """The ECS rows side by side, each agent on its own base URL of one stand-in endpoint
+    refreshed every `refresh_s`; also what the endpoint served each (how often each
+    polled)."""
+    with ecs_standin.Standin(refresh_s) as standin:
         envs = {name: dict(env, ECS_CONTAINER_METADATA_URI_V4=standin.url(name))
                 for name in progs}
         results = run_mode(progs, "ecs", seconds, env, scratch, envs=envs, growth=True,
@@ -398,7 +403,8 @@ def report_ecs(ecs_runs, opts):
               f"{opts.binary or DEFAULT_BINARY}.")
     print(f"\n### ECS task scope: {opts.seconds:g} s at `--period {opts.period}`, "
           f"`--scope ecs-task`, dry-run, against a stand-in task metadata endpoint "
-          f"(AWS's Fargate example replayed), median of {opts.repeat} run(s)\n")
+          f"(AWS's Fargate example replayed, stats refreshed every {opts.ecs_refresh:g} s), "
+          f"median of {opts.repeat} run(s)\n")
     print("| row | --metrics | CPU | steady CPU per sample | VmHWM | Pss | threads "
           "| SIGTERM → exit | exit status |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -452,7 +458,7 @@ def report_ecs(ecs_runs, opts):
             paths = ", ".join(f"{n} {p}" for p, n in sorted(served.items())) or "nothing"
             parts.append(f"{label} {paths}")
         print(f"Run {i}, stand-in endpoint served: " + "; ".join(parts)
-              + f" (expected ≈ {opts.seconds:.0f} /task/stats each)")
+              + f" ({opts.seconds / opts.ecs_refresh:.0f} refreshes in {opts.seconds:.0f} s)")
     return medians, ratios
 
 
@@ -485,6 +491,9 @@ def main():
                     default="both", help="both: dry-run and publishing; all: those and ecs")
     ap.add_argument("--ecs-metrics", default=DEFAULT_ECS_METRICS,
                     help="--metrics of the 'ecs all groups' row")
+    ap.add_argument("--ecs-refresh", type=float, default=1, metavar="SECS",
+                    help="seconds between the stand-in's refreshes of /task/stats "
+                         "(1 as on EC2, 10 as on Fargate)")
     ap.add_argument("--ecs-baseline", metavar="BINARY",
                     help="run the 'ecs cpu,memory' row with this build instead (e.g. the "
                          "previous release), side by side with the new one")
@@ -532,7 +541,8 @@ def main():
             if mode == "dry-run":
                 run[mode] = run_mode(progs, mode, opts.seconds, env, scratch)
             elif mode == "ecs":
-                results, served = run_ecs(ecs_progs, opts.seconds, env, scratch)
+                results, served = run_ecs(ecs_progs, opts.seconds, env, scratch,
+                                          opts.ecs_refresh)
                 ecs_runs.append({"results": results, "served": served})
                 for name, r in results.items():
                     if r.get("failed"):

@@ -9,18 +9,22 @@ of the task's containers, as `joined()` in src/sample/ecs/published.rs does, and
 one stats entry for two containers both get a copy (its `id` and `name` set to theirs).
 
 `/task` is the example with `"EphemeralStorageMetrics": {"Utilized": 2298, "Reserved":
-21694}` and `"RestartCount": 0` on every container. Each `/task/stats` is read now: `read`
-is the current time (RFC 3339, nanoseconds, UTC), `preread` a second earlier, and the
-counters advance at constant rates (per container, the constants below) from the
-example's values: CPU time (`precpu_stats` is `cpu_stats` a second behind), network
-bytes and packets, block I/O bytes and operations. Memory stays as captured.
+21694}` and `"RestartCount": 0` on every container. `/task/stats` is refreshed every
+`refresh` seconds (1, as on EC2; `--refresh 10`, as on Fargate and Managed Instances):
+`read` is the time of the latest refresh (RFC 3339, nanoseconds, UTC), `preread` one
+refresh earlier, and the counters advance at constant rates (per container, the constants
+below) from the example's values: CPU time (`precpu_stats` is `cpu_stats` a refresh
+behind), network bytes and packets, block I/O bytes and operations. Memory stays as
+captured.
 
 Keep-alive HTTP/1.1 with Content-Length, as the agent keeps one connection. Requests are
 counted per base id (`counts()`), so that a caller can check each agent sampled.
 
-    python3 bench/ecs_standin.py     # prints the base URL, serves until stdin closes
+    python3 bench/ecs_standin.py [--refresh SECS]   # prints the base URL, serves until
+                                                    # stdin closes
 """
 
+import argparse
 import collections
 import copy
 import http.server
@@ -48,7 +52,7 @@ READ_OPS_PER_S = 1
 WRITE_OPS_PER_S = 2
 USER_SHARE = 0.8                      # of the CPU time, the rest kernel
 # The counters are those of a task that has run this long when the stand-in starts, so
-# that `precpu_stats` (a second behind) never goes below the example's values.
+# that `precpu_stats` (a refresh behind) never goes below the example's values.
 HEAD_START_NS = 60 * 1_000_000_000
 NS = 1_000_000_000
 
@@ -85,7 +89,8 @@ def load_stats(task):
 class Replay:
     """The documents, and each request's stats at the time it is served."""
 
-    def __init__(self):
+    def __init__(self, refresh_s=1):
+        self.refresh_ns = int(refresh_s * NS)
         self.task = load_task()
         self.task_body = json.dumps(self.task).encode()
         self.base_stats = load_stats(self.task)
@@ -93,16 +98,18 @@ class Replay:
 
     def stats_body(self, now_ns=None):
         now_ns = time.time_ns() if now_ns is None else now_ns
+        # The latest refresh: the stats change only every `refresh_ns`.
+        read_ns = now_ns - (now_ns - self.origin_ns) % self.refresh_ns
         doc = {}
         for docker_id, base in self.base_stats.items():
             entry = copy.deepcopy(base)
-            entry["read"] = rfc3339(now_ns)
-            entry["preread"] = rfc3339(now_ns - NS)
-            # Docker's reading a second before: the same counters, a second less grown.
+            entry["read"] = rfc3339(read_ns)
+            entry["preread"] = rfc3339(read_ns - self.refresh_ns)
+            # Docker's reading a refresh before: the same counters, that much less grown.
             entry["precpu_stats"] = copy.deepcopy(entry["cpu_stats"])
-            advance_cpu(entry["cpu_stats"], now_ns - self.origin_ns)
-            advance_cpu(entry["precpu_stats"], now_ns - NS - self.origin_ns)
-            advance_io(entry, now_ns - self.origin_ns)
+            advance_cpu(entry["cpu_stats"], read_ns - self.origin_ns)
+            advance_cpu(entry["precpu_stats"], read_ns - self.refresh_ns - self.origin_ns)
+            advance_io(entry, read_ns - self.origin_ns)
             doc[docker_id] = entry
         return json.dumps(doc).encode()
 
@@ -194,10 +201,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Standin:
     """The endpoint on 127.0.0.1 (a free port), served from a daemon thread."""
 
-    def __init__(self):
+    def __init__(self, refresh_s=1):
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.server.replay = Replay()
+        self.server.replay = Replay(refresh_s)
         self.server.lock = threading.Lock()
         self.server.requests = collections.defaultdict(collections.Counter)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -221,7 +228,11 @@ class Standin:
 
 
 def main():
-    with Standin() as standin:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--refresh", type=float, default=1,
+                    help="seconds between refreshes of /task/stats (10 on Fargate)")
+    opts = ap.parse_args()
+    with Standin(opts.refresh) as standin:
         print(json.dumps({"url": standin.url()}), flush=True)
         sys.stdin.read()  # serves until stdin closes
         print(json.dumps({"requests": standin.counts()}), flush=True)

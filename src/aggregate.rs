@@ -8,8 +8,7 @@ use crate::domain::{
     CONTAINER_DIMENSION, Dimension, Distribution, Group, JobRun, Kind, MAX_CONTAINERS_PER_TASK,
     Metric, MetricSet, SIGNIFICANT_DIGITS, Window, round_significant,
 };
-use crate::sample::ContainerSample;
-use crate::sample::Sample;
+use crate::sample::{ContainerSample, Sample, Weight};
 
 /// Percent values are kept to 0.1: the resolution CloudWatch users read, and it bounds a
 /// window's memory to 1001 counters per metric however long the period.
@@ -37,14 +36,15 @@ impl Histogram {
         }
     }
 
-    /// Adds a percentage; values outside 0–100 are clamped, NaN is ignored.
-    fn add(&mut self, percent: f64) {
+    /// Adds a percentage `weight` times; values outside 0–100 are clamped, NaN is
+    /// ignored.
+    fn add(&mut self, percent: f64, weight: u32) {
         if percent.is_nan() {
             return;
         }
         let tenths = (percent.clamp(0.0, 100.0) * 10.0).round() as usize;
-        self.counts[tenths] = self.counts[tenths].saturating_add(1);
-        self.total += 1;
+        self.counts[tenths] = self.counts[tenths].saturating_add(weight);
+        self.total += u64::from(weight);
     }
 
     fn pairs(&self) -> impl Iterator<Item = (f64, u32)> + '_ {
@@ -74,15 +74,15 @@ struct Values {
 }
 
 impl Values {
-    /// Adds a figure; negative, infinite and NaN values are ignored.
-    fn add(&mut self, value: f64) {
+    /// Adds a figure `weight` times; negative, infinite and NaN values are ignored.
+    fn add(&mut self, value: f64, weight: u32) {
         if !(value.is_finite() && value >= 0.0) {
             return;
         }
         let value = round_significant(value, SIGNIFICANT_DIGITS);
         match self.pairs.binary_search_by(|(v, _)| v.total_cmp(&value)) {
-            Ok(i) => self.pairs[i].1 = self.pairs[i].1.saturating_add(1),
-            Err(i) => self.pairs.insert(i, (value, 1)),
+            Ok(i) => self.pairs[i].1 = self.pairs[i].1.saturating_add(weight),
+            Err(i) => self.pairs.insert(i, (value, weight)),
         }
     }
 
@@ -117,10 +117,12 @@ impl Accumulator {
         }
     }
 
-    fn add(&mut self, value: f64) {
+    /// Adds a value standing for `weight` seconds: a distribution counts it that many
+    /// times; a count's total and a run's value are what they are.
+    fn add(&mut self, value: f64, weight: u32) {
         match self {
-            Accumulator::Percent(h) => h.add(value),
-            Accumulator::Absolute(v) => v.add(value),
+            Accumulator::Percent(h) => h.add(value, weight),
+            Accumulator::Absolute(v) => v.add(value, weight),
             Accumulator::Count { total, measured } => {
                 if value.is_finite() && value >= 0.0 {
                     *total += value;
@@ -228,12 +230,12 @@ impl Aggregator {
         let closed = self.advance(unix_secs);
         for (metric, histogram) in &mut self.histograms {
             if let Some(value) = sample.value(*metric) {
-                histogram.add(value);
+                histogram.add(value, sample.weight.of(*metric));
             }
         }
         if !self.per_container.is_empty() {
             for container in &sample.containers {
-                self.add_container(container);
+                self.add_container(container, sample.weight);
             }
         }
         closed
@@ -245,7 +247,7 @@ impl Aggregator {
         let closed = self.advance(unix_secs);
         for (metric, accumulator) in &mut self.histograms {
             if let Some(value) = run.value(*metric) {
-                accumulator.add(value);
+                accumulator.add(value, 1);
             }
         }
         closed
@@ -263,7 +265,7 @@ impl Aggregator {
         closed
     }
 
-    fn add_container(&mut self, sample: &ContainerSample) {
+    fn add_container(&mut self, sample: &ContainerSample, weight: Weight) {
         let index = match self.containers.iter().position(|c| c.name == sample.name) {
             Some(i) => i,
             None if self.refused.contains(&sample.name) => return,
@@ -300,7 +302,7 @@ impl Aggregator {
         container.seen = true;
         for (metric, accumulator) in &mut container.accumulators {
             if let Some(value) = sample.value(*metric) {
-                accumulator.add(value);
+                accumulator.add(value, weight.of(*metric));
             }
         }
     }
@@ -509,6 +511,71 @@ mod tests {
             cpu_utilized: Some(cpu),
             memory_utilized: Some(memory),
         }
+    }
+
+    #[test]
+    fn each_value_counts_for_the_seconds_it_stands_for_and_a_count_for_itself() {
+        let metrics = MetricSet::of(&[
+            Metric::Cpu,
+            Metric::Memory,
+            Metric::CpuUtilized,
+            Metric::MemoryUtilized,
+            Metric::OomKills,
+            Metric::ContainerCpuUtilized,
+            Metric::ContainerMemoryUtilized,
+        ]);
+        let dimensions: Arc<[Dimension]> = vec![Dimension::service("web").unwrap()].into();
+        let mut agg = Aggregator::new(20, metrics, dimensions);
+        // Two ECS documents refreshed every 10 s; the second after a failed poll: its
+        // CPU covers 20 s, its memory stands for 10.
+        let document = |cpu: f64, memory: f64, rates: u32| Sample {
+            cpu: Some(cpu),
+            memory: Some(memory),
+            absolute: crate::sample::Absolute {
+                cpu_utilized: Some(cpu * 5.12),
+                memory_utilized: Some(memory * 10.0),
+                ..Default::default()
+            },
+            oom_kills: Some(1.0),
+            containers: vec![container("app", cpu * 5.12, memory * 10.0)],
+            weight: Weight { rates, levels: 10 },
+            ..Sample::default()
+        };
+        assert_eq!(agg.add(100, &document(40.0, 30.0, 10)), None);
+        // An idle tick between them carries nothing.
+        let idle = Sample {
+            idle: true,
+            ..Sample::default()
+        };
+        assert_eq!(agg.add(105, &idle), None);
+        assert_eq!(agg.add(110, &document(50.0, 31.0, 20)), None);
+        let w = agg.add(120, &idle).expect("window 100 closes");
+        assert_eq!(values(&w, Metric::Cpu), [(40.0, 10), (50.0, 20)]);
+        assert_eq!(values(&w, Metric::Memory), [(30.0, 10), (31.0, 10)]);
+        assert_eq!(values(&w, Metric::CpuUtilized), [(204.8, 10), (256.0, 20)]);
+        assert_eq!(
+            values(&w, Metric::MemoryUtilized),
+            [(300.0, 10), (310.0, 10)]
+        );
+        assert_eq!(
+            values(&w, Metric::OomKills),
+            [(2.0, 1)],
+            "a count is its total"
+        );
+        let (_, app) = w.groups().nth(1).expect("the container's group");
+        let app_values = |metric| {
+            app.iter()
+                .find(|(m, _)| *m == metric)
+                .map(|(_, d)| d.pairs().to_vec())
+        };
+        assert_eq!(
+            app_values(Metric::ContainerCpuUtilized),
+            Some(vec![(204.8, 10), (256.0, 20)])
+        );
+        assert_eq!(
+            app_values(Metric::ContainerMemoryUtilized),
+            Some(vec![(300.0, 10), (310.0, 10)])
+        );
     }
 
     #[test]

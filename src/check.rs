@@ -22,6 +22,7 @@ use crate::pipeline::SAMPLE_INTERVAL;
 use crate::publish::cloudwatch::{self, ErrorKind, Publisher, PutRequest};
 use crate::publish::{CloudWatch, Format};
 use crate::sample::Source;
+use crate::sample::ecs::pace;
 use crate::sample::scope::{self, Opened, Opening};
 use crate::setup::{self, Destination};
 
@@ -84,6 +85,7 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
     let opened = match scoped.opening {
         Opening::Ready(opened) => opened,
         Opening::Ecs(mut connector) => {
+            connector.without_pace_lines();
             tokio::time::timeout(config.request_timeout, connector.connect())
                 .await
                 .map_err(|_| {
@@ -106,14 +108,16 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
     if let Some(e) = first.errors.iter().chain(&second.errors).next() {
         return Err(fail("sample", format_args!("{what}: {e}")));
     }
+    // The latest values: an ECS task refreshed every 10 s has none new a second later.
+    let latest = if second.idle { &first } else { &second };
     // CPU and memory always, and what else `--metrics` asks for.
     let mut shown: Vec<String> = Metric::ALL
         .into_iter()
         .filter(|m| matches!(m, Metric::Cpu | Metric::Memory) || config.metrics.contains(*m))
         .filter(|m| !m.per_container())
-        .map(|m| format!("{} {}", m.name(), shown_value(m, second.value(m))))
+        .map(|m| format!("{} {}", m.name(), shown_value(m, latest.value(m))))
         .collect();
-    for container in second
+    for container in latest
         .containers
         .iter()
         .filter(|_| config.metrics.contains(Metric::ContainerCpuUtilized))
@@ -127,6 +131,13 @@ pub async fn run(config: &Config) -> Result<(), Failed> {
         ));
     }
     ok("sample", format_args!("{what}: {}", shown.join(", ")));
+    if let Some(secs) = source.ecs_pace_secs() {
+        ok("sample", pace::said(secs));
+        let high_resolution = config.encoding.storage_resolution == Some(1);
+        if let Some(warning) = pace::period_warning(config.period_secs, high_resolution, secs) {
+            warn("sample", warning);
+        }
+    }
     // Sent, or printed as EMF where CloudWatch Logs may extract it, `true`'s run would
     // count as one of the job's runs: only a dry run shows it in its request.
     let sending = !matches!(destination, Destination::DryRun(_));

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::aggregate::{Aggregator, unix_secs};
+use crate::aggregate::{Aggregator, unix_secs, window_start};
 use crate::alarm::Alarm;
 use crate::config::Config;
 use crate::delivery::{Closed, Delivery, Report};
@@ -71,6 +71,7 @@ pub async fn run<S: Source, D: Delivery>(
                 if let Some(window) = aggregator.add(at, &sample) {
                     hand_over(&mut delivery, window);
                 }
+                ticker.skip(ticks_to_sleep(source.quiet_ticks(), at, config.period_secs));
             }
         }
     };
@@ -113,6 +114,16 @@ pub async fn run<S: Source, D: Delivery>(
     Ended { report, closed }
 }
 
+/// Of the `quiet` ticks a source has nothing to read at, those to sleep through after a
+/// sample at `at`: not the first of the next window, whose sample closes this one on
+/// time.
+fn ticks_to_sleep(quiet: u32, at: u64, period_secs: u64) -> u32 {
+    let period = period_secs.max(1);
+    let next_window = window_start(at, period) + period;
+    let to_next = u32::try_from(next_window - at).unwrap_or(u32::MAX);
+    quiet.min(to_next - 1)
+}
+
 /// The one info line that says how the wrapped command's run ended (under this module's
 /// target wherever it is said, so that one `RUST_LOG` filter keeps it), then `what next`.
 pub fn say_ended(run: &JobRun, next: &str) {
@@ -153,6 +164,10 @@ impl ErrorLog {
             sample.cpu,
             sample.memory
         );
+        // A tick with nothing due to be read says nothing of whether sampling works.
+        if sample.idle {
+            return;
+        }
         let nothing = sample.is_empty();
         match sample.errors.first() {
             Some(e) if nothing => {
@@ -209,6 +224,18 @@ mod tests {
     use crate::delivery::Queued;
     use crate::domain::Window;
     use crate::publish::cloudwatch::{ErrorKind, PublishError, Publisher, PutRequest};
+
+    #[test]
+    fn quiet_ticks_are_slept_through_but_not_the_first_of_the_next_window() {
+        // An ECS task refreshed every 10 s, just polled: nine quiet ticks.
+        assert_eq!(ticks_to_sleep(9, 100, 60), 9);
+        // The tick at 120 opens the next window and closes this one.
+        assert_eq!(ticks_to_sleep(9, 115, 60), 4);
+        assert_eq!(ticks_to_sleep(9, 119, 60), 0);
+        assert_eq!(ticks_to_sleep(9, 120, 60), 9);
+        assert_eq!(ticks_to_sleep(9, 101, 2), 0, "every window gets its tick");
+        assert_eq!(ticks_to_sleep(0, 100, 60), 0, "a source read every second");
+    }
 
     /// Memory rises by one point per sample; CPU is there from the second sample on.
     struct Counting(u32);

@@ -2,7 +2,8 @@
 //! wakeup per sample. A tokio interval wakes twice for a deadline a second away (once
 //! when its timer-wheel slot comes due, once at the deadline) and its re-arm pokes the
 //! reactor's eventfd, which together cost more than the sample itself. Elsewhere, and
-//! under tests' paused time, it is a tokio interval.
+//! under tests' paused time, it is a tokio interval. Ticks at which the source has
+//! nothing to read (an ECS task's stats between refreshes) are slept through.
 
 use std::time::Duration;
 
@@ -17,7 +18,12 @@ pub enum Ticker {
         fd: tokio::io::unix::AsyncFd<timerfd::Timer>,
         period: Duration,
     },
-    Interval(Interval),
+    Interval {
+        interval: Interval,
+        period: Duration,
+        /// The deadline of the last tick, which skipped ticks are counted from.
+        last: Option<tokio::time::Instant>,
+    },
 }
 
 impl Ticker {
@@ -45,7 +51,39 @@ impl Ticker {
     pub fn interval(period: Duration) -> Ticker {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        Ticker::Interval(interval)
+        Ticker::Interval {
+            interval,
+            period,
+            last: None,
+        }
+    }
+
+    /// Sleeps through the next `ticks` ticks: the one after them comes on the same grid,
+    /// `ticks + 1` periods after the last. For a source with nothing to read until then
+    /// (an ECS task's stats between refreshes), whose wakeups would cost more than the
+    /// nothing they do.
+    pub fn skip(&mut self, ticks: u32) {
+        if ticks == 0 {
+            return;
+        }
+        match self {
+            #[cfg(target_os = "linux")]
+            Ticker::TimerFd { fd, period } => {
+                if let Err(e) = fd.get_ref().delay(*period * ticks, *period) {
+                    // The ticks then come as before: only their cost is not saved.
+                    log::debug!("cannot delay the timerfd: {e}");
+                }
+            }
+            Ticker::Interval {
+                interval,
+                period,
+                last,
+            } => {
+                if let Some(last) = last {
+                    interval.reset_at(*last + *period * (ticks + 1));
+                }
+            }
+        }
     }
 
     /// Waits for the next tick.
@@ -69,8 +107,8 @@ impl Ticker {
                     Err(_would_block) => continue,
                 }
             },
-            Ticker::Interval(interval) => {
-                interval.tick().await;
+            Ticker::Interval { interval, last, .. } => {
+                *last = Some(interval.tick().await);
             }
         }
     }
@@ -102,6 +140,26 @@ mod timerfd {
             Ok(Timer(fd))
         }
 
+        /// Moves the next expiry `extra` later; the ones after it follow every `period`.
+        pub fn delay(&self, extra: Duration, period: Duration) -> io::Result<()> {
+            let remaining = match self.0.get()? {
+                Some(Expiration::OneShot(next) | Expiration::IntervalDelayed(next, _)) => {
+                    Duration::from(next)
+                }
+                Some(Expiration::Interval(every)) => Duration::from(every),
+                None => Duration::ZERO,
+            };
+            let first = (remaining + extra).max(Duration::from_nanos(1));
+            self.0.set(
+                Expiration::IntervalDelayed(
+                    TimeSpec::from_duration(first),
+                    TimeSpec::from_duration(period),
+                ),
+                TimerSetTimeFlags::empty(),
+            )?;
+            Ok(())
+        }
+
         pub fn read_expirations(&self) -> io::Result<u64> {
             let mut count = [0u8; 8];
             nix::unistd::read(self.0.as_fd(), &mut count)?;
@@ -121,6 +179,53 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+
+    /// Ticks after `skip(3)`: the next one four periods after the last, then one a
+    /// period, on the same grid.
+    async fn skipped_ticks_are_slept_through(mut ticker: Ticker, period: Duration) {
+        ticker.tick().await;
+        let start = Instant::now();
+        ticker.tick().await;
+        let grid = start.elapsed();
+        ticker.skip(3);
+        ticker.tick().await;
+        let skipped = start.elapsed();
+        assert!(
+            skipped >= grid + period * 4 - Duration::from_millis(5) && skipped < grid + period * 5,
+            "the tick after three skipped comes four periods on: {skipped:?} after {grid:?}"
+        );
+        ticker.tick().await;
+        let next = start.elapsed();
+        assert!(
+            next >= grid + period * 5 - Duration::from_millis(5),
+            "then every period: {next:?}"
+        );
+        ticker.skip(0);
+        ticker.tick().await;
+        assert!(start.elapsed() < grid + period * 7, "skip(0) skips nothing");
+    }
+
+    #[tokio::test]
+    async fn a_timerfd_ticker_sleeps_through_skipped_ticks() {
+        let period = Duration::from_millis(200);
+        skipped_ticks_are_slept_through(Ticker::new(period), period).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interval_ticker_sleeps_through_skipped_ticks() {
+        let period = Duration::from_millis(200);
+        let ticker = Ticker::interval(period);
+        // Paused time: tokio's clock, not std's, measures it.
+        let start = tokio::time::Instant::now();
+        let mut ticker = ticker;
+        ticker.tick().await;
+        ticker.tick().await;
+        ticker.skip(3);
+        ticker.tick().await;
+        assert_eq!(start.elapsed(), period * 5);
+        ticker.tick().await;
+        assert_eq!(start.elapsed(), period * 6);
+    }
 
     #[tokio::test]
     async fn ticks_at_once_then_every_period_and_skips_missed_ticks() {

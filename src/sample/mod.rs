@@ -55,6 +55,15 @@ pub enum ScopedSource {
 }
 
 impl ScopedSource {
+    /// Seconds between ECS's refreshes of the task's stats, in the ecs-task scope once
+    /// a document told ([`ecs::pace`]).
+    pub fn ecs_pace_secs(&self) -> Option<u32> {
+        match self {
+            ScopedSource::Ecs(source) => source.pace_secs(),
+            _ => None,
+        }
+    }
+
     /// The ECS task, in the ecs-task scope.
     pub fn ecs_task(&self) -> Option<&ecs::Task> {
         match self {
@@ -102,6 +111,13 @@ impl Source for ScopedSource {
             _ => None,
         }
     }
+
+    fn quiet_ticks(&self) -> u32 {
+        match self {
+            ScopedSource::Ecs(source) => source.quiet_ticks(),
+            _ => 0,
+        }
+    }
 }
 
 /// One reading of the metrics: percentages (0–100), counts, and absolute figures in
@@ -137,6 +153,40 @@ pub struct Sample {
     pub containers: Vec<ContainerSample>,
     /// What went wrong while reading; a failed read costs that metric, not the sample.
     pub errors: Vec<SampleError>,
+    /// Seconds the values stand for: 1, but 10 for a document ECS refreshes every 10 s.
+    pub weight: Weight,
+    /// Nothing was due to be read (an ECS task's stats between two refreshes): the
+    /// sample carries counts at most, and says nothing of whether sampling works.
+    pub idle: bool,
+}
+
+/// Seconds a sample's values stand for, which a window counts them as: a rate for the
+/// time it covers, a level for the time until the next reading. 1 and 1 where the
+/// source is read every second; an ECS document refreshed every 10 s stands for 10.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weight {
+    pub rates: u32,
+    pub levels: u32,
+}
+
+impl Default for Weight {
+    fn default() -> Self {
+        Weight {
+            rates: 1,
+            levels: 1,
+        }
+    }
+}
+
+impl Weight {
+    /// What `metric`'s value counts for ([`Metric::is_rate`]).
+    pub fn of(self, metric: Metric) -> u32 {
+        if metric.is_rate() {
+            self.rates
+        } else {
+            self.levels
+        }
+    }
 }
 
 /// CPU and memory in Container Insights' units: CPU units (1024 a vCPU) and MiB.
@@ -278,6 +328,12 @@ pub trait Source {
     /// says so; `None` where the scope has no such record.
     fn recorded_peak(&self) -> Option<(u64, &'static str)> {
         None
+    }
+
+    /// How many of the coming once-a-second ticks would read nothing (an ECS task's stats
+    /// between two refreshes): the loop sleeps through them. 0 where every tick reads.
+    fn quiet_ticks(&self) -> u32 {
+        0
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::cgroup::{self, CgroupSource};
+use super::ecs::pace::Windows;
 use super::kernel::{KernelFiles, Places, Unavailable};
 use super::traffic::{self, TrafficFiles};
 use super::{EcsSource, ScopedSource};
@@ -136,10 +137,15 @@ fn open_noting(config: &Config, unmeasured: &mut Vec<String>) -> Result<Opening,
                 ));
             }
             let alarm = Alarm::new(config.period_secs);
+            let windows = Windows {
+                period_secs: config.period_secs,
+                high_resolution: config.encoding.storage_resolution == Some(1),
+            };
             return Ok(Opening::Ecs(EcsConnector::new(
                 metadata_uri,
                 root,
                 config.metrics,
+                windows,
                 alarm,
             )));
         }
@@ -329,6 +335,9 @@ pub struct EcsConnector {
     root: PathBuf,
     /// The metrics asked for: what the source reads besides CPU and memory.
     wanted: MetricSet,
+    /// The windows the stats' refresh pace is said against, once the source learns it;
+    /// `None` for a caller that says it itself.
+    announce: Option<Windows>,
     /// Attempts so far, and the wait before the next one.
     attempts: u32,
     delay: Duration,
@@ -337,15 +346,21 @@ pub struct EcsConnector {
 }
 
 impl EcsConnector {
-    fn new(uri: &str, root: &Path, wanted: MetricSet, alarm: Alarm) -> Self {
+    fn new(uri: &str, root: &Path, wanted: MetricSet, windows: Windows, alarm: Alarm) -> Self {
         EcsConnector {
             uri: uri.to_owned(),
             root: root.to_owned(),
             wanted,
+            announce: Some(windows),
             attempts: 0,
             delay: Duration::from_millis(500),
             alarm,
         }
+    }
+
+    /// Leaves the refresh pace unsaid in the log: for `check`, which prints it.
+    pub fn without_pace_lines(&mut self) {
+        self.announce = None;
     }
 
     /// Waits until the endpoint has answered the task document.
@@ -362,7 +377,7 @@ impl EcsConnector {
                 self.delay = (self.delay * 2).min(Duration::from_secs(30));
             }
             self.attempts += 1;
-            match EcsSource::connect(&self.uri, &self.root, self.wanted).await {
+            match EcsSource::connect(&self.uri, &self.root, self.wanted, self.announce).await {
                 Ok(source) => {
                     if let Some(failed) = self.alarm.worked() {
                         log::info!(

@@ -325,6 +325,19 @@ impl ContainerStats {
         epoch_nanos(self.read.as_deref()?)
     }
 
+    /// Nanoseconds since the Unix epoch of `preread`, Docker's reading before this one.
+    pub(crate) fn preread_nanos(&self) -> Option<u64> {
+        epoch_nanos(self.preread.as_deref()?)
+    }
+
+    /// `read − preread` (ns), given `read` as [`ContainerStats::read_nanos`] parsed it:
+    /// how often the platform says it reads the stats, if a pace can be that long
+    /// ([`MAX_PACE_SECS`]).
+    pub(crate) fn refresh_nanos(&self, read_nanos: u64) -> Option<u64> {
+        let interval = read_nanos.checked_sub(self.preread_nanos()?)?;
+        (interval > 0 && interval <= u64::from(MAX_PACE_SECS) * 1_000_000_000).then_some(interval)
+    }
+
     pub(crate) fn cpu_nanos(&self) -> Option<u64> {
         self.cpu_stats.as_ref()?.cpu_usage.as_ref()?.total_usage
     }
@@ -341,7 +354,7 @@ impl ContainerStats {
             .total_usage?;
         Some(Reading {
             used: Some(used).filter(|u| *u > 0)?,
-            span: epoch_nanos(self.preread.as_deref()?)?,
+            span: self.preread_nanos()?,
         })
     }
 
@@ -364,6 +377,10 @@ impl ContainerStats {
         Some(working_set(usage, inactive))
     }
 }
+
+/// The longest `read − preread` taken for the platform's refresh interval: a longer
+/// one is a container that was paused, not a pace (stats are then read every second).
+pub const MAX_PACE_SECS: u32 = 60;
 
 /// Nanoseconds since the Unix epoch of an RFC 3339 time; `None` for a time that is not
 /// one, or is not after 1970 (Docker's `0001-01-01T00:00:00Z` for "never").

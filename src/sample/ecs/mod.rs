@@ -19,6 +19,7 @@ use crate::domain::{Metric, MetricSet};
 
 mod counters;
 pub mod metadata;
+pub mod pace;
 #[cfg(test)]
 mod published;
 pub mod tracker;
@@ -26,10 +27,12 @@ mod watch;
 
 use metadata::Stats;
 pub use metadata::Task;
+use pace::{Clock, Found, News, Pace, Windows};
 use tracker::{Tracker, Wants};
 use watch::TaskWatch;
 
-/// Each request to the endpoint, body included; a sample is due every second.
+/// Each request to the endpoint, body included; a sample is due every second (a poll, on
+/// EC2; on Fargate every tenth sample).
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 /// A container the task document does not list makes the agent read it again, at most
 /// this often: a stats document may keep naming a container that `/task` never will.
@@ -58,6 +61,11 @@ pub struct EcsSource {
     told_of_refresh: bool,
     /// Ephemeral storage and restarts: what `/task` is polled for, if anything.
     task_watch: Option<TaskWatch>,
+    /// How often ECS refreshes the stats, and so when `/task/stats` is read.
+    pace: Pace,
+    /// The windows the pace is said against once learnt; `None` where the caller says
+    /// it itself (`check`).
+    announce: Option<Windows>,
 }
 
 impl EcsSource {
@@ -68,6 +76,7 @@ impl EcsSource {
         base_uri: &str,
         root: &Path,
         wanted: MetricSet,
+        announce: Option<Windows>,
     ) -> Result<Self, SampleError> {
         let base = base_uri.trim_end_matches('/');
         let parse = |path: &str| {
@@ -105,12 +114,61 @@ impl EcsSource {
             refreshed_at: None,
             told_of_refresh: false,
             task_watch,
+            pace: Pace::default(),
+            announce,
         })
     }
 
     /// The task as last read.
     pub fn task(&self) -> &Task {
         &self.task
+    }
+
+    /// Seconds between ECS's refreshes of the task's stats, once a document told.
+    pub fn pace_secs(&self) -> Option<u32> {
+        self.pace.secs()
+    }
+
+    /// Ticks to come at which neither the stats nor `/task` is due.
+    pub fn quiet_ticks(&self) -> u32 {
+        let now = self.clock();
+        let stats = self.pace.quiet_ticks(now);
+        match &self.task_watch {
+            Some(watch) => {
+                let due = watch.due_at().saturating_duration_since(self.started);
+                let due = u64::try_from(due.as_nanos()).unwrap_or(u64::MAX);
+                stats.min(pace::ticks_before(due, now))
+            }
+            None => stats,
+        }
+    }
+
+    /// Nanoseconds on the source's own clock.
+    fn clock(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A sample of a tick with no new document: the restarts counted since, if asked
+    /// for, and what failed.
+    fn idle(&mut self, mut sample: Sample) -> Sample {
+        if let Some(watch) = self.task_watch.as_mut() {
+            watch.restarts_into(&mut sample);
+        }
+        sample.idle = sample.errors.is_empty();
+        sample
+    }
+
+    /// Says the pace just learnt, and what it does to windows shorter than it.
+    fn say_pace(&self, secs: u32) {
+        let Some(windows) = self.announce else {
+            return;
+        };
+        log::info!("{}", pace::said(secs));
+        if let Some(warning) =
+            pace::period_warning(windows.period_secs, windows.high_resolution, secs)
+        {
+            log::error!("{warning}");
+        }
     }
 
     /// Re-reads the task document after a container it did not know appeared.
@@ -134,25 +192,33 @@ impl EcsSource {
 impl Source for EcsSource {
     async fn sample(&mut self) -> Sample {
         let mut sample = Sample::default();
-        // `/task`, when the watch is due, is read at the same time as the stats: one
-        // timeout for both, not one after the other in a sample's second.
-        let polled = match self.task_watch.as_mut() {
+        let polled_at = self.clock();
+        // The stats when ECS may have refreshed them; `/task`, when the watch is due, at
+        // the same time: one timeout for both, not one after the other.
+        let stats_due = self.pace.due(polled_at);
+        let task_due = match self.task_watch.as_mut() {
             Some(watch) if watch.due() => {
                 watch.polled();
                 true
             }
             _ => false,
         };
-        let (stats, task) = if polled {
-            let (stats, task) = tokio::join!(
-                self.http.get_json::<Stats>(&self.stats_uri),
-                self.http.get_json::<Task>(&self.task_uri)
-            );
-            (stats, Some(task))
-        } else {
-            (self.http.get_json::<Stats>(&self.stats_uri).await, None)
+        let (stats, task) = match (stats_due, task_due) {
+            (true, true) => {
+                let (stats, task) = tokio::join!(
+                    self.http.get_json::<Stats>(&self.stats_uri),
+                    self.http.get_json::<Task>(&self.task_uri)
+                );
+                (Some(stats), Some(task))
+            }
+            (true, false) => (
+                Some(self.http.get_json::<Stats>(&self.stats_uri).await),
+                None,
+            ),
+            (false, true) => (None, Some(self.http.get_json::<Task>(&self.task_uri).await)),
+            (false, false) => (None, None),
         };
-        let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let now = self.clock();
         match task {
             Some(Ok(task)) => {
                 self.take_task(task);
@@ -163,16 +229,32 @@ impl Source for EcsSource {
             Some(Err(e)) => sample.errors.push(e),
             None => {}
         }
-        if let Some(watch) = self.task_watch.as_mut() {
-            watch.sample_into(&mut sample);
-        }
         let stats = match stats {
-            Ok(stats) => stats,
-            Err(e) => {
+            None => return self.idle(sample),
+            Some(Ok(stats)) => stats,
+            Some(Err(e)) => {
+                self.pace.found(Found::Nothing, polled_at);
+                if let Some(watch) = self.task_watch.as_mut() {
+                    watch.sample_into(&mut sample);
+                }
                 sample.errors.push(e);
                 return sample;
             }
         };
+        // At a task's start no container has stats yet: that tells nothing.
+        let Some(clock) = Clock::of(&stats) else {
+            self.pace.found(Found::Nothing, polled_at);
+            return self.idle(sample);
+        };
+        match self.pace.found(Found::Document(clock), polled_at) {
+            // Its values are in the windows already, for the time they stand for.
+            News::Same => return self.idle(sample),
+            News::New { learnt: Some(secs) } => self.say_pace(secs),
+            News::New { learnt: None } => {}
+        }
+        if let Some(watch) = self.task_watch.as_mut() {
+            watch.sample_into(&mut sample);
+        }
         let unknown = stats
             .iter()
             .any(|(id, s)| s.is_some() && !self.task.knows(id));
@@ -193,6 +275,7 @@ impl Source for EcsSource {
             }
         }
         let utilization = self.tracker.update(&self.task, &stats, &self.capacity, now);
+        sample.weight = pace::weight(self.pace.secs(), utilization.covered_nanos);
         sample.cpu = utilization.cpu;
         sample.memory = utilization.memory;
         sample.absolute = Absolute::of(utilization.vcpus, utilization.memory_bytes, &self.capacity);

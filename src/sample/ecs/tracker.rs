@@ -10,9 +10,9 @@ use crate::sample::rate::{self, Gap, Reading};
 use crate::sample::{CPU_UNITS_PER_VCPU, Capacity, ContainerSample};
 
 /// How far the stats' clock (`read`) may run ahead of the agent's own between two
-/// documents before the interval counts as a jump of that clock, not as CPU use: ECS
-/// refreshes stats about once a second, and a slow answer shifts a poll by up to its
-/// 500 ms timeout.
+/// documents before the interval counts as a jump of that clock, not as CPU use: the
+/// agent polls once a refresh (a second on EC2, 10 s on Fargate), a refresh found a tick
+/// late shifts a poll by a second, and a slow answer by up to its 500 ms timeout.
 const MAX_CLOCK_SKEW_NANOS: u64 = 3_000_000_000;
 
 /// The last CPU reading of one container.
@@ -24,6 +24,9 @@ struct CpuPoint {
     rate: Option<f64>,
     /// When the agent got the reading, on its own monotonic clock (ns).
     seen: u64,
+    /// The document's `read − preread` (ns): the reading may have been this old when
+    /// the agent got it.
+    refresh: Option<u64>,
 }
 
 /// Turns successive stats documents into task utilization. CPU, network and storage
@@ -60,6 +63,9 @@ pub struct Utilization {
     pub memory: Option<f64>,
     /// vCPUs the task used, when `cpu` is measured.
     pub vcpus: Option<f64>,
+    /// The time (ns) the CPU rate covers, when measured: the longest interval of the
+    /// containers that moved on (Docker's own `read − preread` for a first document).
+    pub covered_nanos: Option<u64>,
     /// The containers' working sets, summed.
     pub memory_bytes: Option<u64>,
     /// Each container's figures, when asked for: CPU (CPU units, with the task's) and
@@ -113,6 +119,7 @@ impl Tracker {
         let mut containers = Vec::new();
         let mut vcpus_used = 0.0;
         let mut advanced = false;
+        let mut covered_nanos: Option<u64> = None;
         let mut memory_bytes: Option<u64> = None;
         let mut overflowed = false;
         let mut implausible = None;
@@ -159,6 +166,7 @@ impl Tracker {
                 },
                 rate: None,
                 seen: now,
+                refresh: s.refresh_nanos(read_nanos),
             };
             // The agent's own last reading; for a container seen for the first time,
             // Docker's (whose clock needs no check against the agent's).
@@ -169,14 +177,18 @@ impl Tracker {
                         reading,
                         rate: None,
                         seen: now,
+                        refresh: None,
                     };
                     (point, None)
                 }),
             };
             if let Some((prev, agent_elapsed)) = baseline {
                 let stats_elapsed = read_nanos.saturating_sub(prev.reading.span);
-                let jumped = agent_elapsed
-                    .filter(|a| stats_elapsed > a.saturating_add(MAX_CLOCK_SKEW_NANOS));
+                // The document before may have been a refresh old when the agent got
+                // it: on Fargate the next one comes a second later, 10 s on. (Its own
+                // interval: a clock that jumps moves the new document's `preread` too.)
+                let allowed = MAX_CLOCK_SKEW_NANOS.saturating_add(prev.refresh.unwrap_or(0));
+                let jumped = agent_elapsed.filter(|a| stats_elapsed > a.saturating_add(allowed));
                 match rate::ratio(prev.reading, point.reading) {
                     _ if jumped.is_some() => {
                         implausible = Some(format!(
@@ -193,11 +205,13 @@ impl Tracker {
                     }
                     Ok(vcpus) => {
                         advanced = true;
+                        covered_nanos = covered_nanos.max(Some(stats_elapsed));
                         point.rate = Some(vcpus);
                     }
                     // A counter that went down means a restart: 0 for this interval.
                     Err(Gap::UsedBackwards) => {
                         advanced = true;
+                        covered_nanos = covered_nanos.max(Some(stats_elapsed));
                         point.rate = Some(0.0);
                     }
                     // Not refreshed yet: keep the older point as the baseline.
@@ -246,6 +260,7 @@ impl Tracker {
                 .filter(|_| plausible(capacity.memory_bytes as f64))
                 .and_then(|b| rate::percent_of(b as f64, capacity.memory_bytes as f64)),
             vcpus: advanced.then_some(vcpus_used),
+            covered_nanos,
             memory_bytes,
             containers,
             network: traffic.network,
@@ -424,6 +439,42 @@ mod tests {
         let later = advanced(doc, 1, &[(APP_ID, 250_000_000)]);
         let u = tracker.update(&t, &later, &cap, 2 * S);
         assert!((u.cpu.unwrap() - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_refresh_10_s_on_found_a_second_after_the_last_is_a_rate_not_a_jump() {
+        // Fargate: the first document found was already 9 s old; the next refresh
+        // comes a second later with `read` 10 s on (and `preread` the `read` before).
+        let t = task(FARGATE_TASK);
+        let cap = t.capacity(INSTANCE);
+        let every_10_s = |mut doc: Stats| {
+            for s in doc.values_mut().flatten() {
+                s.preread = s.read.clone();
+            }
+            doc
+        };
+        let mut tracker = Tracker::default();
+        // The fixture, with Docker's reading before 10 s earlier.
+        let doc = advanced(
+            every_10_s(advanced(stats(FARGATE_STATS), -10, &[])),
+            10,
+            &[],
+        );
+        tracker.update(&t, &doc, &cap, 0);
+        let rates = [(APP_ID, 2_500_000_000), (SIDECAR_ID, 1_500_000_000)];
+        let next = advanced(every_10_s(doc), 10, &rates);
+        let u = tracker.update(&t, &next, &cap, S);
+        assert_eq!(u.implausible, None);
+        assert!((u.cpu.unwrap() - 80.0).abs() < 1e-9, "{u:?}");
+        assert_eq!(u.covered_nanos, Some(10 * S));
+        // A real jump is still one: 40 s on in a second.
+        let jump = advanced(every_10_s(next), 40, &rates);
+        let u = tracker.update(&t, &jump, &cap, 2 * S);
+        assert!(
+            u.implausible.unwrap().contains("jumped 40.0 s ahead"),
+            "{:?}",
+            u.cpu
+        );
     }
 
     #[test]

@@ -11,6 +11,9 @@ use crate::sample::Sample;
 /// is otherwise read at start only): both change slowly, and each sample carries the
 /// latest figures.
 pub const TASK_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// How much earlier than [`TASK_POLL_INTERVAL`] a tick still reads `/task`: ticks are a
+/// second apart, each a little late.
+const TICK_SLACK: Duration = Duration::from_millis(500);
 /// Figures older than this (the reads of `/task` since failed) are no longer sent.
 const STALE_AFTER: Duration = Duration::from_secs(35);
 /// The most ephemeral storage a Fargate task may have is 200 GiB; a figure past 1 PiB
@@ -71,9 +74,15 @@ impl TaskWatch {
         Some(watch)
     }
 
-    /// Whether `/task` is due to be read again.
+    /// Whether `/task` is due to be read again (at the tick nearest the interval: a
+    /// tick may come a little early on the last read's).
     pub fn due(&self) -> bool {
-        self.polled_at.elapsed() >= TASK_POLL_INTERVAL
+        self.polled_at.elapsed() + TICK_SLACK >= TASK_POLL_INTERVAL
+    }
+
+    /// When `/task` is due to be read again.
+    pub fn due_at(&self) -> Instant {
+        self.polled_at + TASK_POLL_INTERVAL
     }
 
     /// A read of `/task` starts now (whether it succeeds or not).
@@ -143,6 +152,13 @@ impl TaskWatch {
                 .zip(reserved.filter(|r| *r > 0.0))
                 .map(|(u, r)| (u / r * 100.0).min(100.0));
         }
+        self.restarts_into(sample);
+    }
+
+    /// Puts the restarts since the last sample (0 when none) into `sample`: what a
+    /// sample without a new stats document carries (ephemeral storage, a level, comes
+    /// with the stats' weight).
+    pub fn restarts_into(&mut self, sample: &mut Sample) {
         if self.restarts {
             sample.restarts = Some(std::mem::take(&mut self.pending) as f64);
         }

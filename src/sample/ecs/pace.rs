@@ -1,0 +1,443 @@
+//! How often ECS refreshes the task's stats, learnt from the documents, and so when
+//! `/task/stats` is worth reading. EC2 refreshes every second; Fargate and Managed
+//! Instances every 10 s (`read − preread` in every document AWS publishes from them).
+//! Reading at the refresh's pace, on the first tick after each refresh, saves the polls
+//! that would only find the same document again; each value then stands for the seconds
+//! it covers ([`crate::sample::Weight`]).
+
+use super::metadata::{MAX_PACE_SECS, Stats};
+use crate::sample::Weight;
+
+const NS: u64 = 1_000_000_000;
+/// Ticks come a second apart, a little late: a poll is due at the tick nearest to a
+/// refresh interval after the one that found the last document.
+const TICK_SLACK: u64 = NS / 2;
+/// A new document found by a poll at most this long after one that found a document
+/// was refreshed between the two: the refresh's phase, to within a tick.
+const ONE_TICK: u64 = NS + NS / 2;
+
+/// The clock of one stats document, from its containers' `read` and `preread`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// The newest `read` (ns since the epoch): how far the document has come.
+    pub newest: u64,
+    /// The containers' `read` times added up (wrapping): changes when any container's
+    /// stats were refreshed, including one that is not the newest.
+    pub fingerprint: u64,
+    /// The shortest `read − preread` (ns): the interval at which the platform says it
+    /// read the stats. `None` when no container has both (Docker's first reading).
+    pub stated: Option<u64>,
+}
+
+impl Clock {
+    /// The clock of `stats`; `None` when no container has stats yet.
+    pub fn of(stats: &Stats) -> Option<Clock> {
+        let mut clock: Option<Clock> = None;
+        for s in stats.values().flatten() {
+            let Some(read) = s.read_nanos() else {
+                continue;
+            };
+            let stated = s.refresh_nanos(read);
+            let c = clock.get_or_insert(Clock {
+                newest: read,
+                fingerprint: 0,
+                stated,
+            });
+            c.newest = c.newest.max(read);
+            c.fingerprint = c.fingerprint.wrapping_add(read);
+            c.stated = match (c.stated, stated) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        clock
+    }
+}
+
+/// What a poll found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// A document with stats, of this clock.
+    Document(Clock),
+    /// No answer, or one without stats: says nothing of the refresh.
+    Nothing,
+}
+
+/// What a document found by a poll is to the sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum News {
+    /// The document of the last poll again: nothing to add.
+    Same,
+    /// A refreshed document; `learnt` is the pace when this document changed it (the
+    /// first one that tells it, or a platform that changed its pace).
+    New { learnt: Option<u32> },
+}
+
+/// The refresh pace learnt so far and the phase of the refreshes on the agent's clock.
+#[derive(Debug, Default)]
+pub struct Pace {
+    /// Seconds between refreshes, once a document said or showed it.
+    secs: Option<u32>,
+    /// The shortest interval seen between two successive documents (ns): the pace of
+    /// documents that do not state one.
+    shortest_seen: Option<u64>,
+    /// Clock of the last document found.
+    last: Option<Clock>,
+    /// When (agent's clock, ns) a refresh was last found within a tick of happening:
+    /// the next is due a pace later. `None` until one was, and after a poll failed.
+    phase: Option<u64>,
+    /// When the last poll ran, and whether it found a document.
+    last_poll: Option<(u64, bool)>,
+}
+
+impl Pace {
+    /// The refresh interval, once known.
+    pub fn secs(&self) -> Option<u32> {
+        self.secs
+    }
+
+    /// Whether a poll at `now` (ns on the agent's clock) may find a new document: on
+    /// every tick until the pace and its phase are known (and where the pace is a
+    /// second), then on the tick a pace after the last refresh found, and on each tick
+    /// after it until the refresh comes.
+    pub fn due(&self, now: u64) -> bool {
+        match (self.secs, self.phase) {
+            (Some(secs), Some(phase)) if secs > 1 => {
+                now.saturating_add(TICK_SLACK) >= phase.saturating_add(u64::from(secs) * NS)
+            }
+            _ => true,
+        }
+    }
+
+    /// How many ticks after `now` (a second apart) no poll is due: the first due one
+    /// wakes the loop.
+    pub fn quiet_ticks(&self, now: u64) -> u32 {
+        match (self.secs, self.phase) {
+            (Some(secs), Some(phase)) if secs > 1 => {
+                ticks_before(phase.saturating_add(u64::from(secs) * NS), now)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Takes what a poll started at `now` found.
+    pub fn found(&mut self, found: Found, now: u64) -> News {
+        let Found::Document(clock) = found else {
+            // A refresh may have come while the endpoint did not answer: its phase is
+            // learnt again from the polls after.
+            self.phase = None;
+            self.last_poll = Some((now, false));
+            return News::Same;
+        };
+        let same = self.last.is_some_and(|last| {
+            (last.newest, last.fingerprint) == (clock.newest, clock.fingerprint)
+        });
+        let previous_poll = self.last_poll.replace((now, true));
+        if same {
+            return News::Same;
+        }
+        let on_time = match (self.secs, self.phase) {
+            (Some(secs), Some(phase)) => {
+                now.abs_diff(phase.saturating_add(u64::from(secs) * NS)) <= TICK_SLACK
+            }
+            _ => false,
+        };
+        let just_refreshed =
+            previous_poll.is_some_and(|(at, found)| found && now.saturating_sub(at) <= ONE_TICK);
+        // The phase is known when the refresh came within the last tick, or when the
+        // poll due a pace after the last one found it (the phase kept); otherwise (at
+        // start, after a stall) polls go on every tick until a refresh is caught.
+        self.phase = (just_refreshed || on_time).then_some(now);
+        if let Some(last) = self.last
+            && clock.newest > last.newest
+        {
+            let between = clock.newest - last.newest;
+            self.shortest_seen = Some(self.shortest_seen.map_or(between, |s| s.min(between)));
+        }
+        // The pace of the first document that tells one; another only when two
+        // documents in a row tell it: a stats clock that jumps moves one document's
+        // `read − preread` too.
+        let told = self
+            .last
+            .replace(clock)
+            .and_then(|last| last.stated.or(self.shortest_seen).and_then(whole_secs));
+        let secs = clock.stated.or(self.shortest_seen).and_then(whole_secs);
+        let learnt = match (self.secs, secs) {
+            (None, Some(secs)) => Some(secs),
+            (Some(pace), Some(secs)) if secs != pace && told == Some(secs) => Some(secs),
+            _ => None,
+        };
+        if learnt.is_some() {
+            self.secs = learnt;
+        }
+        News::New { learnt }
+    }
+}
+
+/// How many ticks after `now` (a second apart, each up to [`TICK_SLACK`] late) come
+/// before `due` (both ns on the source's clock).
+pub fn ticks_before(due: u64, now: u64) -> u32 {
+    let room = due.saturating_sub(now.saturating_add(TICK_SLACK));
+    u32::try_from(room.saturating_sub(1) / NS).unwrap_or(u32::MAX)
+}
+
+/// An interval in ns as whole seconds (at least 1), if a pace can be that long.
+fn whole_secs(ns: u64) -> Option<u32> {
+    let secs = u32::try_from((ns + NS / 2) / NS).ok()?.max(1);
+    (secs <= MAX_PACE_SECS).then_some(secs)
+}
+
+/// The windows the agent fills: what the pace is said against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub period_secs: u64,
+    /// Datums sent at high resolution (`--storage-resolution 1`, the default under 60 s).
+    pub high_resolution: bool,
+}
+
+/// What a document's values stand for: levels (memory) the pace, or a second while it
+/// is not known; rates the time they cover (`covered_nanos`, the tracker's), which is
+/// the pace from one refresh to the next and longer after polls that failed.
+pub fn weight(pace_secs: Option<u32>, covered_nanos: Option<u64>) -> Weight {
+    let levels = pace_secs.unwrap_or(1);
+    let rates = covered_nanos
+        .map(|ns| u32::try_from((ns + NS / 2) / NS).unwrap_or(u32::MAX).max(1))
+        .unwrap_or(levels);
+    Weight { rates, levels }
+}
+
+/// The line that says the pace, at start-up and in `check`.
+pub fn said(secs: u32) -> String {
+    if secs == 1 {
+        return "ECS refreshes task stats every second here: /task/stats is read every \
+                second"
+            .to_owned();
+    }
+    format!(
+        "ECS refreshes task stats every {secs} s here: /task/stats is read once each \
+         {secs} s, just after the refresh, and each value stands for the {secs} s it \
+         covers (a {secs}-second average, counted {secs} times)"
+    )
+}
+
+/// What a period shorter than the pace does, and what to choose instead; `None` when
+/// every window gets a refresh.
+pub fn period_warning(period_secs: u64, high_resolution: bool, secs: u32) -> Option<String> {
+    let pace = u64::from(secs);
+    if period_secs >= pace {
+        return None;
+    }
+    let share = if pace.is_multiple_of(period_secs) {
+        let n = pace / period_secs;
+        format!("{} of every {n} windows", n - 1)
+    } else {
+        format!("about {} % of windows", 100 - period_secs * 100 / pace)
+    };
+    let alarm = if high_resolution {
+        format!(
+            " (sent at high resolution, an alarm over {period_secs}-second periods sees \
+             missing data there)"
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "--period {period_secs} is shorter than the {secs} s at which ECS refreshes task \
+         stats here: {share} will have no CPU or memory values{alarm}; choose --period \
+         {secs} or a multiple of it (60 for standard resolution)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::metadata::testing::*;
+    use super::*;
+
+    /// A document of one container read at `read` s, Docker's reading before at
+    /// `read − stated` s.
+    fn clock(read: u64, stated: Option<u64>) -> Found {
+        Found::Document(Clock {
+            newest: read * NS,
+            fingerprint: read * NS,
+            stated: stated.map(|s| s * NS),
+        })
+    }
+
+    /// Polls every tick from `from` to `to` s (agent's clock, each tick 30 ms late)
+    /// against a source refreshed every `every` s at `offset` s past its multiples;
+    /// the ticks at which a poll was due.
+    fn run(pace: &mut Pace, from: u64, to: u64, every: u64, offset: f64) -> Vec<u64> {
+        let mut polled = Vec::new();
+        for tick in from..to {
+            let now = tick * NS + 30_000_000;
+            if !pace.due(now) {
+                continue;
+            }
+            polled.push(tick);
+            // The newest refresh at or before `now`.
+            let t = now as f64 / NS as f64 - offset;
+            let read = (t / every as f64).floor() as u64 * every;
+            pace.found(clock(read, Some(every)), now);
+        }
+        polled
+    }
+
+    #[test]
+    fn a_10_s_source_is_polled_every_tick_until_a_refresh_is_caught_then_once_a_refresh() {
+        let mut pace = Pace::default();
+        // Refreshes at 10k + 0.4 s: the first document (read 0) tells the pace; polls
+        // go on every tick until one finds the refresh of 10.4 s, at the tick of 11.
+        let polled = run(&mut pace, 1, 12, 10, 0.4);
+        assert_eq!(polled, (1..12).collect::<Vec<_>>());
+        assert_eq!(pace.secs(), Some(10));
+        // Then the tick after each refresh, and no other: the nine between are quiet.
+        assert_eq!(pace.quiet_ticks(11 * NS + 30_000_000), 9);
+        assert_eq!(pace.quiet_ticks(15 * NS + 30_000_000), 5);
+        let polled = run(&mut pace, 12, 100, 10, 0.4);
+        assert_eq!(polled, [21, 31, 41, 51, 61, 71, 81, 91]);
+        assert!(!pace.due(91 * NS + 30_000_000 + 9 * NS));
+        assert!(pace.due(91 * NS + 30_000_000 + 10 * NS));
+    }
+
+    #[test]
+    fn a_refresh_in_the_second_after_the_first_poll_sets_the_phase_at_once() {
+        let mut pace = Pace::default();
+        // Started at 10: the first poll finds the document of 0.4 s, the next the one of
+        // 10.4 s, refreshed between the two.
+        let polled = run(&mut pace, 10, 40, 10, 0.4);
+        assert_eq!(polled, [10, 11, 21, 31]);
+    }
+
+    #[test]
+    fn a_refresh_that_slips_past_its_tick_costs_one_poll_and_moves_the_phase() {
+        let mut pace = Pace::default();
+        run(&mut pace, 1, 12, 10, 0.95);
+        // Refreshes 0.95 s past the tick before ours: now 1.1 s late, past the tick of
+        // 21: that poll finds nothing new, the next one does, and the phase follows.
+        let polled = run(&mut pace, 12, 60, 10, 1.1);
+        assert_eq!(polled, [21, 22, 32, 42, 52]);
+    }
+
+    #[test]
+    fn a_one_second_source_is_polled_every_tick() {
+        let mut pace = Pace::default();
+        let polled = run(&mut pace, 1, 31, 1, 0.5);
+        assert_eq!(polled.len(), 30);
+        assert_eq!(pace.secs(), Some(1));
+        assert_eq!(pace.quiet_ticks(31 * NS), 0, "no tick is slept through");
+    }
+
+    #[test]
+    fn after_a_failed_poll_the_phase_is_learnt_again() {
+        let mut pace = Pace::default();
+        run(&mut pace, 1, 30, 10, 0.4);
+        assert!(!pace.due(25 * NS));
+        pace.found(Found::Nothing, 31 * NS);
+        // Every tick again until a refresh is caught within one.
+        let polled = run(&mut pace, 32, 60, 10, 0.4);
+        assert_eq!(polled, [32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 51]);
+    }
+
+    #[test]
+    fn the_pace_comes_from_read_minus_preread_or_else_from_successive_documents() {
+        let mut pace = Pace::default();
+        let news = pace.found(clock(100, Some(10)), 0);
+        assert_eq!(news, News::New { learnt: Some(10) });
+        assert_eq!(pace.found(clock(100, Some(10)), NS), News::Same);
+        assert_eq!(
+            pace.found(clock(110, Some(10)), 2 * NS),
+            News::New { learnt: None },
+            "said once"
+        );
+
+        // Docker's first reading has no `preread`: the documents' own spacing.
+        let mut pace = Pace::default();
+        assert_eq!(pace.found(clock(100, None), 0), News::New { learnt: None });
+        assert_eq!(pace.secs(), None);
+        assert!(pace.due(NS), "every tick while the pace is unknown");
+        assert_eq!(
+            pace.found(clock(105, None), 5 * NS),
+            News::New { learnt: Some(5) }
+        );
+        // One document that says otherwise (a stats clock that jumped) changes nothing;
+        // two in a row do.
+        let mut pace = Pace::default();
+        pace.found(clock(100, Some(10)), 0);
+        assert_eq!(
+            pace.found(clock(141, Some(31)), NS),
+            News::New { learnt: None }
+        );
+        assert_eq!(
+            pace.found(clock(151, Some(10)), 2 * NS),
+            News::New { learnt: None }
+        );
+        assert_eq!(pace.secs(), Some(10));
+        pace.found(clock(156, Some(5)), 3 * NS);
+        assert_eq!(
+            pace.found(clock(161, Some(5)), 4 * NS),
+            News::New { learnt: Some(5) }
+        );
+        // A pause is no pace: a statement past a minute is not believed.
+        let mut pace = Pace::default();
+        pace.found(clock(1000, Some(600)), 0);
+        assert_eq!(pace.secs(), None);
+    }
+
+    #[test]
+    fn a_document_in_which_a_container_other_than_the_newest_moved_on_is_new() {
+        let at = |doc: &mut Stats, id: &str, read: &str| {
+            if let Some(Some(s)) = doc.get_mut(id) {
+                s.read = Some(read.to_owned());
+            }
+        };
+        let mut doc = stats(FARGATE_STATS);
+        // The fixture's containers were read 0.5 ms apart, a second after `preread`.
+        assert_eq!(Clock::of(&doc).unwrap().stated, Some(NS));
+        at(&mut doc, APP_ID, "2026-11-25T15:10:05.1Z");
+        let first = Clock::of(&doc).unwrap();
+        // The sidecar's stats refreshed, still older than the app's.
+        at(&mut doc, SIDECAR_ID, "2026-11-25T15:10:01.1005Z");
+        let second = Clock::of(&doc).unwrap();
+        assert_eq!(first.newest, second.newest);
+        let mut pace = Pace::default();
+        pace.found(Found::Document(first), 0);
+        assert_eq!(pace.found(Found::Document(first), NS), News::Same);
+        assert!(matches!(
+            pace.found(Found::Document(second), 2 * NS),
+            News::New { .. }
+        ));
+        assert_eq!(Clock::of(&Stats::new()), None, "no stats yet");
+    }
+
+    #[test]
+    fn a_document_counts_for_the_seconds_it_stands_for() {
+        let w = weight(Some(10), Some(10_000_300_000));
+        assert_eq!((w.rates, w.levels), (10, 10));
+        // After two failed polls the rate covers 30 s; the memory read stands for 10.
+        let w = weight(Some(10), Some(29_999_000_000));
+        assert_eq!((w.rates, w.levels), (30, 10));
+        // EC2: a second; a document whose CPU did not move on: the levels' weight.
+        assert_eq!(weight(Some(1), Some(1_004_000_000)), Weight::default());
+        assert_eq!(weight(Some(10), None).rates, 10);
+        assert_eq!(weight(None, None), Weight::default(), "pace not known yet");
+        assert_eq!(weight(None, Some(1)).rates, 1, "never 0");
+    }
+
+    #[test]
+    fn the_warning_says_what_a_short_period_loses_and_what_to_choose() {
+        let w = period_warning(2, true, 10).unwrap();
+        assert!(w.contains("--period 2 is shorter than the 10 s"), "{w}");
+        assert!(
+            w.contains("4 of every 5 windows will have no CPU or memory"),
+            "{w}"
+        );
+        assert!(w.contains("high resolution"), "{w}");
+        assert!(w.contains("choose --period 10 or a multiple of it"), "{w}");
+        let w = period_warning(3, false, 10).unwrap();
+        assert!(w.contains("about 70 % of windows"), "{w}");
+        assert!(!w.contains("high resolution"), "{w}");
+        assert_eq!(period_warning(10, true, 10), None);
+        assert_eq!(period_warning(60, false, 10), None);
+        assert_eq!(period_warning(1, true, 1), None);
+    }
+}
