@@ -230,7 +230,7 @@ impl Aggregator {
         let closed = self.advance(unix_secs);
         for (metric, histogram) in &mut self.histograms {
             if let Some(value) = sample.value(*metric) {
-                histogram.add(value, sample.weight.of(*metric));
+                histogram.add(value, sample.weight.get());
             }
         }
         if !self.per_container.is_empty() {
@@ -302,7 +302,7 @@ impl Aggregator {
         container.seen = true;
         for (metric, accumulator) in &mut container.accumulators {
             if let Some(value) = sample.value(*metric) {
-                accumulator.add(value, weight.of(*metric));
+                accumulator.add(value, weight.get());
             }
         }
     }
@@ -526,9 +526,8 @@ mod tests {
         ]);
         let dimensions: Arc<[Dimension]> = vec![Dimension::service("web").unwrap()].into();
         let mut agg = Aggregator::new(20, metrics, dimensions);
-        // Two ECS documents refreshed every 10 s; the second after a failed poll: its
-        // CPU covers 20 s, its memory stands for 10.
-        let document = |cpu: f64, memory: f64, rates: u32| Sample {
+        // Two ECS documents that stand for 10 s each, and one for 1 s.
+        let document = |cpu: f64, memory: f64, secs: u32| Sample {
             cpu: Some(cpu),
             memory: Some(memory),
             absolute: crate::sample::Absolute {
@@ -538,7 +537,7 @@ mod tests {
             },
             oom_kills: Some(1.0),
             containers: vec![container("app", cpu * 5.12, memory * 10.0)],
-            weight: Weight { rates, levels: 10 },
+            weight: Weight::secs(secs),
             ..Sample::default()
         };
         assert_eq!(agg.add(100, &document(40.0, 30.0, 10)), None);
@@ -548,18 +547,22 @@ mod tests {
             ..Sample::default()
         };
         assert_eq!(agg.add(105, &idle), None);
-        assert_eq!(agg.add(110, &document(50.0, 31.0, 20)), None);
+        assert_eq!(agg.add(110, &document(50.0, 31.0, 10)), None);
+        assert_eq!(agg.add(111, &document(50.0, 32.0, 0)), None);
         let w = agg.add(120, &idle).expect("window 100 closes");
-        assert_eq!(values(&w, Metric::Cpu), [(40.0, 10), (50.0, 20)]);
-        assert_eq!(values(&w, Metric::Memory), [(30.0, 10), (31.0, 10)]);
-        assert_eq!(values(&w, Metric::CpuUtilized), [(204.8, 10), (256.0, 20)]);
+        assert_eq!(values(&w, Metric::Cpu), [(40.0, 10), (50.0, 11)]);
+        assert_eq!(
+            values(&w, Metric::Memory),
+            [(30.0, 10), (31.0, 10), (32.0, 1)]
+        );
+        assert_eq!(values(&w, Metric::CpuUtilized), [(204.8, 10), (256.0, 11)]);
         assert_eq!(
             values(&w, Metric::MemoryUtilized),
-            [(300.0, 10), (310.0, 10)]
+            [(300.0, 10), (310.0, 10), (320.0, 1)]
         );
         assert_eq!(
             values(&w, Metric::OomKills),
-            [(2.0, 1)],
+            [(3.0, 1)],
             "a count is its total"
         );
         let (_, app) = w.groups().nth(1).expect("the container's group");
@@ -570,11 +573,11 @@ mod tests {
         };
         assert_eq!(
             app_values(Metric::ContainerCpuUtilized),
-            Some(vec![(204.8, 10), (256.0, 20)])
+            Some(vec![(204.8, 10), (256.0, 11)])
         );
         assert_eq!(
             app_values(Metric::ContainerMemoryUtilized),
-            Some(vec![(300.0, 10), (310.0, 10)])
+            Some(vec![(300.0, 10), (310.0, 10), (320.0, 1)])
         );
     }
 

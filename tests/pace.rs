@@ -57,6 +57,12 @@ impl Refreshing {
     /// half a second after the agent's first poll, the next `every_secs` later, and so
     /// on: the agent's polls, a second apart, come half a second after a refresh.
     fn start(every_secs: i64) -> Refreshing {
+        Refreshing::start_until(every_secs, i64::MAX)
+    }
+
+    /// `start`, but the stats stop being refreshed after `refreshes`.
+    fn start_until(every_secs: i64, refreshes: i64) -> Refreshing {
+        let last = refreshes;
         let task = fixture("fargate-task.json");
         let containers: Vec<(String, String)> =
             serde_json::from_str::<Value>(&task).unwrap()["Containers"]
@@ -81,7 +87,7 @@ impl Refreshing {
                 polls.push(now);
                 let since = now.duration_since(origin).as_secs_f64();
                 let every = every_secs as f64;
-                let refreshes = ((since + every - 0.5) / every).floor() as i64;
+                let refreshes = (((since + every - 0.5) / every).floor() as i64).min(last);
                 Reply::Json(document(
                     &entry,
                     &containers,
@@ -97,11 +103,28 @@ impl Refreshing {
         }
     }
 
-    fn env(&self, log: &str) -> Vec<(&'static str, String)> {
-        vec![
-            ("ECS_CONTAINER_METADATA_URI_V4", self.server.uri.clone()),
-            ("RUST_LOG", log.to_owned()),
-        ]
+    /// The agent's environment: the endpoint, and `RUST_LOG` if given.
+    fn env(&self, log: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut env = vec![("ECS_CONTAINER_METADATA_URI_V4", self.server.uri.clone())];
+        env.extend(log.map(|log| ("RUST_LOG", log.to_owned())));
+        env
+    }
+
+    /// The agent in dry-run at `period` against the endpoint.
+    fn agent(&self, period: u64, log: Option<&str>) -> Agent {
+        let period = period.to_string();
+        Agent::spawn(
+            &[
+                "--namespace",
+                "ECS/Pace",
+                "-s",
+                "web",
+                "--period",
+                &period,
+                "--dry-run",
+            ],
+            &self.env(log),
+        )
     }
 
     /// Polls from `skip` after the first to now, and the refreshes in that time.
@@ -134,6 +157,13 @@ fn document(entry: &Value, containers: &[(String, String)], secs: i64, every: i6
         doc.insert(id.clone(), stats);
     }
     Value::Object(doc).to_string()
+}
+
+/// The window's start, in seconds since the epoch, of a dry-run line.
+fn timestamp(line: &str) -> i64 {
+    let request: Value = serde_json::from_str(line).unwrap();
+    let text = request["MetricData"][0]["Timestamp"].as_str().unwrap();
+    DateTime::from_str(text, Format::DateTime).unwrap().secs()
 }
 
 /// One window of a dry run: per metric, its values' count and mean.
@@ -194,19 +224,7 @@ fn windows_and_wakeups(
     full: usize,
     log: &str,
 ) -> (Vec<Counted>, Vec<u64>, Agent) {
-    let period_text = period.to_string();
-    let mut agent = Agent::spawn(
-        &[
-            "--namespace",
-            "ECS/Pace",
-            "-s",
-            "web",
-            "--period",
-            &period_text,
-            "--dry-run",
-        ],
-        &source.env(log),
-    );
+    let mut agent = source.agent(period, Some(log));
     let wait = Duration::from_secs(2 * period + 15);
     let (mut lines, mut woke) = (Vec::new(), Vec::new());
     let mut before = 0;
@@ -320,18 +338,7 @@ fn stats_refreshed_every_second_are_read_every_second_and_count_one_each() {
 fn a_period_shorter_than_the_pace_is_warned_of_at_the_default_level_and_by_check() {
     let source = Refreshing::start(10);
     // No RUST_LOG: the default level.
-    let mut agent = Agent::spawn(
-        &[
-            "--namespace",
-            "ECS/Pace",
-            "-s",
-            "web",
-            "--period",
-            "2",
-            "--dry-run",
-        ],
-        &source.env("error")[..1],
-    );
+    let mut agent = source.agent(2, None);
     let warning = agent.wait_for_log(
         &["--period 2 is shorter than the 10 s"],
         Duration::from_secs(10),
@@ -344,13 +351,21 @@ fn a_period_shorter_than_the_pace_is_warned_of_at_the_default_level_and_by_check
         warning.contains("choose --period 10 or a multiple of it"),
         "{warning}"
     );
-    // What it says happens: windows with a refresh and windows without.
-    let first = agent.stdout.recv_timeout(Duration::from_secs(15)).unwrap();
-    assert_eq!(
-        counted(&first).cpu.0,
-        10.0,
-        "one document, for 10 s: {first}"
-    );
+    // What it says happens: after start-up, one window in five has a refresh's values
+    // (counted 10), the others none (a dry run prints no empty window).
+    let mut refreshes = Vec::new();
+    while refreshes.len() < 2 {
+        let line = agent
+            .stdout
+            .recv_timeout(Duration::from_secs(15))
+            .expect("a window");
+        if counted(&line).cpu.0 == 10.0 {
+            refreshes.push(timestamp(&line));
+        } else {
+            assert!(refreshes.is_empty(), "CPU between refreshes: {line}");
+        }
+    }
+    assert_eq!(refreshes[1] - refreshes[0], 10, "{refreshes:?}");
     agent.signal("TERM");
     assert!(agent.wait(Duration::from_secs(5)).success());
     let log = agent.rest_of_log();
@@ -372,7 +387,7 @@ fn a_period_shorter_than_the_pace_is_warned_of_at_the_default_level_and_by_check
                 period,
                 "--dry-run",
             ],
-            &source.env("error")[..1],
+            &source.env(None),
         );
         assert!(check.wait(Duration::from_secs(30)).success());
         let out: Vec<String> = check.stdout.iter().collect();
@@ -391,4 +406,22 @@ fn a_period_shorter_than_the_pace_is_warned_of_at_the_default_level_and_by_check
             "{stderr:#?}"
         );
     }
+}
+
+#[test]
+fn stats_that_stop_being_refreshed_are_said_at_the_default_level() {
+    // Refreshed twice, then never again: nothing is measured from then on, and after
+    // three refreshes' time that lasts, it is said (and again at most every 10 minutes).
+    let source = Refreshing::start_until(10, 2);
+    let mut agent = source.agent(10, None);
+    let line = agent.wait_for_log(
+        &[
+            "no sample could be taken",
+            "ECS has not refreshed the task's stats for",
+        ],
+        Duration::from_secs(150),
+    );
+    assert!(line.contains("/task/stats"), "{line}");
+    agent.signal("TERM");
+    assert!(agent.wait(Duration::from_secs(5)).success());
 }

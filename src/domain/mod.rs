@@ -293,40 +293,6 @@ impl Metric {
         matches!(self.kind(), Kind::Count | Kind::Once)
     }
 
-    /// Whether a value is a rate over the time since the reading before (CPU, pressure,
-    /// bytes a second) rather than a level read at one moment (memory, a limit): a rate
-    /// counts for the time it covers, a level for the time until the next reading.
-    pub fn is_rate(self) -> bool {
-        match self {
-            Metric::Cpu
-            | Metric::Throttled
-            | Metric::CpuPressure
-            | Metric::MemoryPressure
-            | Metric::IoPressure
-            | Metric::CpuUtilized
-            | Metric::ContainerCpuUtilized
-            | Metric::NetworkRx
-            | Metric::NetworkTx
-            | Metric::StorageRead
-            | Metric::StorageWrite => true,
-            Metric::Memory
-            | Metric::OomKills
-            | Metric::CpuReserved
-            | Metric::MemoryUtilized
-            | Metric::MemoryReserved
-            | Metric::ContainerMemoryUtilized
-            | Metric::EphemeralUtilized
-            | Metric::EphemeralReserved
-            | Metric::EphemeralUtilization
-            | Metric::Restarts
-            | Metric::JobDuration
-            | Metric::JobFailed
-            | Metric::JobStopped
-            | Metric::JobPeakMemory
-            | Metric::JobCpuTime => false,
-        }
-    }
-
     /// Whether the metric is sent once per container, with a `ContainerName` dimension.
     pub fn per_container(self) -> bool {
         matches!(

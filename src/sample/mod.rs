@@ -160,32 +160,26 @@ pub struct Sample {
     pub idle: bool,
 }
 
-/// Seconds a sample's values stand for, which a window counts them as: a rate for the
-/// time it covers, a level for the time until the next reading. 1 and 1 where the
-/// source is read every second; an ECS document refreshed every 10 s stands for 10.
+/// Seconds a sample's values stand for, which a window counts them as: 1 where the
+/// source is read every second; an ECS document that Fargate refreshes every 10 s stands
+/// for the 10 s since the one before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Weight {
-    pub rates: u32,
-    pub levels: u32,
-}
+pub struct Weight(u32);
 
 impl Default for Weight {
     fn default() -> Self {
-        Weight {
-            rates: 1,
-            levels: 1,
-        }
+        Weight(1)
     }
 }
 
 impl Weight {
-    /// What `metric`'s value counts for ([`Metric::is_rate`]).
-    pub fn of(self, metric: Metric) -> u32 {
-        if metric.is_rate() {
-            self.rates
-        } else {
-            self.levels
-        }
+    /// `secs` seconds, at least 1.
+    pub fn secs(secs: u32) -> Weight {
+        Weight(secs.max(1))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
     }
 }
 

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{Absolute, Capacity, Machine, Sample, SampleError, Source};
+use super::{Absolute, Capacity, Machine, Sample, SampleError, Source, Weight};
 use crate::domain::{Metric, MetricSet};
 
 mod counters;
@@ -37,6 +37,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 /// A container the task document does not list makes the agent read it again, at most
 /// this often: a stats document may keep naming a container that `/task` never will.
 const TASK_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// Stats unchanged for this many refreshes (and at least `MIN_STALE_SECS`) are said:
+/// nothing is measured meanwhile.
+const STALE_REFRESHES: u64 = 3;
+const MIN_STALE_SECS: u64 = 30;
 /// Largest answer read from the endpoint: a `/task/stats` of ten containers (the most a
 /// task may have) is under 100 KiB. An answer past it fails that request.
 pub const MAX_METADATA_BYTES: usize = 1 << 20;
@@ -124,9 +128,10 @@ impl EcsSource {
         &self.task
     }
 
-    /// Seconds between ECS's refreshes of the task's stats, once a document told.
+    /// Seconds between ECS's refreshes of the task's stats, as the documents read so far
+    /// tell (one, in `check`).
     pub fn pace_secs(&self) -> Option<u32> {
-        self.pace.secs()
+        self.pace.told()
     }
 
     /// Ticks to come at which neither the stats nor `/task` is due.
@@ -156,6 +161,24 @@ impl EcsSource {
         }
         sample.idle = sample.errors.is_empty();
         sample
+    }
+
+    /// A sample of a due poll that found the last document again: idle, unless ECS has
+    /// not refreshed the stats for long, which is said (and, lasting, alarmed on) as a
+    /// sample that could not be taken, rather than windows going silent.
+    fn unchanged(&mut self, mut sample: Sample, now: u64) -> Sample {
+        let pace = u64::from(self.pace.secs().unwrap_or(1));
+        let stale_after = (STALE_REFRESHES * pace).max(MIN_STALE_SECS) * 1_000_000_000;
+        if let Some(unchanged) = self.pace.unchanged_for(now).filter(|ns| *ns >= stale_after) {
+            sample.errors.push(SampleError::Endpoint {
+                url: crate::redact::url(&self.stats_uri.to_string()),
+                reason: format!(
+                    "ECS has not refreshed the task's stats for {} s (the same `read` times)",
+                    unchanged / 1_000_000_000
+                ),
+            });
+        }
+        self.idle(sample)
     }
 
     /// Says the pace just learnt, and what it does to windows shorter than it.
@@ -196,8 +219,13 @@ impl Source for EcsSource {
         // The stats when ECS may have refreshed them; `/task`, when the watch is due, at
         // the same time: one timeout for both, not one after the other.
         let stats_due = self.pace.due(polled_at);
+        // With the stats, `/task` if it falls due before their next poll.
+        let ahead = match self.pace.secs() {
+            Some(secs) if stats_due => Duration::from_secs(u64::from(secs) - 1),
+            _ => Duration::ZERO,
+        };
         let task_due = match self.task_watch.as_mut() {
-            Some(watch) if watch.due() => {
+            Some(watch) if watch.due_within(ahead) => {
                 watch.polled();
                 true
             }
@@ -247,10 +275,14 @@ impl Source for EcsSource {
             return self.idle(sample);
         };
         match self.pace.found(Found::Document(clock), polled_at) {
-            // Its values are in the windows already, for the time they stand for.
-            News::Same => return self.idle(sample),
-            News::New { learnt: Some(secs) } => self.say_pace(secs),
-            News::New { learnt: None } => {}
+            // Its values are in the windows already, for the time they stood for.
+            News::Same => return self.unchanged(sample, polled_at),
+            News::New { weight, learnt } => {
+                sample.weight = Weight::secs(weight);
+                if let Some(secs) = learnt {
+                    self.say_pace(secs);
+                }
+            }
         }
         if let Some(watch) = self.task_watch.as_mut() {
             watch.sample_into(&mut sample);
@@ -275,7 +307,6 @@ impl Source for EcsSource {
             }
         }
         let utilization = self.tracker.update(&self.task, &stats, &self.capacity, now);
-        sample.weight = pace::weight(self.pace.secs(), utilization.covered_nanos);
         sample.cpu = utilization.cpu;
         sample.memory = utilization.memory;
         sample.absolute = Absolute::of(utilization.vcpus, utilization.memory_bytes, &self.capacity);

@@ -3,10 +3,9 @@
 //! Instances every 10 s (`read − preread` in every document AWS publishes from them).
 //! Reading at the refresh's pace, on the first tick after each refresh, saves the polls
 //! that would only find the same document again; each value then stands for the seconds
-//! it covers ([`crate::sample::Weight`]).
+//! since the document before ([`crate::sample::Weight`]).
 
 use super::metadata::{MAX_PACE_SECS, Stats};
-use crate::sample::Weight;
 
 const NS: u64 = 1_000_000_000;
 /// Ticks come a second apart, a little late: a poll is due at the tick nearest to a
@@ -68,27 +67,39 @@ pub enum Found {
 pub enum News {
     /// The document of the last poll again: nothing to add.
     Same,
-    /// A refreshed document; `learnt` is the pace when this document changed it (the
-    /// first one that tells it, or a platform that changed its pace).
-    New { learnt: Option<u32> },
+    /// A refreshed document. `weight`: the seconds its values stand for (the agent's
+    /// time since the last new document, at most two refreshes; 1 for the first).
+    /// `learnt`: the pace, when this document made it known or changed it.
+    New { weight: u32, learnt: Option<u32> },
 }
 
 /// The refresh pace learnt so far and the phase of the refreshes on the agent's clock.
 #[derive(Debug, Default)]
 pub struct Pace {
-    /// Seconds between refreshes, once a document said or showed it.
+    /// Seconds between refreshes, once two documents in a row said or showed it.
     secs: Option<u32>,
     /// The shortest interval seen between two successive documents (ns): the pace of
     /// documents that do not state one.
     shortest_seen: Option<u64>,
     /// Clock of the last document found.
     last: Option<Clock>,
-    /// When (agent's clock, ns) a refresh was last found within a tick of happening:
-    /// the next is due a pace later. `None` until one was, and after a poll failed.
+    /// When (agent's clock, ns) the last new document was found: the next one's values
+    /// stand for the time since.
+    last_new_at: Option<u64>,
+    /// When a refresh was last found on the agent's clock (within a tick of happening,
+    /// or on the grid of refreshes a pace apart since): the next is due a pace later.
+    /// `None` until a refresh is caught within a tick.
     phase: Option<u64>,
     /// When the last poll ran, and whether it found a document.
     last_poll: Option<(u64, bool)>,
+    /// Refreshes found on their due tick since one was caught within a tick: every
+    /// [`PROBE_EVERY`]th poll comes a tick early, so that refreshes drifting earlier
+    /// against the agent's ticks are still found just after they happen.
+    on_grid: u32,
 }
+
+/// One poll in this many comes a tick before the refresh is due.
+const PROBE_EVERY: u32 = 10;
 
 impl Pace {
     /// The refresh interval, once known.
@@ -96,36 +107,53 @@ impl Pace {
         self.secs
     }
 
+    /// The refresh interval known, or else the one the last document told (what `check`,
+    /// which reads one or two documents, can say).
+    pub fn told(&self) -> Option<u32> {
+        self.secs.or_else(|| {
+            self.last
+                .and_then(|last| last.stated.or(self.shortest_seen))
+                .and_then(whole_secs)
+        })
+    }
+
+    /// When (agent's clock, ns) the next poll is due: `None` while every tick is (the
+    /// pace or its phase not known, or a pace of a second).
+    fn next_due(&self) -> Option<u64> {
+        match (self.secs, self.phase) {
+            (Some(secs), Some(phase)) if secs > 1 => {
+                let due = phase.saturating_add(u64::from(secs) * NS);
+                let probe = self.on_grid + 1 >= PROBE_EVERY;
+                Some(if probe { due - NS } else { due })
+            }
+            _ => None,
+        }
+    }
+
     /// Whether a poll at `now` (ns on the agent's clock) may find a new document: on
     /// every tick until the pace and its phase are known (and where the pace is a
     /// second), then on the tick a pace after the last refresh found, and on each tick
     /// after it until the refresh comes.
     pub fn due(&self, now: u64) -> bool {
-        match (self.secs, self.phase) {
-            (Some(secs), Some(phase)) if secs > 1 => {
-                now.saturating_add(TICK_SLACK) >= phase.saturating_add(u64::from(secs) * NS)
-            }
-            _ => true,
-        }
+        self.next_due()
+            .is_none_or(|due| now.saturating_add(TICK_SLACK) >= due)
     }
 
     /// How many ticks after `now` (a second apart) no poll is due: the first due one
     /// wakes the loop.
     pub fn quiet_ticks(&self, now: u64) -> u32 {
-        match (self.secs, self.phase) {
-            (Some(secs), Some(phase)) if secs > 1 => {
-                ticks_before(phase.saturating_add(u64::from(secs) * NS), now)
-            }
-            _ => 0,
-        }
+        self.next_due().map_or(0, |due| ticks_before(due, now))
+    }
+
+    /// How long (ns) since a poll last found a new document, if one did.
+    pub fn unchanged_for(&self, now: u64) -> Option<u64> {
+        self.last_new_at.map(|at| now.saturating_sub(at))
     }
 
     /// Takes what a poll started at `now` found.
     pub fn found(&mut self, found: Found, now: u64) -> News {
         let Found::Document(clock) = found else {
-            // A refresh may have come while the endpoint did not answer: its phase is
-            // learnt again from the polls after.
-            self.phase = None;
+            // Says nothing of the refreshes: polls go on every tick until one answers.
             self.last_poll = Some((now, false));
             return News::Same;
         };
@@ -136,41 +164,55 @@ impl Pace {
         if same {
             return News::Same;
         }
-        let on_time = match (self.secs, self.phase) {
-            (Some(secs), Some(phase)) => {
-                now.abs_diff(phase.saturating_add(u64::from(secs) * NS)) <= TICK_SLACK
-            }
-            _ => false,
-        };
+        let learnt = self.learn(clock);
         let just_refreshed =
             previous_poll.is_some_and(|(at, found)| found && now.saturating_sub(at) <= ONE_TICK);
-        // The phase is known when the refresh came within the last tick, or when the
-        // poll due a pace after the last one found it (the phase kept); otherwise (at
-        // start, after a stall) polls go on every tick until a refresh is caught.
-        self.phase = (just_refreshed || on_time).then_some(now);
+        let due = self.next_due();
+        (self.phase, self.on_grid) = match (self.secs, self.phase, due) {
+            // Caught within a tick of happening: the phase itself.
+            _ if just_refreshed => (Some(now), 0),
+            // A probe a tick early found it: refreshes now come earlier.
+            (_, _, Some(due)) if self.on_grid + 1 >= PROBE_EVERY && now < due + TICK_SLACK => {
+                (Some(now), 0)
+            }
+            // Found when due (or later, after polls that failed or a stall): the
+            // refreshes keep their grid.
+            (Some(secs), Some(phase), Some(due)) if now.saturating_add(TICK_SLACK) >= due => {
+                let step = u64::from(secs) * NS;
+                let steps = ((now.saturating_add(TICK_SLACK) - phase) / step).max(1);
+                (Some(phase + steps * step), self.on_grid + 1)
+            }
+            // At start: every tick until a refresh is caught within one.
+            _ => (None, 0),
+        };
+        let cap = self.secs.unwrap_or(1).saturating_mul(2);
+        let weight = self.last_new_at.replace(now).map_or(1, |at| {
+            let secs = now.saturating_sub(at).saturating_add(NS / 2) / NS;
+            u32::try_from(secs).unwrap_or(u32::MAX).clamp(1, cap)
+        });
+        News::New { weight, learnt }
+    }
+
+    /// Learns the pace from a new document: the one two documents in a row tell (a
+    /// stats clock that jumps moves one document's `read − preread` too; a container
+    /// paused at start would tell a minute). The pace when it became known or changed.
+    fn learn(&mut self, clock: Clock) -> Option<u32> {
         if let Some(last) = self.last
             && clock.newest > last.newest
         {
             let between = clock.newest - last.newest;
             self.shortest_seen = Some(self.shortest_seen.map_or(between, |s| s.min(between)));
         }
-        // The pace of the first document that tells one; another only when two
-        // documents in a row tell it: a stats clock that jumps moves one document's
-        // `read − preread` too.
         let told = self
             .last
             .replace(clock)
             .and_then(|last| last.stated.or(self.shortest_seen).and_then(whole_secs));
         let secs = clock.stated.or(self.shortest_seen).and_then(whole_secs);
-        let learnt = match (self.secs, secs) {
-            (None, Some(secs)) => Some(secs),
-            (Some(pace), Some(secs)) if secs != pace && told == Some(secs) => Some(secs),
-            _ => None,
-        };
+        let learnt = secs.filter(|s| Some(*s) != self.secs && told == Some(*s));
         if learnt.is_some() {
             self.secs = learnt;
         }
-        News::New { learnt }
+        learnt
     }
 }
 
@@ -183,7 +225,7 @@ pub fn ticks_before(due: u64, now: u64) -> u32 {
 
 /// An interval in ns as whole seconds (at least 1), if a pace can be that long.
 fn whole_secs(ns: u64) -> Option<u32> {
-    let secs = u32::try_from((ns + NS / 2) / NS).ok()?.max(1);
+    let secs = u32::try_from(ns.saturating_add(NS / 2) / NS).ok()?.max(1);
     (secs <= MAX_PACE_SECS).then_some(secs)
 }
 
@@ -193,17 +235,6 @@ pub struct Windows {
     pub period_secs: u64,
     /// Datums sent at high resolution (`--storage-resolution 1`, the default under 60 s).
     pub high_resolution: bool,
-}
-
-/// What a document's values stand for: levels (memory) the pace, or a second while it
-/// is not known; rates the time they cover (`covered_nanos`, the tracker's), which is
-/// the pace from one refresh to the next and longer after polls that failed.
-pub fn weight(pace_secs: Option<u32>, covered_nanos: Option<u64>) -> Weight {
-    let levels = pace_secs.unwrap_or(1);
-    let rates = covered_nanos
-        .map(|ns| u32::try_from((ns + NS / 2) / NS).unwrap_or(u32::MAX).max(1))
-        .unwrap_or(levels);
-    Weight { rates, levels }
 }
 
 /// The line that says the pace, at start-up and in `check`.
@@ -264,29 +295,51 @@ mod tests {
     }
 
     /// Polls every tick from `from` to `to` s (agent's clock, each tick 30 ms late)
-    /// against a source refreshed every `every` s at `offset` s past its multiples;
-    /// the ticks at which a poll was due.
-    fn run(pace: &mut Pace, from: u64, to: u64, every: u64, offset: f64) -> Vec<u64> {
-        let mut polled = Vec::new();
+    /// against a source whose newest refresh at `t` s was read at `read(t)` ns, stating
+    /// `stated` s between reads; the ticks at which a poll was due, and for each
+    /// document found new, how late (s) after its refresh.
+    fn run_on(
+        pace: &mut Pace,
+        from: u64,
+        to: u64,
+        read: impl Fn(f64) -> u64,
+        stated: u64,
+    ) -> (Vec<u64>, Vec<f64>) {
+        let (mut polled, mut late) = (Vec::new(), Vec::new());
         for tick in from..to {
             let now = tick * NS + 30_000_000;
             if !pace.due(now) {
                 continue;
             }
             polled.push(tick);
-            // The newest refresh at or before `now`.
-            let t = now as f64 / NS as f64 - offset;
-            let read = (t / every as f64).floor() as u64 * every;
-            pace.found(clock(read, Some(every)), now);
+            let read = read(now as f64 / NS as f64);
+            let found = Found::Document(Clock {
+                newest: read,
+                fingerprint: read,
+                stated: Some(stated * NS),
+            });
+            if let News::New { .. } = pace.found(found, now) {
+                late.push((now - read) as f64 / NS as f64);
+            }
         }
-        polled
+        (polled, late)
+    }
+
+    /// `run_on` a source refreshed every `every` s at `offset` s past its multiples.
+    fn run(pace: &mut Pace, from: u64, to: u64, every: u64, offset: f64) -> Vec<u64> {
+        let read = |t: f64| {
+            let refreshes = ((t - offset) / every as f64).floor().max(0.0);
+            // Refresh k reads at k × every: the offset moves when it is served.
+            (refreshes * every as f64 * NS as f64) as u64
+        };
+        run_on(pace, from, to, read, every).0
     }
 
     #[test]
     fn a_10_s_source_is_polled_every_tick_until_a_refresh_is_caught_then_once_a_refresh() {
         let mut pace = Pace::default();
-        // Refreshes at 10k + 0.4 s: the first document (read 0) tells the pace; polls
-        // go on every tick until one finds the refresh of 10.4 s, at the tick of 11.
+        // Refreshes at 10k + 0.4 s: polls go on every tick until one finds the refresh
+        // of 10.4 s, at the tick of 11; that second document confirms the pace.
         let polled = run(&mut pace, 1, 12, 10, 0.4);
         assert_eq!(polled, (1..12).collect::<Vec<_>>());
         assert_eq!(pace.secs(), Some(10));
@@ -297,6 +350,29 @@ mod tests {
         assert_eq!(polled, [21, 31, 41, 51, 61, 71, 81, 91]);
         assert!(!pace.due(91 * NS + 30_000_000 + 9 * NS));
         assert!(pace.due(91 * NS + 30_000_000 + 10 * NS));
+        // The tenth poll on the grid comes a tick early: it finds nothing new, the next
+        // tick does, and the phase is caught afresh.
+        let polled = run(&mut pace, 100, 130, 10, 0.4);
+        assert_eq!(polled, [101, 110, 111, 121]);
+    }
+
+    #[test]
+    fn refreshes_drifting_earlier_than_the_ticks_are_still_found_just_after() {
+        // Every 9.95 s: against 1-s ticks the refresh comes 0.05 s earlier each time.
+        let mut pace = Pace::default();
+        let read = |t: f64| (((t - 0.4) / 9.95).floor().max(0.0) * 9.95 + 0.4) * NS as f64;
+        let (polled, late) = run_on(&mut pace, 1, 4000, |t| read(t) as u64, 10);
+        let refreshes = 4000.0 / 9.95;
+        assert!(
+            polled.len() as f64 <= 1.2 * refreshes + 10.0,
+            "{} polls for {refreshes:.0} refreshes",
+            polled.len()
+        );
+        let worst = late[10..].iter().cloned().fold(0.0, f64::max);
+        assert!(
+            worst < 2.0,
+            "a refresh found {worst:.2} s after it happened"
+        );
     }
 
     #[test]
@@ -319,6 +395,18 @@ mod tests {
     }
 
     #[test]
+    fn a_poll_that_wakes_late_keeps_the_grid() {
+        let mut pace = Pace::default();
+        run(&mut pace, 1, 12, 10, 0.4);
+        // The tick of 21 runs 0.8 s late (a busy machine): the refresh of 20.4 s is
+        // found, and the next is still due at the tick of 31.
+        let news = pace.found(clock(20, Some(10)), 21 * NS + 800_000_000);
+        assert!(matches!(news, News::New { .. }));
+        assert!(!pace.due(30 * NS + 30_000_000));
+        assert!(pace.due(31 * NS + 30_000_000));
+    }
+
+    #[test]
     fn a_one_second_source_is_polled_every_tick() {
         let mut pace = Pace::default();
         let polled = run(&mut pace, 1, 31, 1, 0.5);
@@ -328,59 +416,111 @@ mod tests {
     }
 
     #[test]
-    fn after_a_failed_poll_the_phase_is_learnt_again() {
+    fn after_a_failed_poll_the_refreshes_keep_their_grid() {
         let mut pace = Pace::default();
         run(&mut pace, 1, 30, 10, 0.4);
         assert!(!pace.due(25 * NS));
         pace.found(Found::Nothing, 31 * NS);
-        // Every tick again until a refresh is caught within one.
+        assert!(pace.due(32 * NS), "every tick while the endpoint fails");
         let polled = run(&mut pace, 32, 60, 10, 0.4);
-        assert_eq!(polled, [32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 51]);
+        assert_eq!(polled, [32, 41, 51]);
     }
 
     #[test]
-    fn the_pace_comes_from_read_minus_preread_or_else_from_successive_documents() {
+    fn the_pace_is_what_two_documents_in_a_row_tell() {
         let mut pace = Pace::default();
-        let news = pace.found(clock(100, Some(10)), 0);
-        assert_eq!(news, News::New { learnt: Some(10) });
+        let first = pace.found(clock(100, Some(10)), 0);
+        assert_eq!(
+            first,
+            News::New {
+                weight: 1,
+                learnt: None
+            }
+        );
+        assert_eq!((pace.secs(), pace.told()), (None, Some(10)));
         assert_eq!(pace.found(clock(100, Some(10)), NS), News::Same);
         assert_eq!(
             pace.found(clock(110, Some(10)), 2 * NS),
-            News::New { learnt: None },
+            News::New {
+                weight: 2,
+                learnt: Some(10)
+            }
+        );
+        assert_eq!(
+            pace.found(clock(120, Some(10)), 12 * NS),
+            News::New {
+                weight: 10,
+                learnt: None
+            },
             "said once"
         );
 
         // Docker's first reading has no `preread`: the documents' own spacing.
         let mut pace = Pace::default();
-        assert_eq!(pace.found(clock(100, None), 0), News::New { learnt: None });
+        pace.found(clock(100, None), 0);
         assert_eq!(pace.secs(), None);
         assert!(pace.due(NS), "every tick while the pace is unknown");
         assert_eq!(
             pace.found(clock(105, None), 5 * NS),
-            News::New { learnt: Some(5) }
+            News::New {
+                weight: 5,
+                learnt: Some(5)
+            }
         );
         // One document that says otherwise (a stats clock that jumped) changes nothing;
         // two in a row do.
         let mut pace = Pace::default();
         pace.found(clock(100, Some(10)), 0);
-        assert_eq!(
-            pace.found(clock(141, Some(31)), NS),
-            News::New { learnt: None }
-        );
-        assert_eq!(
-            pace.found(clock(151, Some(10)), 2 * NS),
-            News::New { learnt: None }
-        );
+        pace.found(clock(110, Some(10)), NS);
+        assert!(matches!(
+            pace.found(clock(141, Some(31)), 2 * NS),
+            News::New { learnt: None, .. }
+        ));
+        pace.found(clock(151, Some(10)), 3 * NS);
         assert_eq!(pace.secs(), Some(10));
-        pace.found(clock(156, Some(5)), 3 * NS);
-        assert_eq!(
-            pace.found(clock(161, Some(5)), 4 * NS),
-            News::New { learnt: Some(5) }
-        );
+        pace.found(clock(156, Some(5)), 4 * NS);
+        assert!(matches!(
+            pace.found(clock(161, Some(5)), 5 * NS),
+            News::New {
+                learnt: Some(5),
+                ..
+            }
+        ));
         // A pause is no pace: a statement past a minute is not believed.
         let mut pace = Pace::default();
         pace.found(clock(1000, Some(600)), 0);
+        pace.found(clock(1600, Some(600)), NS);
         assert_eq!(pace.secs(), None);
+    }
+
+    #[test]
+    fn a_document_stands_for_the_time_since_the_last_at_most_two_refreshes() {
+        let mut pace = Pace::default();
+        run(&mut pace, 1, 22, 10, 0.4);
+        let weight = |news| match news {
+            News::New { weight, .. } => weight,
+            News::Same => 0,
+        };
+        // Two polls failed: the refresh of 50.4 s, found at 51, after the one of 20.4.
+        pace.found(Found::Nothing, 31 * NS);
+        pace.found(Found::Nothing, 41 * NS);
+        assert_eq!(weight(pace.found(clock(50, Some(10)), 51 * NS)), 20);
+        assert_eq!(weight(pace.found(clock(60, Some(10)), 61 * NS)), 10);
+        // EC2: a tick that found the same document; the next stands for both seconds.
+        let mut pace = Pace::default();
+        pace.found(clock(1, Some(1)), NS);
+        pace.found(clock(2, Some(1)), 2 * NS);
+        assert_eq!(pace.found(clock(2, Some(1)), 3 * NS), News::Same);
+        assert_eq!(weight(pace.found(clock(4, Some(1)), 4 * NS)), 2);
+    }
+
+    #[test]
+    fn stats_that_stop_changing_are_counted_from_the_last_new_document() {
+        let mut pace = Pace::default();
+        assert_eq!(pace.unchanged_for(5 * NS), None, "none found yet");
+        pace.found(clock(100, Some(10)), NS);
+        pace.found(clock(100, Some(10)), 30 * NS);
+        assert_eq!(pace.unchanged_for(31 * NS), Some(30 * NS));
     }
 
     #[test]
@@ -407,20 +547,6 @@ mod tests {
             News::New { .. }
         ));
         assert_eq!(Clock::of(&Stats::new()), None, "no stats yet");
-    }
-
-    #[test]
-    fn a_document_counts_for_the_seconds_it_stands_for() {
-        let w = weight(Some(10), Some(10_000_300_000));
-        assert_eq!((w.rates, w.levels), (10, 10));
-        // After two failed polls the rate covers 30 s; the memory read stands for 10.
-        let w = weight(Some(10), Some(29_999_000_000));
-        assert_eq!((w.rates, w.levels), (30, 10));
-        // EC2: a second; a document whose CPU did not move on: the levels' weight.
-        assert_eq!(weight(Some(1), Some(1_004_000_000)), Weight::default());
-        assert_eq!(weight(Some(10), None).rates, 10);
-        assert_eq!(weight(None, None), Weight::default(), "pace not known yet");
-        assert_eq!(weight(None, Some(1)).rates, 1, "never 0");
     }
 
     #[test]

@@ -63,9 +63,6 @@ pub struct Utilization {
     pub memory: Option<f64>,
     /// vCPUs the task used, when `cpu` is measured.
     pub vcpus: Option<f64>,
-    /// The time (ns) the CPU rate covers, when measured: the longest interval of the
-    /// containers that moved on (Docker's own `read − preread` for a first document).
-    pub covered_nanos: Option<u64>,
     /// The containers' working sets, summed.
     pub memory_bytes: Option<u64>,
     /// Each container's figures, when asked for: CPU (CPU units, with the task's) and
@@ -119,7 +116,6 @@ impl Tracker {
         let mut containers = Vec::new();
         let mut vcpus_used = 0.0;
         let mut advanced = false;
-        let mut covered_nanos: Option<u64> = None;
         let mut memory_bytes: Option<u64> = None;
         let mut overflowed = false;
         let mut implausible = None;
@@ -205,13 +201,11 @@ impl Tracker {
                     }
                     Ok(vcpus) => {
                         advanced = true;
-                        covered_nanos = covered_nanos.max(Some(stats_elapsed));
                         point.rate = Some(vcpus);
                     }
                     // A counter that went down means a restart: 0 for this interval.
                     Err(Gap::UsedBackwards) => {
                         advanced = true;
-                        covered_nanos = covered_nanos.max(Some(stats_elapsed));
                         point.rate = Some(0.0);
                     }
                     // Not refreshed yet: keep the older point as the baseline.
@@ -260,7 +254,6 @@ impl Tracker {
                 .filter(|_| plausible(capacity.memory_bytes as f64))
                 .and_then(|b| rate::percent_of(b as f64, capacity.memory_bytes as f64)),
             vcpus: advanced.then_some(vcpus_used),
-            covered_nanos,
             memory_bytes,
             containers,
             network: traffic.network,
@@ -466,7 +459,6 @@ mod tests {
         let u = tracker.update(&t, &next, &cap, S);
         assert_eq!(u.implausible, None);
         assert!((u.cpu.unwrap() - 80.0).abs() < 1e-9, "{u:?}");
-        assert_eq!(u.covered_nanos, Some(10 * S));
         // A real jump is still one: 40 s on in a second.
         let jump = advanced(every_10_s(next), 40, &rates);
         let u = tracker.update(&t, &jump, &cap, 2 * S);

@@ -74,10 +74,11 @@ impl TaskWatch {
         Some(watch)
     }
 
-    /// Whether `/task` is due to be read again (at the tick nearest the interval: a
-    /// tick may come a little early on the last read's).
-    pub fn due(&self) -> bool {
-        self.polled_at.elapsed() + TICK_SLACK >= TASK_POLL_INTERVAL
+    /// Whether `/task` is due to be read again, or will be within `ahead` (the ticks
+    /// the loop is about to sleep through: read with the stats, not on a wakeup of its
+    /// own). At the tick nearest the interval: a tick may come a little early.
+    pub fn due_within(&self, ahead: Duration) -> bool {
+        self.polled_at.elapsed() + TICK_SLACK + ahead >= TASK_POLL_INTERVAL
     }
 
     /// When `/task` is due to be read again.
