@@ -8,9 +8,9 @@
 use super::metadata::{MAX_PACE_SECS, Stats};
 
 const NS: u64 = 1_000_000_000;
-/// Ticks come a second apart, a little late: a poll is due at the tick nearest to a
-/// refresh interval after the one that found the last document.
-const TICK_SLACK: u64 = NS / 2;
+/// Ticks come a second apart, a little late: a poll (of the stats, or of `/task`) is due
+/// at the tick nearest to its interval after the last one.
+pub const TICK_SLACK: u64 = NS / 2;
 /// A new document found by a poll at most this long after one that found a document
 /// was refreshed between the two: the refresh's phase, to within a tick.
 const ONE_TICK: u64 = NS + NS / 2;
@@ -110,11 +110,8 @@ impl Pace {
     /// The refresh interval known, or else the one the last document told (what `check`,
     /// which reads one or two documents, can say).
     pub fn told(&self) -> Option<u32> {
-        self.secs.or_else(|| {
-            self.last
-                .and_then(|last| last.stated.or(self.shortest_seen))
-                .and_then(whole_secs)
-        })
+        self.secs
+            .or_else(|| self.last.and_then(|last| self.told_by(last)))
     }
 
     /// When (agent's clock, ns) the next poll is due: `None` while every tick is (the
@@ -203,16 +200,18 @@ impl Pace {
             let between = clock.newest - last.newest;
             self.shortest_seen = Some(self.shortest_seen.map_or(between, |s| s.min(between)));
         }
-        let told = self
-            .last
-            .replace(clock)
-            .and_then(|last| last.stated.or(self.shortest_seen).and_then(whole_secs));
-        let secs = clock.stated.or(self.shortest_seen).and_then(whole_secs);
+        let told = self.last.replace(clock).and_then(|last| self.told_by(last));
+        let secs = self.told_by(clock);
         let learnt = secs.filter(|s| Some(*s) != self.secs && told == Some(*s));
         if learnt.is_some() {
             self.secs = learnt;
         }
         learnt
+    }
+
+    /// The pace a document tells: its `read − preread`, else the documents' spacing.
+    fn told_by(&self, clock: Clock) -> Option<u32> {
+        clock.stated.or(self.shortest_seen).and_then(whole_secs)
     }
 }
 

@@ -11,9 +11,6 @@ use crate::sample::Sample;
 /// is otherwise read at start only): both change slowly, and each sample carries the
 /// latest figures.
 pub const TASK_POLL_INTERVAL: Duration = Duration::from_secs(10);
-/// How much earlier than [`TASK_POLL_INTERVAL`] a tick still reads `/task`: ticks are a
-/// second apart, each a little late.
-const TICK_SLACK: Duration = Duration::from_millis(500);
 /// Figures older than this (the reads of `/task` since failed) are no longer sent.
 const STALE_AFTER: Duration = Duration::from_secs(35);
 /// The most ephemeral storage a Fargate task may have is 200 GiB; a figure past 1 PiB
@@ -78,7 +75,8 @@ impl TaskWatch {
     /// the loop is about to sleep through: read with the stats, not on a wakeup of its
     /// own). At the tick nearest the interval: a tick may come a little early.
     pub fn due_within(&self, ahead: Duration) -> bool {
-        self.polled_at.elapsed() + TICK_SLACK + ahead >= TASK_POLL_INTERVAL
+        let slack = Duration::from_nanos(super::pace::TICK_SLACK);
+        self.polled_at.elapsed() + slack + ahead >= TASK_POLL_INTERVAL
     }
 
     /// When `/task` is due to be read again.
