@@ -44,10 +44,11 @@ fn later(text: &str, ns: i64) -> Value {
 }
 
 /// The endpoint, refreshing the stats every `every_secs`, and when each poll of
-/// `/task/stats` came.
+/// `/task/stats` and each read of `/task` came.
 struct Refreshing {
     server: MetadataServer,
     polls: Arc<Mutex<Vec<Instant>>>,
+    task_reads: Arc<Mutex<Vec<Instant>>>,
     every_secs: i64,
 }
 
@@ -77,9 +78,13 @@ impl Refreshing {
         let stats: Value = serde_json::from_str(&fixture("fargate-task-stats.json")).unwrap();
         let entry = stats.as_object().unwrap().values().next().unwrap().clone();
         let polls = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&polls);
+        let task_reads = Arc::new(Mutex::new(Vec::new()));
+        let (seen, read) = (Arc::clone(&polls), Arc::clone(&task_reads));
         let server = MetadataServer::start(move |path, _| match path {
-            "/task" => Reply::Json(task.clone()),
+            "/task" => {
+                read.lock().unwrap().push(Instant::now());
+                Reply::Json(task.clone())
+            }
             _ => {
                 let now = Instant::now();
                 let mut polls = seen.lock().unwrap();
@@ -99,6 +104,7 @@ impl Refreshing {
         Refreshing {
             server,
             polls,
+            task_reads,
             every_secs,
         }
     }
@@ -112,6 +118,11 @@ impl Refreshing {
 
     /// The agent in dry-run at `period` against the endpoint.
     fn agent(&self, period: u64, log: Option<&str>) -> Agent {
+        self.agent_with(period, log, "cpu,memory")
+    }
+
+    /// `agent`, with these `--metrics`.
+    fn agent_with(&self, period: u64, log: Option<&str>, metrics: &str) -> Agent {
         let period = period.to_string();
         Agent::spawn(
             &[
@@ -121,10 +132,27 @@ impl Refreshing {
                 "web",
                 "--period",
                 &period,
+                "--metrics",
+                metrics,
                 "--dry-run",
             ],
             &self.env(log),
         )
+    }
+
+    /// The reads of `/task` that came at no poll of the stats (within 0.3 s of one).
+    fn task_reads_alone(&self) -> usize {
+        let polls = self.polls.lock().unwrap();
+        let near = |a: Instant, b: Instant| {
+            a.saturating_duration_since(b)
+                .max(b.saturating_duration_since(a))
+                < Duration::from_millis(300)
+        };
+        let reads = self.task_reads.lock().unwrap();
+        reads
+            .iter()
+            .filter(|read| !polls.iter().any(|poll| near(**read, *poll)))
+            .count()
     }
 
     /// Polls from `skip` after the first to now, and the refreshes in that time.
@@ -214,7 +242,7 @@ fn wakeups(agent: &Agent) -> u64 {
 /// The agent in dry-run at `period`; its first `full` whole windows (after the partial
 /// one it starts in), and how often its sampling thread woke in each; then SIGTERM.
 fn windows(source: &Refreshing, period: u64, full: usize, log: &str) -> (Vec<Counted>, Agent) {
-    let (windows, _, agent) = windows_and_wakeups(source, period, full, log);
+    let (windows, _, agent) = windows_and_wakeups(source, period, full, log, "cpu,memory");
     (windows, agent)
 }
 
@@ -223,8 +251,9 @@ fn windows_and_wakeups(
     period: u64,
     full: usize,
     log: &str,
+    metrics: &str,
 ) -> (Vec<Counted>, Vec<u64>, Agent) {
-    let mut agent = source.agent(period, Some(log));
+    let mut agent = source.agent_with(period, Some(log), metrics);
     let wait = Duration::from_secs(2 * period + 15);
     let (mut lines, mut woke) = (Vec::new(), Vec::new());
     let mut before = 0;
@@ -300,8 +329,13 @@ fn stats_refreshed_every_10_s_are_read_once_a_refresh_and_each_value_counts_10_a
 #[test]
 fn stats_refreshed_every_10_s_count_60_values_of_each_metric_at_period_60() {
     let source = Refreshing::start(10);
-    let (windows, woke, _) = windows_and_wakeups(&source, 60, 1, "error");
+    // With ephemeral storage, whose `/task` is read every 10 s.
+    let metrics = "cpu,memory,ephemeral-storage";
+    let (windows, woke, _) = windows_and_wakeups(&source, 60, 1, "error", metrics);
     assert_counts_add_up_to_the_period(&windows, 60, 10);
+    // `/task` is read with the stats, costing no wakeup of its own: alone only at start.
+    assert!(source.task_reads.lock().unwrap().len() >= 6);
+    assert_eq!(source.task_reads_alone(), 1, "only the read at start-up");
     // The ticks between refreshes are slept through: about two waits for each of the
     // six polls and one for the tick that closes the window, where a wakeup every
     // second would be 60 or more.
